@@ -1,0 +1,74 @@
+"""Data passed between the mechanism and an allocator (see docs/design.md)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class SolveStatus(enum.StrEnum):
+    """Solution status of one allocation, kept apart from the solver's termination word."""
+
+    OPTIMAL = "optimal"
+    INFEASIBLE = "infeasible"
+    TIME_LIMIT = "time_limit"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class IntervalInput:
+    """What the allocator needs to know about interval ``t``."""
+
+    t: int
+    demand_mw: np.ndarray  #: (n_node,) >= 0
+    available_mw: np.ndarray  #: (n_gen,) in [0, pmax]
+
+
+def _nan(k: int) -> np.ndarray:
+    return np.full(k, np.nan)
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One point of the DC-OPF set ``X(t)`` chosen by an allocator."""
+
+    status: SolveStatus
+    served_mw: np.ndarray
+    p_gen_mw: np.ndarray
+    flow_mw: np.ndarray
+    lmp: np.ndarray | None = None
+    objective: float = float("nan")
+    n_solves: int = 0
+    solve_s: float = 0.0
+    tier_level: np.ndarray = field(default_factory=lambda: _nan(0))
+    tier_deliverable_mw: np.ndarray = field(default_factory=lambda: _nan(0))
+    rounds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    cap_active: bool = False
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is SolveStatus.OPTIMAL
+
+
+class Allocator(Protocol):
+    """Chooses points of ``X(t)``; implemented by :mod:`fpamm_opt.problem` (and test doubles)."""
+
+    n_node: int
+    n_gen: int
+    n_branch: int
+    n_tier: int
+
+    def screen(self, inp: IntervalInput) -> Dispatch:
+        """Least-cost DC-OPF with one value of lost load for every node."""
+        ...
+
+    def clear(
+        self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray
+    ) -> Dispatch:
+        """Lexicographic tier clearing with the within-tier rule and weights ``w``."""
+        ...

@@ -1,0 +1,686 @@
+"""Network data: frozen arrays with units, built once per case.
+
+Role
+----
+This module turns a case (a pandapower network name, a MATPOWER ``.m`` file or a pandapower
+JSON file) into :class:`NetworkData`: a frozen, solver-free description of the DC network with
+units in every name. It also derives everything linear-algebraic the rest of the package needs
+(incidence, the bus susceptance matrix ``B``, the PTDF) exactly once, lazily, and caches it.
+
+Conventions (``Convention``)
+----------------------------
+``MATPOWER``
+    Series susceptance ``b = 1 / (x * tap)``; phase shifters inject ``-b * shift`` as in
+    MATPOWER's ``makeBdc``; no angle-difference limits. This is what pandapower's ``rundcopp``
+    solves.
+``POWERMODELS``
+    Series susceptance from the full impedance ``b = x / (r^2 + x^2)``; taps and shifts are
+    ignored (as PowerModels' ``DCPPowerModel``); angle-difference limits ``angmin``/``angmax``
+    are enforced.
+
+No Pyomo here (import rule); a solver is never needed to build or validate a network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from fpamm_opt.errors import CaseError
+
+#: Ratings at or above this value (MVA) are treated as "no rating" (pandapower's IEEE cases
+#: carry 9900 MVA; MATPOWER uses 0 for unlimited).
+UNLIMITED_RATING_MVA = 9000.0
+
+#: Directory of case files shipped with the project (see ``data/README.md``).
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+#: pandapower network constructors offered as built-in cases (all offline).
+PANDAPOWER_CASES: tuple[str, ...] = (
+    "case4gs",
+    "case5",
+    "case6ww",
+    "case9",
+    "case14",
+    "case24_ieee_rts",
+    "case30",
+    "case_ieee30",
+    "case33bw",
+    "case39",
+    "case57",
+    "case89pegase",
+    "case118",
+    "case145",
+    "case300",
+    "case1354pegase",
+    "case1888rte",
+    "case2848rte",
+    "case2869pegase",
+    "case3120sp",
+    "case6470rte",
+    "case6495rte",
+    "case6515rte",
+    "case9241pegase",
+    "GBnetwork",
+    "GBreducednetwork",
+    "iceland",
+)
+
+
+class Convention(enum.StrEnum):
+    """Branch model of the DC approximation (see module docstring)."""
+
+    MATPOWER = "matpower"
+    POWERMODELS = "powermodels"
+
+
+class RatingPolicy(enum.StrEnum):
+    """Where branch ratings come from."""
+
+    AUTO = "auto"  #: case ratings if the case has usable ones, otherwise derived
+    CASE = "case"  #: the case's own ratings (possibly none: unlimited)
+    DERIVED = "derived"  #: always derive ``max(alpha*|f_base|, f_min)`` from a base DC flow
+
+
+@dataclass(frozen=True)
+class RatingInfo:
+    """How branch ratings were obtained (recorded in every run manifest)."""
+
+    source: str  #: "case", "derived" or "none"
+    alpha: float | None = None
+    min_mw: float | None = None
+    n_limited: int = 0
+
+    def describe(self) -> str:
+        if self.source == "derived":
+            return (
+                f"derived from a base DC flow: max({self.alpha}*|f_base|, {self.min_mw} MW) "
+                f"on {self.n_limited} branches"
+            )
+        if self.source == "case":
+            return f"from the case file ({self.n_limited} limited branches)"
+        return "none (no branch has a usable rating)"
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkData:
+    """A DC network with units, 0-based internal indices, out-of-service elements removed.
+
+    Attributes
+    ----------
+    name : str
+        Case name (file stem or pandapower name).
+    source : str
+        How it was loaded (``pandapower:case57``, a file path).
+    base_mva : float
+        System MVA base.
+    convention : Convention
+        Branch model used for ``branch_b_pu`` and ``branch_shift_rad``.
+    bus_ids : (n_bus,) int
+        External bus numbers.
+    bus_ref : (n_bus,) bool
+        Angle reference bus of each island.
+    bus_island : (n_bus,) int
+        Connected-component id of each bus.
+    bus_fixed_withdrawal_mw : (n_bus,) float
+        Fixed withdrawal not subject to allocation: shunt conductance at 1 p.u. plus negative
+        loads (which are injections).
+    node_bus : (n_node,) int
+        Bus index of each load node (a bus with positive base demand).
+    node_demand_mw : (n_node,) float
+        Base demand of each load node.
+    gen_bus, gen_pmin_mw, gen_pmax_mw : (n_gen,)
+        Generator bus index and active limits.
+    gen_cost_c2, gen_cost_c1, gen_cost_c0 : (n_gen,)
+        Polynomial cost ``c2 p^2 + c1 p + c0`` in $/MW^2h, $/MWh, $/h.
+    gen_p_set_mw : (n_gen,)
+        Set-point in the case file (used only for a base flow).
+    branch_from, branch_to : (n_branch,) int
+        Bus indices.
+    branch_b_pu : (n_branch,) float
+        DC series susceptance under ``convention`` (per unit on ``base_mva``).
+    branch_shift_rad : (n_branch,) float
+        Phase shift (zero under POWERMODELS).
+    branch_rate_mw : (n_branch,) float
+        Thermal rating, ``inf`` where unlimited.
+    branch_angmin_rad, branch_angmax_rad : (n_branch,) float
+        Angle-difference limits (``-inf``/``inf`` under MATPOWER).
+    branch_ids : (n_branch,) int
+        Row number of the branch in the source case (1-based).
+    ratings : RatingInfo
+        Where ``branch_rate_mw`` came from.
+    """
+
+    name: str
+    source: str
+    base_mva: float
+    convention: Convention
+    bus_ids: np.ndarray
+    bus_ref: np.ndarray
+    bus_island: np.ndarray
+    bus_fixed_withdrawal_mw: np.ndarray
+    node_bus: np.ndarray
+    node_demand_mw: np.ndarray
+    gen_bus: np.ndarray
+    gen_pmin_mw: np.ndarray
+    gen_pmax_mw: np.ndarray
+    gen_cost_c2: np.ndarray
+    gen_cost_c1: np.ndarray
+    gen_cost_c0: np.ndarray
+    gen_p_set_mw: np.ndarray
+    branch_from: np.ndarray
+    branch_to: np.ndarray
+    branch_b_pu: np.ndarray
+    branch_shift_rad: np.ndarray
+    branch_rate_mw: np.ndarray
+    branch_angmin_rad: np.ndarray
+    branch_angmax_rad: np.ndarray
+    branch_ids: np.ndarray
+    ratings: RatingInfo = field(default_factory=lambda: RatingInfo("none"))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                v.setflags(write=False)
+
+    # ---------------------------------------------------------------- sizes
+    @property
+    def n_bus(self) -> int:
+        return int(self.bus_ids.shape[0])
+
+    @property
+    def n_node(self) -> int:
+        return int(self.node_bus.shape[0])
+
+    @property
+    def n_gen(self) -> int:
+        return int(self.gen_bus.shape[0])
+
+    @property
+    def n_branch(self) -> int:
+        return int(self.branch_from.shape[0])
+
+    @property
+    def node_ids(self) -> np.ndarray:
+        """External bus number of each load node (a node is named by its bus)."""
+        return self.bus_ids[self.node_bus]
+
+    @property
+    def has_quadratic_cost(self) -> bool:
+        return bool(np.any(self.gen_cost_c2 > 0))
+
+    # ------------------------------------------------------- linear algebra
+    @functools.cached_property
+    def incidence(self) -> sp.csr_matrix:
+        """Branch-bus incidence ``A`` (n_branch x n_bus): +1 at from, -1 at to."""
+        n_l = self.n_branch
+        rows = np.r_[np.arange(n_l), np.arange(n_l)]
+        cols = np.r_[self.branch_from, self.branch_to]
+        vals = np.r_[np.ones(n_l), -np.ones(n_l)]
+        return sp.csr_matrix((vals, (rows, cols)), shape=(n_l, self.n_bus))
+
+    @functools.cached_property
+    def flow_sensitivity_mw(self) -> sp.csr_matrix:
+        """``Bf`` in MW/rad: ``pf = Bf @ va - shift_flow_mw``."""
+        return sp.diags(self.base_mva * self.branch_b_pu) @ self.incidence
+
+    @functools.cached_property
+    def shift_flow_mw(self) -> np.ndarray:
+        """Flow offset of phase shifters, ``b * shift * base`` (MW); ``pf = Bf va - this``."""
+        return self.base_mva * self.branch_b_pu * self.branch_shift_rad
+
+    @functools.cached_property
+    def bbus_mw(self) -> sp.csr_matrix:
+        """Bus susceptance matrix ``B = A^T diag(b) A`` in MW/rad."""
+        return (self.incidence.T @ self.flow_sensitivity_mw).tocsr()
+
+    @functools.cached_property
+    def shift_injection_mw(self) -> np.ndarray:
+        """Equivalent bus injection of phase shifters (MW): ``A^T (b*shift*base)``."""
+        return np.asarray(self.incidence.T @ self.shift_flow_mw).ravel()
+
+    @functools.cached_property
+    def _reduced_lu(self) -> Any:
+        keep = ~self.bus_ref
+        b_red = self.bbus_mw[keep][:, keep].tocsc()
+        if b_red.shape[0] == 0:
+            return None
+        return spla.splu(b_red)
+
+    def angles_from_injections(self, injection_mw: np.ndarray) -> np.ndarray:
+        """Bus angles (rad, reference buses at 0) for net injections (MW), any leading shape.
+
+        ``injection_mw`` is generation minus withdrawal per bus; the phase-shifter injection
+        is accounted for here. Each island must be balanced for the result to be meaningful.
+        """
+        inj = np.asarray(injection_mw, dtype=float)
+        flat = inj.reshape(-1, self.n_bus)
+        rhs = flat + self.shift_injection_mw
+        keep = ~self.bus_ref
+        va = np.zeros_like(flat)
+        if self._reduced_lu is not None:
+            va[:, keep] = self._reduced_lu.solve(np.ascontiguousarray(rhs[:, keep].T)).T
+        return va.reshape(inj.shape)
+
+    def flows_from_injections(self, injection_mw: np.ndarray) -> np.ndarray:
+        """DC branch flows (MW, from-side) for net bus injections (MW); sparse solve."""
+        va = self.angles_from_injections(injection_mw)
+        flat = va.reshape(-1, self.n_bus)
+        pf = (self.flow_sensitivity_mw @ flat.T).T - self.shift_flow_mw
+        return pf.reshape(*np.shape(injection_mw)[:-1], self.n_branch)
+
+    @functools.cached_property
+    def ptdf(self) -> np.ndarray:
+        """Dense PTDF (n_branch x n_bus, MW/MW), reference buses as slack of their island.
+
+        Flows are ``ptdf @ (injection + shift_injection) - shift_flow``.
+        """
+        n = self.n_bus
+        keep = np.flatnonzero(~self.bus_ref)
+        out = np.zeros((self.n_branch, n))
+        if self._reduced_lu is None:
+            return out
+        rhs = np.zeros((keep.size, keep.size))
+        np.fill_diagonal(rhs, 1.0)
+        x_red = self._reduced_lu.solve(rhs)  # inverse of reduced B
+        bf = self.flow_sensitivity_mw.tocsc()[:, keep]
+        out[:, keep] = np.asarray(bf @ x_red)
+        return out
+
+    # --------------------------------------------------------------- helpers
+    def bus_injection_mw(
+        self, p_gen_mw: np.ndarray, served_mw: np.ndarray
+    ) -> np.ndarray:
+        """Net injection per bus: generation - served load - fixed withdrawal (MW)."""
+        p = np.asarray(p_gen_mw, dtype=float)
+        x = np.asarray(served_mw, dtype=float)
+        lead = np.broadcast_shapes(p.shape[:-1], x.shape[:-1])
+        inj = np.zeros((*lead, self.n_bus))
+        np.add.at(inj, (..., self.gen_bus), p)
+        np.subtract.at(inj, (..., self.node_bus), x)
+        return inj - self.bus_fixed_withdrawal_mw
+
+    def with_ratings(self, policy: RatingPolicy | str, alpha: float = 1.2,
+                     min_mw: float = 5.0) -> NetworkData:
+        """A copy whose ratings follow ``policy`` (see MECHANISM.md section 5)."""
+        policy = RatingPolicy(policy)
+        limited = np.isfinite(self.branch_rate_mw)
+        if policy is RatingPolicy.CASE or (policy is RatingPolicy.AUTO and limited.any()):
+            return self
+        if alpha <= 0 or min_mw < 0:
+            raise CaseError(f"derived ratings need alpha > 0 and min_mw >= 0 (got {alpha}, {min_mw})")
+        f_base = self.base_flow_mw()
+        rate = np.maximum(alpha * np.abs(f_base), min_mw)
+        return dataclasses.replace(
+            self,
+            branch_rate_mw=rate,
+            ratings=RatingInfo("derived", alpha=alpha, min_mw=min_mw, n_limited=self.n_branch),
+        )
+
+    def base_dispatch_mw(self) -> np.ndarray:
+        """A balanced base dispatch for the base flow.
+
+        The case's set-points scaled to the island's demand where they are positive,
+        otherwise pro rata to ``pmax``. Documented choice (MECHANISM.md leaves it open).
+        """
+        demand = np.zeros(self.n_bus)
+        np.add.at(demand, self.node_bus, self.node_demand_mw)
+        demand += self.bus_fixed_withdrawal_mw
+        p = np.zeros(self.n_gen)
+        isl_gen = self.bus_island[self.gen_bus]
+        for isl in np.unique(self.bus_island):
+            g = isl_gen == isl
+            d_isl = demand[self.bus_island == isl].sum()
+            if not g.any():
+                continue
+            base = np.clip(self.gen_p_set_mw[g], 0, None)
+            if base.sum() <= 0:
+                base = self.gen_pmax_mw[g].astype(float)
+            if base.sum() > 0:
+                p[g] = base * d_isl / base.sum()
+        return p
+
+    def base_flow_mw(self) -> np.ndarray:
+        """DC flows of the base demand served by :meth:`base_dispatch_mw`."""
+        inj = self.bus_injection_mw(self.base_dispatch_mw(), self.node_demand_mw)
+        return self.flows_from_injections(inj)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "n_bus": self.n_bus,
+            "n_node": self.n_node,
+            "n_gen": self.n_gen,
+            "n_branch": self.n_branch,
+            "base_mva": self.base_mva,
+            "convention": self.convention.value,
+            "ratings": self.ratings.describe(),
+            "demand_mw": float(self.node_demand_mw.sum()),
+            "capacity_mw": float(self.gen_pmax_mw.sum()),
+        }
+
+
+# ============================================================== loading ==
+# MATPOWER column indices (0-based).
+_BUS_I, _BUS_TYPE, _PD, _GS = 0, 1, 2, 4
+_GEN_BUS, _PG, _PMAX, _PMIN, _GEN_STATUS = 0, 1, 8, 9, 7
+_F_BUS, _T_BUS, _BR_R, _BR_X, _RATE_A, _TAP, _SHIFT, _BR_STATUS, _ANGMIN, _ANGMAX = (
+    0, 1, 2, 3, 5, 8, 9, 10, 11, 12,
+)
+
+
+@dataclass(frozen=True)
+class RawCase:
+    """MATPOWER-style arrays (``bus``, ``gen``, ``branch``, ``gencost``) before filtering."""
+
+    name: str
+    source: str
+    base_mva: float
+    bus: np.ndarray
+    gen: np.ndarray
+    branch: np.ndarray
+    gencost: np.ndarray | None
+
+
+def list_cases() -> dict[str, list[str]]:
+    """Built-in pandapower case names and the case files shipped in ``data/``."""
+    shipped: list[str] = []
+    if DATA_DIR.is_dir():
+        shipped = sorted(
+            str(p.relative_to(DATA_DIR.parent))
+            for p in DATA_DIR.rglob("*")
+            if p.suffix in (".m", ".json")
+        )
+    return {"pandapower": list(PANDAPOWER_CASES), "files": shipped}
+
+
+def read_raw_case(case: str | Path) -> RawCase:
+    """Read a case into MATPOWER arrays; raises :class:`CaseError` with one clear line."""
+    text = str(case)
+    path = Path(text)
+    if path.suffix.lower() == ".m" or (path.exists() and path.suffix.lower() == ".m"):
+        return _read_matpower_file(path)
+    if path.suffix.lower() == ".json":
+        return _read_pandapower_json(path)
+    if path.exists():
+        raise CaseError(f"case file {text!r} is neither a MATPOWER .m nor a pandapower .json file")
+    if text in PANDAPOWER_CASES:
+        return _read_pandapower_name(text)
+    shipped = DATA_DIR / text
+    if shipped.exists():
+        return read_raw_case(shipped)
+    raise CaseError(
+        f"unknown case {text!r}: not a pandapower case name (see `fpamm cases`) "
+        "nor an existing .m/.json file"
+    )
+
+
+def _read_matpower_file(path: Path) -> RawCase:
+    if not path.exists():
+        raise CaseError(f"case file {str(path)!r} does not exist")
+    try:
+        import matpowercaseframes as mcf  # declared dependency; pandapower needs it for .m
+
+        cf = mcf.CaseFrames(str(path))
+        bus = np.asarray(cf.bus.to_numpy(dtype=float))
+        gen = np.asarray(cf.gen.to_numpy(dtype=float))
+        branch = np.asarray(cf.branch.to_numpy(dtype=float))
+        gencost = (
+            np.asarray(cf.gencost.to_numpy(dtype=float)) if hasattr(cf, "gencost") else None
+        )
+        base = float(cf.baseMVA)
+    except CaseError:
+        raise
+    except Exception as exc:  # the parser raises many types on a non-case file
+        raise CaseError(f"{str(path)!r} is not a readable MATPOWER case ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+    return RawCase(path.stem, str(path), base, bus, gen, branch, gencost)
+
+
+def _ppc_to_raw(name: str, source: str, ppc: dict[str, Any]) -> RawCase:
+    gencost = ppc.get("gencost")
+    return RawCase(
+        name,
+        source,
+        float(ppc["baseMVA"]),
+        np.asarray(ppc["bus"], dtype=float),
+        np.asarray(ppc["gen"], dtype=float),
+        np.asarray(ppc["branch"], dtype=float).real,
+        None if gencost is None else np.asarray(gencost, dtype=float),
+    )
+
+
+def _net_to_raw(name: str, source: str, net: Any) -> RawCase:
+    import logging
+
+    from pandapower.converter.pypower import to_ppc
+
+    logging.getLogger("pandapower").setLevel(logging.ERROR)
+    try:
+        ppc = to_ppc(net, init="flat")
+    except Exception as exc:
+        raise CaseError(f"pandapower could not convert {source!r}: {exc}") from None
+    return _ppc_to_raw(name, source, ppc)
+
+
+def _read_pandapower_name(name: str) -> RawCase:
+    import pandapower.networks as pn
+
+    net = getattr(pn, name)()
+    return _net_to_raw(name, f"pandapower:{name}", net)
+
+
+def _read_pandapower_json(path: Path) -> RawCase:
+    if not path.exists():
+        raise CaseError(f"case file {str(path)!r} does not exist")
+    import pandapower as pp
+
+    try:
+        net = pp.from_json(str(path))
+    except Exception as exc:
+        raise CaseError(f"{str(path)!r} is not a pandapower JSON network ({type(exc).__name__})") from None
+    return _net_to_raw(path.stem, str(path), net)
+
+
+def load_network(
+    case: str | Path,
+    convention: Convention | str = Convention.MATPOWER,
+    ratings: RatingPolicy | str = RatingPolicy.CASE,
+    rating_alpha: float = 1.2,
+    rating_min_mw: float = 5.0,
+) -> NetworkData:
+    """Load a case as :class:`NetworkData` (cached per arguments).
+
+    Parameters
+    ----------
+    case
+        pandapower case name, or path to a MATPOWER ``.m`` or pandapower ``.json`` file.
+    convention
+        Branch model, see :class:`Convention`.
+    ratings
+        :class:`RatingPolicy`; ``auto`` derives ratings only where the case has none.
+    """
+    key = (str(case), Convention(convention), RatingPolicy(ratings), float(rating_alpha),
+           float(rating_min_mw))
+    return _load_cached(*key)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(case: str, convention: Convention, ratings: RatingPolicy, alpha: float,
+                 min_mw: float) -> NetworkData:
+    raw = read_raw_case(case)
+    net = network_from_raw(raw, convention)
+    return net.with_ratings(ratings, alpha=alpha, min_mw=min_mw)
+
+
+def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
+    """Filter, index and convert MATPOWER arrays into :class:`NetworkData`."""
+    convention = Convention(convention)
+    bus, gen, branch = raw.bus, raw.gen, raw.branch
+    if bus.ndim != 2 or bus.shape[0] == 0 or bus.shape[1] < 13:
+        raise CaseError(f"case {raw.name!r} has no valid bus table")
+    if gen.ndim != 2 or gen.shape[0] == 0:
+        raise CaseError(f"case {raw.name!r} has no generator")
+    if branch.ndim != 2 or branch.shape[1] < 11:
+        raise CaseError(f"case {raw.name!r} has no valid branch table")
+    used = (
+        ("bus", bus[:, [_BUS_I, _BUS_TYPE, _PD, _GS]]),
+        ("gen", gen[:, [_GEN_BUS, _PG, _GEN_STATUS, _PMAX, _PMIN]]),
+        ("branch", branch[:, [_F_BUS, _T_BUS, _BR_R, _BR_X, _RATE_A, _TAP, _SHIFT, _BR_STATUS]]),
+    )
+    for nm, arr in used:
+        if not np.all(np.isfinite(arr)):
+            raise CaseError(f"case {raw.name!r} has non-finite values in its {nm} table")
+
+    bus_in = bus[:, _BUS_TYPE] != 4
+    ext_ids = bus[:, _BUS_I].astype(int)
+    if len(np.unique(ext_ids)) != len(ext_ids):
+        raise CaseError(f"case {raw.name!r} has duplicate bus numbers")
+    keep_ids = ext_ids[bus_in]
+    pos = {b: k for k, b in enumerate(keep_ids)}
+
+    def idx(col: np.ndarray) -> np.ndarray:
+        return np.array([pos.get(int(b), -1) for b in col], dtype=int)
+
+    g_bus = idx(gen[:, _GEN_BUS])
+    g_ok = (gen[:, _GEN_STATUS] > 0) & (g_bus >= 0)
+    br_f = idx(branch[:, _F_BUS])
+    br_t = idx(branch[:, _T_BUS])
+    br_ok = (branch[:, _BR_STATUS] > 0) & (br_f >= 0) & (br_t >= 0)
+    if not g_ok.any():
+        raise CaseError(f"case {raw.name!r} has no in-service generator")
+
+    # Costs: polynomial (model 2) up to quadratic; first n_gen rows are active power.
+    n_gen_all = gen.shape[0]
+    c2 = np.zeros(n_gen_all)
+    c1 = np.zeros(n_gen_all)
+    c0 = np.zeros(n_gen_all)
+    gc = raw.gencost
+    if gc is not None and gc.size:
+        gc = gc[:n_gen_all]
+        for k, row in enumerate(gc):
+            model, ncost = int(row[0]), int(row[3])
+            coefs = row[4 : 4 + ncost]
+            if model == 2:
+                if ncost > 3 and np.any(coefs[: ncost - 3] != 0):
+                    raise CaseError(
+                        f"case {raw.name!r}: generator {k + 1} has a cost polynomial of "
+                        f"degree {ncost - 1}; only up to quadratic is supported"
+                    )
+                padded = np.r_[np.zeros(3), coefs][-3:]
+                c2[k], c1[k], c0[k] = padded
+            elif model == 1:
+                # Convex piecewise linear: use the secant through its first and last points
+                # (an LP-friendly summary); recorded by the caller via source.
+                pts = row[4 : 4 + 2 * ncost].reshape(-1, 2)
+                if pts.shape[0] >= 2 and pts[-1, 0] > pts[0, 0]:
+                    slope = (pts[-1, 1] - pts[0, 1]) / (pts[-1, 0] - pts[0, 0])
+                    c1[k] = slope
+                    c0[k] = pts[0, 1] - slope * pts[0, 0]
+            else:
+                raise CaseError(f"case {raw.name!r}: unknown cost model {model} for generator {k + 1}")
+    if np.any(c2 < 0):
+        raise CaseError(f"case {raw.name!r} has a concave (negative quadratic) generator cost")
+
+    kb = bus[bus_in]
+    pd_mw = kb[:, _PD]
+    gs_mw = kb[:, _GS]  # MW at 1 p.u. voltage
+    node_mask = pd_mw > 0
+    fixed = gs_mw + np.where(pd_mw < 0, pd_mw, 0.0)
+
+    br = branch[br_ok]
+    r, x = br[:, _BR_R], br[:, _BR_X]
+    if convention is Convention.MATPOWER:
+        tap = np.where(br[:, _TAP] == 0, 1.0, br[:, _TAP])
+        with np.errstate(divide="ignore"):
+            b = 1.0 / (x * tap)
+        shift = np.deg2rad(br[:, _SHIFT])
+        angmin = np.full(br.shape[0], -np.inf)
+        angmax = np.full(br.shape[0], np.inf)
+    else:
+        z2 = r * r + x * x
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = x / z2
+        shift = np.zeros(br.shape[0])
+        if br.shape[1] > _ANGMAX:
+            angmin = np.deg2rad(br[:, _ANGMIN])
+            angmax = np.deg2rad(br[:, _ANGMAX])
+            # PowerModels treats |limit| >= 360 degrees as none.
+            angmin = np.where(angmin <= -2 * np.pi, -np.inf, angmin)
+            angmax = np.where(angmax >= 2 * np.pi, np.inf, angmax)
+        else:
+            angmin = np.full(br.shape[0], -np.inf)
+            angmax = np.full(br.shape[0], np.inf)
+    if not np.all(np.isfinite(b)):
+        bad = int(np.flatnonzero(~np.isfinite(b))[0])
+        raise CaseError(f"case {raw.name!r}: branch {int(np.flatnonzero(br_ok)[bad]) + 1} has zero reactance")
+    rate = br[:, _RATE_A].astype(float)
+    rate = np.where((rate <= 0) | (rate >= UNLIMITED_RATING_MVA), np.inf, rate)
+    n_lim = int(np.isfinite(rate).sum())
+
+    n_bus = kb.shape[0]
+    f, t = br_f[br_ok], br_t[br_ok]
+    island = _islands(n_bus, f, t)
+    gb = g_bus[g_ok]
+    pmax = gen[g_ok, _PMAX]
+    ref = np.zeros(n_bus, dtype=bool)
+    types = kb[:, _BUS_TYPE]
+    for isl in np.unique(island):
+        members = np.flatnonzero(island == isl)
+        slack = members[types[members] == 3]
+        if slack.size:
+            ref[slack[0]] = True
+            continue
+        on_island = np.isin(gb, members)
+        if on_island.any():
+            # No reference bus given (pandapower then refuses): use the largest generator's bus.
+            ref[gb[on_island][np.argmax(pmax[on_island])]] = True
+        else:
+            ref[members[0]] = True
+
+    return NetworkData(
+        name=raw.name,
+        source=raw.source,
+        base_mva=raw.base_mva,
+        convention=convention,
+        bus_ids=keep_ids.astype(int),
+        bus_ref=ref,
+        bus_island=island,
+        bus_fixed_withdrawal_mw=fixed.astype(float),
+        node_bus=np.flatnonzero(node_mask).astype(int),
+        node_demand_mw=pd_mw[node_mask].astype(float),
+        gen_bus=gb.astype(int),
+        gen_pmin_mw=gen[g_ok, _PMIN].astype(float),
+        gen_pmax_mw=np.maximum(pmax, 0.0).astype(float),
+        gen_cost_c2=c2[g_ok],
+        gen_cost_c1=c1[g_ok],
+        gen_cost_c0=c0[g_ok],
+        gen_p_set_mw=gen[g_ok, _PG].astype(float),
+        branch_from=f.astype(int),
+        branch_to=t.astype(int),
+        branch_b_pu=b.astype(float),
+        branch_shift_rad=shift.astype(float),
+        branch_rate_mw=rate,
+        branch_angmin_rad=angmin,
+        branch_angmax_rad=angmax,
+        branch_ids=(np.flatnonzero(br_ok) + 1).astype(int),
+        ratings=RatingInfo("case" if n_lim else "none", n_limited=n_lim),
+    )
+
+
+def _islands(n_bus: int, f: np.ndarray, t: np.ndarray) -> np.ndarray:
+    from scipy.sparse.csgraph import connected_components
+
+    adj = sp.coo_matrix((np.ones(f.size), (f, t)), shape=(n_bus, n_bus))
+    _, labels = connected_components(adj, directed=False)
+    return labels.astype(int)
