@@ -1,0 +1,194 @@
+"""The DC-OPF feasibility set ``X(t)`` as a reusable Pyomo block.
+
+Build contract
+--------------
+``build_dcopf_block(b, net, formulation)`` populates an empty ``Block`` ``b`` with
+
+Sets
+    ``bus``, ``node`` (load nodes), ``gen``, ``branch`` (0-based internal indices).
+Mutable parameters (the only things that change between solves)
+    ``pd[node]`` demand ``d_i(t)`` (MW); ``pl_lo[node]``, ``pl_hi[node]`` bounds of served
+    load (``0`` and ``d`` in ``X(t)``; ``d`` and ``d`` for a plain DC-OPF; narrowed while tiers
+    are fixed lexicographically); ``pg_max[gen]`` available capacity ``ḡ_g(t)`` (MW),
+    ``pg_min[gen]`` minimum output (0 in the mechanism: relaxed so that ``X(t)`` is never
+    empty).
+Variables
+    ``pg[gen]`` generation (MW), ``pl[node]`` served load (MW), ``pf[branch]`` from-side flow
+    (MW); B-θ only: ``va[bus]`` voltage angle (rad).
+Expressions
+    ``p_load_shed[node] = pd - pl`` (MW), ``gen_cost`` ($/h, the case's own polynomial),
+    ``gen_cost_linear`` ($/h, with the secant price ``c1 + c2 pmax`` per MW).
+Constraints
+    B-θ: ``eq_p_balance[bus]``, ``eq_pf[branch]``; reference angles fixed to 0.
+    PTDF: ``eq_p_balance[island]``, ``eq_pf_ptdf[branch]``.
+    Thermal and angle-difference limits are bounds of ``pf``: ``|pf| <= rate`` and
+    ``angmin <= pf/(base b) + shift <= angmax`` (the angle difference of a branch is a linear
+    function of its flow), so both formulations describe the same set.
+
+Extension seam: a user adds constraints to ``b`` (or to the model around it) after it is
+built; nothing here depends on the block being closed. See ``fpamm_opt.problem``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+import pyomo.environ as pyo
+
+from fpamm_opt.network import NetworkData
+
+
+class Formulation(enum.StrEnum):
+    """Two descriptions of the same DC feasibility set."""
+
+    BTHETA = "btheta"
+    PTDF = "ptdf"
+
+
+#: PTDF entries below this magnitude are dropped (numerical noise of the inverse).
+PTDF_DROP_TOL = 1e-10
+
+
+def flow_bounds_mw(net: NetworkData) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of ``pf`` combining thermal ratings and angle-difference limits (MW)."""
+    rate = net.branch_rate_mw
+    lo = -rate.copy()
+    hi = rate.copy()
+    bb = net.base_mva * net.branch_b_pu
+    with np.errstate(invalid="ignore"):
+        a_lo = bb * (net.branch_angmin_rad - net.branch_shift_rad)
+        a_hi = bb * (net.branch_angmax_rad - net.branch_shift_rad)
+    ang_lo = np.where(bb >= 0, a_lo, a_hi)
+    ang_hi = np.where(bb >= 0, a_hi, a_lo)
+    ang_lo = np.where(np.isnan(ang_lo), -np.inf, ang_lo)
+    ang_hi = np.where(np.isnan(ang_hi), np.inf, ang_hi)
+    return np.maximum(lo, ang_lo), np.minimum(hi, ang_hi)
+
+
+def _bound(v: float) -> float | None:
+    return None if not np.isfinite(v) else float(v)
+
+
+def build_dcopf_block(b: pyo.Block, net: NetworkData, formulation: Formulation | str) -> None:
+    """Populate ``b`` with the DC-OPF feasibility set (see module docstring)."""
+    formulation = Formulation(formulation)
+    b.formulation = formulation.value
+    b.bus = pyo.Set(initialize=range(net.n_bus), ordered=True)
+    b.node = pyo.Set(initialize=range(net.n_node), ordered=True)
+    b.gen = pyo.Set(initialize=range(net.n_gen), ordered=True)
+    b.branch = pyo.Set(initialize=range(net.n_branch), ordered=True)
+
+    d0 = net.node_demand_mw
+    b.pd = pyo.Param(b.node, mutable=True, initialize=lambda _b, i: float(d0[i]))
+    b.pl_lo = pyo.Param(b.node, mutable=True, initialize=0.0)
+    b.pl_hi = pyo.Param(b.node, mutable=True, initialize=lambda _b, i: float(d0[i]))
+    b.pg_max = pyo.Param(b.gen, mutable=True, initialize=lambda _b, g: float(net.gen_pmax_mw[g]))
+    b.pg_min = pyo.Param(b.gen, mutable=True, initialize=0.0)
+
+    b.pg = pyo.Var(b.gen, bounds=lambda _b, g: (_b.pg_min[g], _b.pg_max[g]), initialize=0.0)
+    b.pl = pyo.Var(b.node, bounds=lambda _b, i: (_b.pl_lo[i], _b.pl_hi[i]), initialize=0.0)
+    f_lo, f_hi = flow_bounds_mw(net)
+    b.pf = pyo.Var(
+        b.branch, bounds=lambda _b, k: (_bound(f_lo[k]), _bound(f_hi[k])), initialize=0.0
+    )
+
+    @b.Expression(b.node)
+    def p_load_shed(_b, i):
+        r"""Shed load :math:`d_i - x_i` (MW)."""
+        return _b.pd[i] - _b.pl[i]
+
+    c2, c1, c0 = net.gen_cost_c2, net.gen_cost_c1, net.gen_cost_c0
+
+    @b.Expression()
+    def gen_cost(_b):
+        r"""Case cost :math:`\sum_g c_{2,g} p_g^2 + c_{1,g} p_g + c_{0,g}` ($/h)."""
+        return sum(c2[g] * _b.pg[g] ** 2 + c1[g] * _b.pg[g] + c0[g] for g in _b.gen)
+
+    price = secant_price(net)
+
+    @b.Expression()
+    def gen_cost_linear(_b):
+        r"""LP cost :math:`\sum_g (c_{1,g} + c_{2,g}\,\bar p_g) p_g` ($/h), the secant price."""
+        return sum(price[g] * _b.pg[g] for g in _b.gen)
+
+    gens_at = [[] for _ in range(net.n_bus)]
+    for g, bus in enumerate(net.gen_bus):
+        gens_at[bus].append(g)
+    nodes_at = [[] for _ in range(net.n_bus)]
+    for i, bus in enumerate(net.node_bus):
+        nodes_at[bus].append(i)
+    fixed = net.bus_fixed_withdrawal_mw
+
+    def injection(_b, bus):
+        return (
+            sum(_b.pg[g] for g in gens_at[bus])
+            - sum(_b.pl[i] for i in nodes_at[bus])
+            - float(fixed[bus])
+        )
+
+    if formulation is Formulation.BTHETA:
+        b.va = pyo.Var(b.bus, initialize=0.0)
+        for bus in np.flatnonzero(net.bus_ref):
+            b.va[int(bus)].fix(0.0)
+        out_of = [[] for _ in range(net.n_bus)]
+        into = [[] for _ in range(net.n_bus)]
+        for k in range(net.n_branch):
+            out_of[net.branch_from[k]].append(k)
+            into[net.branch_to[k]].append(k)
+        bb = net.base_mva * net.branch_b_pu
+        shift = net.branch_shift_rad
+
+        @b.Constraint(b.bus)
+        def eq_p_balance(_b, bus):
+            r"""Nodal balance :math:`\sum_{g\in b} p_g - \sum_{i\in b} x_i - p^{fix}_b
+            = \sum_{l: f(l)=b} p^f_l - \sum_{l: t(l)=b} p^f_l` (MW)."""
+            return injection(_b, bus) == sum(_b.pf[k] for k in out_of[bus]) - sum(
+                _b.pf[k] for k in into[bus]
+            )
+
+        @b.Constraint(b.branch)
+        def eq_pf(_b, k):
+            r"""DC flow :math:`p^f_l = S_{base} b_l (\theta_{f(l)} - \theta_{t(l)} - \phi_l)`."""
+            f, t = int(net.branch_from[k]), int(net.branch_to[k])
+            return _b.pf[k] == float(bb[k]) * (_b.va[f] - _b.va[t] - float(shift[k]))
+
+    else:
+        ptdf = net.ptdf
+        shift_inj = net.shift_injection_mw
+        shift_flow = net.shift_flow_mw
+        islands = sorted({int(v) for v in net.bus_island})
+        b.island = pyo.Set(initialize=islands, ordered=True)
+        members = {isl: np.flatnonzero(net.bus_island == isl) for isl in islands}
+        b.p_inj = pyo.Expression(b.bus, rule=injection)
+
+        @b.Constraint(b.island)
+        def eq_p_balance(_b, isl):
+            r"""Island balance :math:`\sum_{b \in I} (\text{injection}_b) = 0` (MW)."""
+            return sum(_b.p_inj[int(bus)] for bus in members[isl]) == 0
+
+        rows = [np.flatnonzero(np.abs(ptdf[k]) > PTDF_DROP_TOL) for k in range(net.n_branch)]
+
+        @b.Constraint(b.branch)
+        def eq_pf_ptdf(_b, k):
+            r"""PTDF flow :math:`p^f_l = \sum_b H_{lb} (\text{inj}_b + p^{\phi}_b) - p^{\phi}_l`."""
+            cols = rows[k]
+            const = float(ptdf[k, cols] @ shift_inj[cols]) - float(shift_flow[k])
+            return _b.pf[k] == sum(float(ptdf[k, c]) * _b.p_inj[int(c)] for c in cols) + const
+
+
+def secant_price(net: NetworkData) -> np.ndarray:
+    """Per-MW price of each generator in the LP cost model: ``c1 + c2 * pmax`` ($/MWh).
+
+    The secant of the quadratic cost over ``[0, pmax]``: an LP keeps the fast hot-started
+    solves of the mechanism; ``fpamm dcopf`` uses the case's own (quadratic) costs.
+    """
+    return net.gen_cost_c1 + net.gen_cost_c2 * net.gen_pmax_mw
+
+
+def count_components(b: pyo.Block) -> dict[str, int]:
+    """Number of variables and constraints (scalar entries) in a block, for build tests."""
+    n_var = sum(1 for _ in b.component_data_objects(pyo.Var, descend_into=True))
+    n_con = sum(1 for _ in b.component_data_objects(pyo.Constraint, descend_into=True))
+    n_fixed = sum(1 for v in b.component_data_objects(pyo.Var, descend_into=True) if v.fixed)
+    return {"variables": n_var, "constraints": n_con, "fixed": n_fixed}

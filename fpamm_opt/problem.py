@@ -1,0 +1,479 @@
+"""Composes the blocks into the per-interval model, updates it, solves it, extracts results.
+
+Phases (PyPSA's create -> solve -> assign): :func:`build_model` creates the Pyomo model once
+(DC-OPF block ``m.dcopf``, allocation block ``m.alloc``, then the user's extensions);
+an *engine* pushes new numbers into it and solves; :class:`AllocationProblem` turns the
+mechanism's requests (screen an interval, clear it lexicographically with given weights)
+into a short sequence of engine calls and returns :class:`~fpamm_opt.mechanism.types.Dispatch`.
+
+Engines
+-------
+``pyomo``
+    Mutable ``Param`` updates plus a persistent (HiGHS) or classic (any Pyomo solver) solve.
+``highs``
+    The fast path: the *same* Pyomo model compiled once into sparse arrays, then driven
+    in place through ``highspy`` (bounds, costs and coefficients changed, hot-started).
+    See :mod:`fpamm_opt.fastpath`; held to parity with ``pyomo`` by tests.
+
+Extension seam
+--------------
+``extensions`` are callables ``f(model, net) -> None`` run after both blocks exist; they may
+add variables, constraints or blocks anywhere on ``model`` (``model.dcopf.pg``,
+``model.dcopf.pl``, ``model.dcopf.pf`` are the natural handles). The mechanism then runs on
+top unchanged. Extension constraints must not depend on the mutable parameters the engine
+changes between solves when the fast path is used; :func:`extension_is_static` checks it and
+``engine="auto"`` falls back to the Pyomo engine when they do.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyomo.environ as pyo
+
+from fpamm_opt.blocks.allocation import build_allocation_block
+from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
+from fpamm_opt.errors import InputError
+from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus
+from fpamm_opt.network import NetworkData
+from fpamm_opt.solvers import SolverSpec, make_solver
+
+Extension = Callable[[pyo.ConcreteModel, NetworkData], None]
+
+
+class Rule(enum.StrEnum):
+    """Within-tier rule (MECHANISM.md section 3)."""
+
+    MAXMIN = "maxmin"  #: weighted max-min fairness by successive LPs (default, hot-starts)
+    QP = "qp"  #: reference rule  min Σ w_i d_i u_i² / 2
+
+
+class EngineKind(enum.StrEnum):
+    AUTO = "auto"
+    PYOMO = "pyomo"
+    HIGHS = "highs"
+
+
+def build_model(
+    net: NetworkData,
+    formulation: Formulation | str = Formulation.BTHETA,
+    node_tier: np.ndarray | None = None,
+    n_tier: int = 1,
+    extensions: Sequence[Extension] = (),
+) -> pyo.ConcreteModel:
+    """Create the per-interval model: ``m.dcopf`` + ``m.alloc`` + extensions (built once)."""
+    m = pyo.ConcreteModel(name=f"fpamm[{net.name}]")
+    m.dcopf = pyo.Block()
+    build_dcopf_block(m.dcopf, net, formulation)
+    tiers = np.zeros(net.n_node, dtype=int) if node_tier is None else np.asarray(node_tier)
+    m.alloc = pyo.Block()
+    build_allocation_block(m.alloc, m.dcopf, net, tiers, n_tier)
+    for ext in extensions:
+        ext(m, net)
+    return m
+
+
+def extension_is_static(m: pyo.ConcreteModel) -> bool:
+    """True when no constraint outside the two blocks involves a mutable parameter."""
+    from pyomo.core.expr.visitor import identify_mutable_parameters
+
+    own = {id(m.dcopf), id(m.alloc)}
+    for con in m.component_data_objects(pyo.Constraint, active=True, descend_into=True):
+        blk = con.parent_block()
+        while blk is not None and id(blk) not in own:
+            blk = blk.parent_block()
+        if blk is None and any(True for _ in identify_mutable_parameters(con.body)):
+            return False
+    return True
+
+
+# ----------------------------------------------------------------- engine --
+@dataclass
+class LPSolution:
+    """Raw numbers of one engine solve."""
+
+    status: SolveStatus
+    termination: str
+    pg: np.ndarray
+    pl: np.ndarray
+    pf: np.ndarray
+    level: float
+    objective: float
+    solve_s: float
+    balance_duals: np.ndarray | None = None
+    level_duals: np.ndarray | None = None
+    flow_duals: np.ndarray | None = None  #: PTDF only: duals of ``eq_pf_ptdf``
+
+
+class PyomoEngine:
+    """Drives the Pyomo model through mutable parameters and a :mod:`fpamm_opt.solvers` adapter."""
+
+    def __init__(self, m: pyo.ConcreteModel, net: NetworkData, solver: SolverSpec) -> None:
+        self.m = m
+        self.net = net
+        self.solver = make_solver(m, solver)
+        dc, al = m.dcopf, m.alloc
+        self._node = list(dc.node)
+        self._gen = list(dc.gen)
+        self._branch = list(dc.branch)
+        self._balance = list(dc.eq_p_balance.values())
+        self._level_cons = [al.ineq_level[i] for i in self._node]
+        self._flow_cons = list(dc.eq_pf_ptdf.values()) if hasattr(dc, "eq_pf_ptdf") else []
+        self._active_obj = al.obj_lp
+        self.solver.set_objective(al.obj_lp)
+
+    @staticmethod
+    def _set(param: pyo.Param, values: np.ndarray, keys: list[int]) -> None:
+        for k in keys:
+            param[k].set_value(float(values[k]))
+
+    def set_demand(self, d: np.ndarray) -> None:
+        self._set(self.m.dcopf.pd, d, self._node)
+
+    def set_served_bounds(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        self._set(self.m.dcopf.pl_lo, lo, self._node)
+        self._set(self.m.dcopf.pl_hi, hi, self._node)
+
+    def set_gen_bounds(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        self._set(self.m.dcopf.pg_min, lo, self._gen)
+        self._set(self.m.dcopf.pg_max, hi, self._gen)
+
+    def set_level(self, coef: np.ndarray, rhs: np.ndarray) -> None:
+        self._set(self.m.alloc.level_coef, coef, self._node)
+        self._set(self.m.alloc.level_rhs, rhs, self._node)
+
+    def set_tier_total(self, member: np.ndarray, q: float) -> None:
+        self._set(self.m.alloc.tier_member, member, self._node)
+        self.m.alloc.tier_min_served.set_value(float(q))
+
+    def set_objective(
+        self,
+        c_gen: np.ndarray,
+        c_served: np.ndarray,
+        c_level: float,
+        q_served: np.ndarray | None = None,
+        case_cost: bool = False,
+    ) -> None:
+        al = self.m.alloc
+        self._set(al.c_gen, c_gen, self._gen)
+        self._set(al.c_served, c_served, self._node)
+        al.c_level.set_value(float(c_level))
+        if case_cost:
+            obj = al.obj_case
+        elif q_served is not None:
+            self._set(al.q_served, q_served, self._node)
+            obj = al.obj_qp
+        else:
+            obj = al.obj_lp
+        if obj is not self._active_obj:
+            self._active_obj.deactivate()
+            obj.activate()
+            self.solver.set_objective(obj)
+            self._active_obj = obj
+
+    def set_weights(self, w: np.ndarray) -> None:
+        self._set(self.m.alloc.weight, w, self._node)
+
+    def solve(self, duals: bool = False) -> LPSolution:
+        res = self.solver.solve()
+        dc = self.m.dcopf
+        n = self.net
+        if res.status is not SolveStatus.OPTIMAL:
+            return LPSolution(res.status, res.termination, np.full(n.n_gen, np.nan),
+                              np.full(n.n_node, np.nan), np.full(n.n_branch, np.nan), np.nan,
+                              np.nan, res.solve_s)
+        pg = np.array([dc.pg[g].value for g in self._gen], dtype=float)
+        pl = np.array([dc.pl[i].value for i in self._node], dtype=float)
+        pf = np.array([dc.pf[k].value for k in self._branch], dtype=float)
+        sol = LPSolution(res.status, res.termination, pg, pl, pf,
+                         float(self.m.alloc.level.value or 0.0), res.objective, res.solve_s)
+        if duals and self.solver.supports_duals:
+            sol.balance_duals = np.array(self.solver.duals(self._balance))
+            sol.level_duals = np.array(self.solver.duals(self._level_cons))
+            if self._flow_cons:
+                sol.flow_duals = np.array(self.solver.duals(self._flow_cons))
+        return sol
+
+
+def make_engine(kind: EngineKind | str, m: pyo.ConcreteModel, net: NetworkData,
+                solver: SolverSpec, formulation: Formulation):
+    """The engine for ``kind``; ``auto`` takes the fast path when it can."""
+    kind = EngineKind(kind)
+    if kind is EngineKind.AUTO:
+        fast_ok = solver.name.lower() == "highs" and extension_is_static(m)
+        kind = EngineKind.HIGHS if fast_ok else EngineKind.PYOMO
+    if kind is EngineKind.HIGHS:
+        from fpamm_opt.fastpath import HighsEngine
+
+        if solver.name.lower() != "highs":
+            raise InputError(f"engine 'highs' needs solver 'highs', got {solver.name!r}")
+        return HighsEngine(m, net, solver, formulation)
+    return PyomoEngine(m, net, solver)
+
+
+# ---------------------------------------------------------------- problem --
+class AllocationProblem:
+    """The :class:`~fpamm_opt.mechanism.types.Allocator` of the package, over one Pyomo model.
+
+    Parameters
+    ----------
+    net : NetworkData
+    node_tier : (n_node,) int
+        Tier of each load node.
+    n_tier : int
+    rule : Rule
+        Within-tier rule.
+    voll : float
+        Value of lost load ($/MWh) of the screening / LMP-baseline LP.
+    formulation : Formulation
+    solver : SolverSpec
+    engine : EngineKind
+    extensions : sequence of callables ``f(model, net)``
+    """
+
+    def __init__(
+        self,
+        net: NetworkData,
+        node_tier: np.ndarray,
+        n_tier: int,
+        rule: Rule | str = Rule.MAXMIN,
+        voll: float = 10_000.0,
+        formulation: Formulation | str = Formulation.BTHETA,
+        solver: SolverSpec | None = None,
+        engine: EngineKind | str = EngineKind.AUTO,
+        extensions: Sequence[Extension] = (),
+    ) -> None:
+        self.net = net
+        self.node_tier = np.asarray(node_tier, dtype=int)
+        self.n_tier = int(n_tier)
+        self.rule = Rule(rule)
+        self.voll = float(voll)
+        self.formulation = Formulation(formulation)
+        self.solver_spec = solver or SolverSpec()
+        self.n_node, self.n_gen, self.n_branch = net.n_node, net.n_gen, net.n_branch
+        self.model = build_model(net, self.formulation, self.node_tier, self.n_tier, extensions)
+        self.engine = make_engine(engine, self.model, net, self.solver_spec, self.formulation)
+        self.engine_kind = "highs" if type(self.engine).__name__ == "HighsEngine" else "pyomo"
+        self.price = secant_price(net)
+        self._zeros_node = np.zeros(net.n_node)
+        self._ones_node = np.ones(net.n_node)
+        self._zeros_gen = np.zeros(net.n_gen)
+        # Minimum outputs relaxed to 0 (or kept when negative) so that X(t) is never empty.
+        self._pg_lo = np.minimum(net.gen_pmin_mw, 0.0)
+
+    # ---------------------------------------------------------------- helpers
+    def _base(self, inp: IntervalInput) -> None:
+        e = self.engine
+        e.set_demand(inp.demand_mw)
+        e.set_gen_bounds(self._pg_lo, np.asarray(inp.available_mw, dtype=float))
+        e.set_level(self._ones_node, self._zeros_node)
+        e.set_tier_total(self._ones_node, 0.0)
+
+    def _dispatch(self, sol: LPSolution, status: SolveStatus, n_solves: int, solve_s: float,
+                  **kw) -> Dispatch:
+        return Dispatch(status=status, served_mw=sol.pl, p_gen_mw=sol.pg, flow_mw=sol.pf,
+                        objective=sol.objective, n_solves=n_solves, solve_s=solve_s, **kw)
+
+    def _failed(self, sol: LPSolution, n: int, s: float, note: str) -> Dispatch:
+        return Dispatch(status=sol.status, served_mw=np.full(self.n_node, np.nan),
+                        p_gen_mw=np.full(self.n_gen, np.nan),
+                        flow_mw=np.full(self.n_branch, np.nan), n_solves=n, solve_s=s,
+                        note=f"{note}:{sol.termination}")
+
+    def lmp_from_duals(self, sol: LPSolution) -> np.ndarray | None:
+        """Nodal prices ($/MWh) at each load node from the duals of ``sol``.
+
+        B-θ: the dual of the bus balance. PTDF: ``λ_island - Σ_l H_lb μ_l`` (an extra MW
+        withdrawn at ``b`` moves the island balance by one and each flow row by ``-H_lb``).
+        """
+        if sol.balance_duals is None:
+            return None
+        net = self.net
+        if self.formulation is Formulation.BTHETA:
+            bus_price = sol.balance_duals
+        else:
+            islands = np.unique(net.bus_island)
+            isl = np.searchsorted(islands, net.bus_island)
+            flow = sol.flow_duals if sol.flow_duals is not None else np.zeros(net.n_branch)
+            bus_price = sol.balance_duals[isl] - net.ptdf.T @ flow
+        return np.asarray(bus_price)[net.node_bus]
+
+    # ------------------------------------------------------------ Allocator
+    def screen(self, inp: IntervalInput) -> Dispatch:
+        """Least-cost DC-OPF with one value of lost load (the LMP baseline's clearing)."""
+        e = self.engine
+        self._base(inp)
+        e.set_served_bounds(self._zeros_node, inp.demand_mw)
+        e.set_objective(self.price, np.full(self.n_node, -self.voll), 0.0)
+        sol = e.solve(duals=True)
+        if sol.status is not SolveStatus.OPTIMAL:
+            return self._failed(sol, 1, sol.solve_s, "screen")
+        return self._dispatch(sol, SolveStatus.OPTIMAL, 1, sol.solve_s,
+                              lmp=self.lmp_from_duals(sol))
+
+    def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
+        """Lexicographic tier clearing with the within-tier rule (see docs/design.md)."""
+        e = self.engine
+        d = np.asarray(inp.demand_mw, dtype=float)
+        w = np.asarray(weights, dtype=float)
+        v = 1.0 / w
+        K = self.n_tier
+        tol_mw = max(1e-7 * float(d.sum()), 1e-6)
+        self._base(inp)
+        e.set_weights(w)
+        lo = np.zeros(self.n_node)
+        hi = np.zeros(self.n_node)  # later tiers get nothing while earlier ones clear
+        levels = np.full(K, np.nan)
+        deliver = np.full(K, np.nan)
+        rounds = np.zeros(K, dtype=int)
+        cap = False
+        n_solves, solve_s = 0, 0.0
+        for k in tier_order:
+            mem = self.node_tier == k
+            lo[mem], hi[mem] = 0.0, d[mem]
+            # (a) the tier's deliverable energy, earlier tiers fixed, later tiers at zero
+            e.set_served_bounds(lo, hi)
+            e.set_level(self._ones_node, self._zeros_node)
+            e.set_tier_total(self._ones_node, 0.0)
+            e.set_objective(self._zeros_gen, np.where(mem, -1.0, 0.0), 0.0)
+            sol = e.solve()
+            n_solves += 1
+            solve_s += sol.solve_s
+            if sol.status is not SolveStatus.OPTIMAL:
+                return self._failed(sol, n_solves, solve_s, f"deliverable[{k}]")
+            q = float(sol.pl[mem].sum())
+            deliver[k] = q
+            if q >= d[mem].sum() - tol_mw:
+                lo[mem] = hi[mem] = d[mem]
+                levels[k] = 0.0
+                continue
+            member = mem.astype(float)
+            e.set_tier_total(member, q - tol_mw)
+            # (b) the within-tier rule
+            if self.rule is Rule.QP:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    qcoef = np.where(mem & (d > 0), w / d, 0.0)
+                e.set_objective(self._zeros_gen, np.where(mem, -w, 0.0), 0.0, q_served=qcoef)
+                sol = e.solve()
+                n_solves += 1
+                solve_s += sol.solve_s
+                if sol.status is not SolveStatus.OPTIMAL:
+                    return self._failed(sol, n_solves, solve_s, f"qp[{k}]")
+                x = np.clip(sol.pl, lo, hi)
+                rounds[k] = 1
+            else:
+                e.set_objective(self._zeros_gen, self._zeros_node, 1.0)
+                free = mem & (d > 0)
+                lo[mem & (d <= 0)] = hi[mem & (d <= 0)] = 0.0
+                x = sol.pl.copy()
+                while free.any():
+                    # Rows of non-free nodes stay inactive as x_i + λ >= 0 (never a zero
+                    # coefficient: solvers drop those and then warn when they change).
+                    coef = np.where(free, d * v, 1.0)
+                    rhs = np.where(free, d, 0.0)
+                    e.set_level(coef, rhs)
+                    e.set_served_bounds(lo, hi)
+                    sol = e.solve(duals=True)
+                    n_solves += 1
+                    solve_s += sol.solve_s
+                    if sol.status is not SolveStatus.OPTIMAL:
+                        return self._failed(sol, n_solves, solve_s, f"maxmin[{k}]")
+                    rounds[k] += 1
+                    x = np.clip(sol.pl, 0.0, d)
+                    lam = sol.level
+                    # Bottleneck nodes: positive dual on their level row (Σ μ_i coef_i = 1, so
+                    # at least one exists); fallback: tight rows.
+                    mu = sol.level_duals if sol.level_duals is not None else None
+                    slack = x + coef * lam - rhs
+                    if mu is not None and np.any(free & (np.abs(mu) > 1e-9)):
+                        bott = free & (np.abs(mu) > 1e-9)
+                    else:
+                        bott = free & (slack <= tol_mw)
+                    if not bott.any() or lam <= 1e-12:
+                        bott = free.copy()
+                    lo[bott] = hi[bott] = x[bott]
+                    free &= ~bott
+                    if lam <= 1e-12:
+                        break
+                x = np.where(mem, np.clip(x, 0.0, d), x)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u = np.where(d > 0, 1.0 - x / d, 0.0)
+            uncapped = mem & (d > 0) & (u < 1.0 - 1e-9)
+            capped = mem & (d > 0) & (u >= 1.0 - 1e-9)
+            levels[k] = float(np.max(u[uncapped] * w[uncapped])) if uncapped.any() else 1.0
+            if capped.any() and np.any(levels[k] * v[capped] > 1.0 + 1e-9):
+                cap = True
+            lo[mem] = hi[mem] = x[mem]
+        # (c) least-cost dispatch of the allocation just fixed
+        e.set_level(self._ones_node, self._zeros_node)
+        e.set_tier_total(self._ones_node, 0.0)
+        e.set_served_bounds(lo, hi)
+        e.set_objective(self.price, self._zeros_node, 0.0)
+        sol = e.solve()
+        n_solves += 1
+        solve_s += sol.solve_s
+        if sol.status is not SolveStatus.OPTIMAL:
+            return self._failed(sol, n_solves, solve_s, "dispatch")
+        return Dispatch(status=SolveStatus.OPTIMAL, served_mw=np.clip(sol.pl, 0.0, d),
+                        p_gen_mw=sol.pg, flow_mw=sol.pf, objective=sol.objective,
+                        n_solves=n_solves, solve_s=solve_s, tier_level=levels,
+                        tier_deliverable_mw=deliver, rounds=rounds, cap_active=cap)
+
+    # ------------------------------------------------------------- DC-OPF
+    def solve_dcopf(self, demand_mw: np.ndarray | None = None,
+                    available_mw: np.ndarray | None = None) -> DCOPFResult:
+        """A plain least-cost DC-OPF (no shedding, the case's own costs and ``pmin``)."""
+        net = self.net
+        d = net.node_demand_mw if demand_mw is None else np.asarray(demand_mw, dtype=float)
+        g = net.gen_pmax_mw if available_mw is None else np.asarray(available_mw, dtype=float)
+        e = self.engine
+        e.set_demand(d)
+        e.set_gen_bounds(net.gen_pmin_mw, g)
+        e.set_level(self._ones_node, self._zeros_node)
+        e.set_tier_total(self._ones_node, 0.0)
+        e.set_served_bounds(d, d)
+        e.set_objective(self._zeros_gen, self._zeros_node, 0.0, case_cost=True)
+        t0 = time.perf_counter()
+        sol = e.solve(duals=True)
+        wall = time.perf_counter() - t0
+        ok = sol.status is SolveStatus.OPTIMAL
+        lmp = self.lmp_from_duals(sol) if ok else None
+        return DCOPFResult(
+            status=sol.status.value if not ok else "optimal",
+            termination=sol.termination,
+            objective=float(sol.objective) if ok else None,
+            p_gen_mw=sol.pg,
+            flow_mw=sol.pf,
+            lmp=lmp,
+            solve_s=wall,
+        )
+
+
+@dataclass(frozen=True)
+class DCOPFResult:
+    """Result of :meth:`AllocationProblem.solve_dcopf`."""
+
+    status: str
+    termination: str
+    objective: float | None
+    p_gen_mw: np.ndarray
+    flow_mw: np.ndarray
+    lmp: np.ndarray | None
+    solve_s: float
+
+
+def solve_dcopf(
+    net: NetworkData,
+    formulation: Formulation | str = Formulation.BTHETA,
+    solver: SolverSpec | None = None,
+    engine: EngineKind | str = EngineKind.PYOMO,
+    extensions: Sequence[Extension] = (),
+) -> DCOPFResult:
+    """Build and solve one least-cost DC-OPF of ``net`` with its base demand."""
+    prob = AllocationProblem(net, np.zeros(net.n_node, dtype=int), 1, formulation=formulation,
+                             solver=solver, engine=engine, extensions=extensions)
+    return prob.solve_dcopf()

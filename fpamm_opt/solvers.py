@@ -1,0 +1,240 @@
+"""The solver layer: the only module that imports Pyomo's solver interfaces.
+
+Two adapters behind one small contract (:class:`ModelSolver`):
+
+- :class:`PersistentHighs`: ``pyomo.contrib.solver`` HiGHS, persistent. The model is handed
+  over once (``set_instance``); between solves only mutable parameters change and the adapter
+  pushes them with ``update_parameters`` (the other automatic checks are switched off, which
+  is what makes it fast). Accepts quadratic objectives.
+- :class:`GenericSolver`: any solver Pyomo knows by name (``glpk``, ``cbc``, ``scip``,
+  ``gurobi``, ``cplex``, ``ipopt``, ...), through the classic ``SolverFactory``; the model is
+  written out at every solve.
+
+Termination (what the solver said, its own word) is kept apart from the solution status
+(:class:`~fpamm_opt.mechanism.types.SolveStatus`, what we may use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyomo.environ as pyo
+
+from fpamm_opt.errors import SolverUnavailableError
+from fpamm_opt.mechanism.types import SolveStatus
+
+#: Name of the default solver (persistent HiGHS through ``pyomo.contrib.solver``).
+DEFAULT_SOLVER = "highs"
+
+# Time-limit option name per classic solver.
+_TIME_LIMIT_OPTION = {
+    "glpk": "tmlim",
+    "cbc": "sec",
+    "scip": "limits/time",
+    "gurobi": "TimeLimit",
+    "gurobi_direct": "TimeLimit",
+    "gurobi_persistent": "TimeLimit",
+    "cplex": "timelimit",
+    "ipopt": "max_cpu_time",
+    "appsi_highs": "time_limit",
+}
+
+logging.getLogger("pyomo.core").setLevel(logging.ERROR)
+logging.getLogger("pyomo.solvers").setLevel(logging.ERROR)
+logging.getLogger("pyomo.opt").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """Which solver to use and how."""
+
+    name: str = DEFAULT_SOLVER
+    time_limit_s: float = 10.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """Outcome of one solve: termination word, usable status, objective, time."""
+
+    termination: str
+    status: SolveStatus
+    objective: float
+    solve_s: float
+    message: str = ""
+
+
+class ModelSolver(Protocol):
+    """What the problem layer needs from a solver."""
+
+    name: str
+    supports_duals: bool
+
+    def set_objective(self, obj: pyo.Objective) -> None: ...
+
+    def solve(self) -> SolveResult: ...
+
+    def duals(self, cons: list[Any]) -> list[float]: ...
+
+
+def _is_highs(name: str) -> bool:
+    return name.lower() in ("highs", "highs_persistent")
+
+
+def solver_available(name: str) -> bool:
+    """True when Pyomo can run ``name`` on this machine."""
+    try:
+        if _is_highs(name):
+            from pyomo.contrib.solver.solvers.highs import Highs
+
+            return bool(Highs().available())
+        with _quiet():
+            opt = pyo.SolverFactory(name)
+            return bool(opt is not None and opt.available(exception_flag=False))
+    except Exception:
+        return False
+
+
+def require_solver(name: str) -> None:
+    """Raise :class:`SolverUnavailableError` naming ``name`` when it cannot be used."""
+    if not solver_available(name):
+        raise SolverUnavailableError(
+            f"solver {name!r} is not available (not installed or not known to Pyomo)"
+        )
+
+
+def make_solver(model: pyo.Block, spec: SolverSpec) -> ModelSolver:
+    """A solver adapter bound to ``model`` (which must be fully built, extensions included)."""
+    require_solver(spec.name)
+    if _is_highs(spec.name):
+        return PersistentHighs(model, spec)
+    return GenericSolver(model, spec)
+
+
+@contextlib.contextmanager
+def _quiet():
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        yield
+
+
+class PersistentHighs:
+    """Persistent HiGHS through ``pyomo.contrib.solver`` (see module docstring)."""
+
+    supports_duals = True
+
+    def __init__(self, model: pyo.Block, spec: SolverSpec) -> None:
+        from pyomo.contrib.solver.solvers.highs import Highs
+
+        self.name = "highs"
+        self._model = model
+        self._spec = spec
+        self._opt = Highs()
+        au = self._opt.config.auto_updates
+        au.check_for_new_or_removed_constraints = False
+        au.check_for_new_or_removed_vars = False
+        au.check_for_new_or_removed_params = False
+        au.check_for_new_objective = False
+        au.update_constraints = False
+        au.update_vars = False
+        au.update_named_expressions = False
+        au.update_objective = False
+        au.update_parameters = True
+        self._opt.config.load_solutions = False
+        self._opt.config.raise_exception_on_nonoptimal_result = False
+        # HiGHS wants ``threads`` fixed before its first run in a process: always 1 here
+        # (a run is sequential; parallelism is across runs, in separate processes).
+        self._opt.config.threads = 1
+        self._opt.config.time_limit = spec.time_limit_s
+        self._opt.config.solver_options.update({"output_flag": False, **spec.options})
+        self._opt.set_instance(model)
+        self._results: Any = None
+
+    def set_objective(self, obj: pyo.Objective) -> None:
+        self._opt.set_objective(obj)
+
+    def solve(self) -> SolveResult:
+        from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+
+        t0 = time.perf_counter()
+        try:
+            res = self._opt.solve(self._model)
+        except Exception as exc:  # HiGHS "Solve error" and friends
+            return SolveResult("error", SolveStatus.ERROR, float("nan"),
+                               time.perf_counter() - t0, str(exc).splitlines()[0])
+        dt = time.perf_counter() - t0
+        self._results = res
+        tc = res.termination_condition
+        word = tc.name
+        if res.solution_status == SolutionStatus.optimal:
+            res.solution_loader.load_vars()
+            obj = res.incumbent_objective
+            return SolveResult(word, SolveStatus.OPTIMAL, float(obj if obj is not None else 0.0), dt)
+        if tc in (TerminationCondition.provenInfeasible, TerminationCondition.locallyInfeasible,
+                  TerminationCondition.infeasibleOrUnbounded):
+            return SolveResult(word, SolveStatus.INFEASIBLE, float("nan"), dt)
+        if tc == TerminationCondition.maxTimeLimit:
+            return SolveResult(word, SolveStatus.TIME_LIMIT, float("nan"), dt)
+        return SolveResult(word, SolveStatus.ERROR, float("nan"), dt)
+
+    def duals(self, cons: list[Any]) -> list[float]:
+        d = self._results.solution_loader.get_duals(cons)
+        return [float(d[c]) for c in cons]
+
+
+class GenericSolver:
+    """Any solver known to Pyomo's ``SolverFactory``; the model is rewritten each solve."""
+
+    def __init__(self, model: pyo.Block, spec: SolverSpec) -> None:
+        self.name = spec.name
+        self._model = model
+        self._spec = spec
+        with _quiet():
+            self._opt = pyo.SolverFactory(spec.name)
+        opt_name = _TIME_LIMIT_OPTION.get(spec.name)
+        if opt_name is not None and spec.time_limit_s:
+            self._opt.options[opt_name] = spec.time_limit_s
+        for k, v in spec.options.items():
+            self._opt.options[k] = v
+        if not hasattr(model, "dual"):
+            model.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+        # Quadratic-capable solvers report duals; LP-only ones too. Mixed-integer never here.
+        self.supports_duals = True
+
+    def set_objective(self, obj: pyo.Objective) -> None:
+        for o in self._model.component_data_objects(pyo.Objective, active=True):
+            o.deactivate()
+        obj.activate()
+
+    def solve(self) -> SolveResult:
+        from pyomo.opt import SolutionStatus, TerminationCondition
+
+        t0 = time.perf_counter()
+        try:
+            with _quiet():
+                res = self._opt.solve(self._model, load_solutions=False, tee=False)
+        except Exception as exc:
+            return SolveResult("error", SolveStatus.ERROR, float("nan"),
+                               time.perf_counter() - t0, str(exc).splitlines()[0][:200])
+        dt = time.perf_counter() - t0
+        tc = res.solver.termination_condition
+        word = str(tc)
+        if tc == TerminationCondition.optimal or (
+            len(res.solution) > 0 and res.solution(0).status == SolutionStatus.optimal
+        ):
+            self._model.solutions.load_from(res)
+            obj = next(self._model.component_data_objects(pyo.Objective, active=True))
+            return SolveResult(word, SolveStatus.OPTIMAL, float(pyo.value(obj)), dt)
+        if tc in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
+            return SolveResult(word, SolveStatus.INFEASIBLE, float("nan"), dt)
+        if tc == TerminationCondition.maxTimeLimit:
+            return SolveResult(word, SolveStatus.TIME_LIMIT, float("nan"), dt)
+        return SolveResult(word, SolveStatus.ERROR, float("nan"), dt)
+
+    def duals(self, cons: list[Any]) -> list[float]:
+        return [float(self._model.dual.get(c, float("nan"))) for c in cons]
