@@ -104,6 +104,7 @@ class LPSolution:
     level: float
     objective: float
     solve_s: float
+    message: str = ""
     balance_duals: np.ndarray | None = None
     level_duals: np.ndarray | None = None
     flow_duals: np.ndarray | None = None  #: PTDF only: duals of ``eq_pf_ptdf``
@@ -185,7 +186,7 @@ class PyomoEngine:
         if res.status is not SolveStatus.OPTIMAL:
             return LPSolution(res.status, res.termination, np.full(n.n_gen, np.nan),
                               np.full(n.n_node, np.nan), np.full(n.n_branch, np.nan), np.nan,
-                              np.nan, res.solve_s)
+                              np.nan, res.solve_s, res.message)
         pg = np.array([dc.pg[g].value for g in self._gen], dtype=float)
         pl = np.array([dc.pl[i].value for i in self._node], dtype=float)
         pf = np.array([dc.pf[k].value for k in self._branch], dtype=float)
@@ -387,10 +388,13 @@ class AllocationProblem:
                     lam = sol.level
                     # Bottleneck nodes: positive dual on their level row (Σ μ_i coef_i = 1, so
                     # at least one exists); fallback: tight rows.
+                    # Σ_i μ_i coef_i = 1 at the optimum, so μ_i coef_i is a normalised share;
+                    # solver noise stays far below the threshold.
                     mu = sol.level_duals if sol.level_duals is not None else None
                     slack = x + coef * lam - rhs
-                    if mu is not None and np.any(free & (np.abs(mu) > 1e-9)):
-                        bott = free & (np.abs(mu) > 1e-9)
+                    share = np.abs(mu) * coef if mu is not None else None
+                    if share is not None and np.any(free & (share > 1e-7)):
+                        bott = free & (share > 1e-7)
                     else:
                         bott = free & (slack <= tol_mw)
                     if not bott.any() or lam <= 1e-12:
@@ -450,6 +454,7 @@ class AllocationProblem:
             flow_mw=sol.pf,
             lmp=lmp,
             solve_s=wall,
+            message=sol.message,
         )
 
 
@@ -464,6 +469,7 @@ class DCOPFResult:
     flow_mw: np.ndarray
     lmp: np.ndarray | None
     solve_s: float
+    message: str = ""
 
 
 def solve_dcopf(

@@ -153,10 +153,25 @@ class PersistentHighs:
         self._opt.config.time_limit = spec.time_limit_s
         self._opt.config.solver_options.update({"output_flag": False, **spec.options})
         self._opt.set_instance(model)
+        self._opt._solver_model.setOptionValue("output_flag", False)
         self._results: Any = None
 
     def set_objective(self, obj: pyo.Objective) -> None:
         self._opt.set_objective(obj)
+        # pyomo.contrib.solver HiGHS (6.10) does not clear the Hessian when the new objective
+        # is linear, so a QP -> LP switch would silently keep the old quadratic terms.
+        if obj.expr.polynomial_degree() is not None and obj.expr.polynomial_degree() <= 1:
+            self._clear_hessian()
+
+    def _clear_hessian(self) -> None:
+        import highspy
+        import numpy as np
+
+        h = self._opt._solver_model
+        dim = h.getNumCol()
+        h.passHessian(dim, 0, highspy.HessianFormat.kTriangular,
+                      np.zeros(dim, dtype=np.int32), np.zeros(0, dtype=np.int32),
+                      np.zeros(0, dtype=np.double))
 
     def solve(self) -> SolveResult:
         from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
@@ -198,7 +213,11 @@ class GenericSolver:
             self._opt = pyo.SolverFactory(spec.name)
         opt_name = _TIME_LIMIT_OPTION.get(spec.name)
         if opt_name is not None and spec.time_limit_s:
-            self._opt.options[opt_name] = spec.time_limit_s
+            # GLPK and CBC want whole seconds.
+            limit = spec.time_limit_s
+            self._opt.options[opt_name] = (
+                max(1, int(-(-limit // 1))) if spec.name in ("glpk", "cbc") else limit
+            )
         for k, v in spec.options.items():
             self._opt.options[k] = v
         if not hasattr(model, "dual"):

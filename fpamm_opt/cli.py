@@ -1,0 +1,134 @@
+"""The command-line interface (click): the only place that writes to the terminal.
+
+Exit codes (INTERFACE.md): 0 success, 1 error (one line on stderr, no traceback unless
+``--debug``), 2 usage (click), 3 a verification check failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fpamm_opt.errors import FpammError
+
+EXIT_ERROR = 1
+EXIT_CHECK_FAILED = 3
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().params.get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except FpammError as exc:
+            if debug:
+                raise
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except (OSError, ValueError) as exc:
+            if debug:
+                raise
+            _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="fpamm-opt")
+def app(debug: bool) -> None:
+    """fpamm: the Fair Play Automatic Market Maker on DC-OPF networks."""
+
+
+@app.command("cases")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def cases_cmd(as_json: bool) -> None:
+    """List built-in cases (pandapower names) and the case files shipped in data/."""
+    from fpamm_opt.network import list_cases
+
+    cases = list_cases()
+    if as_json:
+        click.echo(json.dumps(cases, indent=2))
+        return
+    click.echo("pandapower cases (offline, built in):")
+    for name in cases["pandapower"]:
+        click.echo(f"  {name}")
+    click.echo("shipped files (data/):")
+    for name in cases["files"] or ["  (none)"]:
+        click.echo(f"  {name}")
+    click.echo("Any MATPOWER .m file or pandapower .json file path also works as CASE.")
+
+
+@app.command("dcopf")
+@click.argument("case")
+@click.option("--formulation", type=click.Choice(["btheta", "ptdf"]), default="btheta",
+              show_default=True)
+@click.option("--convention", type=click.Choice(["matpower", "powermodels"]),
+              default="matpower", show_default=True)
+@click.option("--solver", default="highs", show_default=True, help="Any Pyomo solver name.")
+@click.option("--ratings", type=click.Choice(["case", "auto", "derived"]), default="case",
+              show_default=True, help="Branch ratings: the case's, or derived from a base flow.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def dcopf_cmd(case: str, formulation: str, convention: str, solver: str, ratings: str,
+              as_json: bool) -> None:
+    """One least-cost DC-OPF of CASE (no load shedding, the case's own costs)."""
+    from fpamm_opt.network import load_network
+    from fpamm_opt.problem import solve_dcopf
+    from fpamm_opt.solvers import SolverSpec, require_solver
+
+    require_solver(solver)
+    net = load_network(case, convention=convention, ratings=ratings)
+    t0 = time.perf_counter()
+    res = solve_dcopf(net, formulation, SolverSpec(name=solver))
+    wall = time.perf_counter() - t0
+    out = {
+        "case": net.name,
+        "objective": res.objective,
+        "status": res.status,
+        "termination": res.termination,
+        "solver": solver,
+        "formulation": formulation,
+        "convention": convention,
+        "ratings": net.ratings.describe(),
+        "n_bus": net.n_bus,
+        "n_branch": net.n_branch,
+        "n_gen": net.n_gen,
+        "demand_mw": float(net.node_demand_mw.sum()),
+        "solve_s": res.solve_s,
+        "wall_s": wall,
+        "message": res.message,
+    }
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    for k, v in out.items():
+        click.echo(f"{k:12s} {v}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="fpamm")
+
+
+if __name__ == "__main__":
+    main()
