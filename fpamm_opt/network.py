@@ -296,6 +296,23 @@ class NetworkData:
         out[:, keep] = np.asarray(bf @ x_red)
         return out
 
+    def flow_limits_mw(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of each branch flow (MW): ``|pf| <= rate`` and the angle-difference limits.
+
+        ``pf = S_base b (Δθ - shift)`` makes ``angmin <= Δθ <= angmax`` a pair of bounds on
+        ``pf``, so both DC formulations (and the NumPy checks) share one set of flow bounds.
+        """
+        rate = self.branch_rate_mw
+        bb = self.base_mva * self.branch_b_pu
+        with np.errstate(invalid="ignore"):
+            a_lo = bb * (self.branch_angmin_rad - self.branch_shift_rad)
+            a_hi = bb * (self.branch_angmax_rad - self.branch_shift_rad)
+        ang_lo = np.where(bb >= 0, a_lo, a_hi)
+        ang_hi = np.where(bb >= 0, a_hi, a_lo)
+        ang_lo = np.where(np.isnan(ang_lo), -np.inf, ang_lo)
+        ang_hi = np.where(np.isnan(ang_hi), np.inf, ang_hi)
+        return np.maximum(-rate, ang_lo), np.minimum(rate, ang_hi)
+
     # --------------------------------------------------------------- helpers
     def bus_injection_mw(
         self, p_gen_mw: np.ndarray, served_mw: np.ndarray

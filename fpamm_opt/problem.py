@@ -38,18 +38,12 @@ import pyomo.environ as pyo
 from fpamm_opt.blocks.allocation import build_allocation_block
 from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
 from fpamm_opt.errors import InputError
+from fpamm_opt.mechanism.config import Rule
 from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus
 from fpamm_opt.network import NetworkData
 from fpamm_opt.solvers import SolverSpec, make_solver
 
 Extension = Callable[[pyo.ConcreteModel, NetworkData], None]
-
-
-class Rule(enum.StrEnum):
-    """Within-tier rule (MECHANISM.md section 3)."""
-
-    MAXMIN = "maxmin"  #: weighted max-min fairness by successive LPs (default, hot-starts)
-    QP = "qp"  #: reference rule  min Σ w_i d_i u_i² / 2
 
 
 class EngineKind(enum.StrEnum):
@@ -206,6 +200,10 @@ def make_engine(kind: EngineKind | str, m: pyo.ConcreteModel, net: NetworkData,
     kind = EngineKind(kind)
     if kind is EngineKind.AUTO:
         fast_ok = solver.name.lower() == "highs" and extension_is_static(m)
+        try:
+            import fpamm_opt.fastpath  # noqa: F401
+        except ImportError:
+            fast_ok = False
         kind = EngineKind.HIGHS if fast_ok else EngineKind.PYOMO
     if kind is EngineKind.HIGHS:
         from fpamm_opt.fastpath import HighsEngine

@@ -51,19 +51,8 @@ PTDF_DROP_TOL = 1e-10
 
 
 def flow_bounds_mw(net: NetworkData) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of ``pf`` combining thermal ratings and angle-difference limits (MW)."""
-    rate = net.branch_rate_mw
-    lo = -rate.copy()
-    hi = rate.copy()
-    bb = net.base_mva * net.branch_b_pu
-    with np.errstate(invalid="ignore"):
-        a_lo = bb * (net.branch_angmin_rad - net.branch_shift_rad)
-        a_hi = bb * (net.branch_angmax_rad - net.branch_shift_rad)
-    ang_lo = np.where(bb >= 0, a_lo, a_hi)
-    ang_hi = np.where(bb >= 0, a_hi, a_lo)
-    ang_lo = np.where(np.isnan(ang_lo), -np.inf, ang_lo)
-    ang_hi = np.where(np.isnan(ang_hi), np.inf, ang_hi)
-    return np.maximum(lo, ang_lo), np.minimum(hi, ang_hi)
+    """Bounds of ``pf``: thermal ratings and angle-difference limits (see NetworkData)."""
+    return net.flow_limits_mw()
 
 
 def _bound(v: float) -> float | None:
