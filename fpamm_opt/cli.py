@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from fpamm_opt.errors import FpammError
+from fpamm_opt.errors import FpammError, InputError
 
 EXIT_ERROR = 1
 EXIT_CHECK_FAILED = 3
@@ -123,6 +123,47 @@ def dcopf_cmd(case: str, formulation: str, convention: str, solver: str, ratings
         return
     for k, v in out.items():
         click.echo(f"{k:12s} {v}")
+
+
+def _default_out(spec_path: str, policy: str, seed: int | None) -> Path:
+    stem = Path(spec_path).stem
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stem}-{policy}-s{seed if seed is not None else 'spec'}-{stamp}"
+
+
+@app.command("run")
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--out", "out_dir", type=click.Path(), help="Run directory to create.")
+@click.option("--policy", type=click.Choice(["fpamm", "equal", "lmp"]), default=None,
+              help="Allocation policy (default: the spec's, fpamm).")
+@click.option("--seed", type=int, default=None, help="Scenario and priority seed.")
+@click.option("--intervals", "-T", type=int, default=None, help="Number of intervals.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec field, e.g. --set mechanism.beta=0.1 (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
+@handle_errors
+def run_cmd(spec_path: str, out_dir: str | None, policy: str | None, seed: int | None,
+            intervals: int | None, overrides: tuple[str, ...], overwrite: bool,
+            progress: bool | None) -> None:
+    """Run one simulation of SPEC and write a run directory."""
+    from fpamm_opt.sim.run import resolve_run_spec, run
+    from fpamm_opt.spec import load_spec
+
+    spec = resolve_run_spec(load_spec(spec_path, overrides), policy, seed, intervals)
+    out = Path(out_dir) if out_dir else _default_out(spec_path, str(spec.run.policy), seed)
+    if out.exists() and not overwrite:
+        raise InputError(f"run directory {str(out)!r} already exists (use --overwrite)")
+    res = run(spec, out, progress=progress, overwrite=overwrite)
+    m = res.manifest
+    t = m.get("timings", {})
+    sm = m.get("summary", {})
+    click.echo(f"run directory: {res.run_dir}")
+    click.echo(
+        f"{sm.get('intervals')} intervals, {sm.get('scarce')} scarce, "
+        f"{sm.get('n_retries', 0)} retries; loop {t.get('loop_s', 0):.1f} s "
+        f"({t.get('per_interval_ms', 0):.2f} ms/interval, solver {t.get('solver_s', 0):.1f} s)"
+    )
 
 
 def main() -> None:

@@ -344,26 +344,28 @@ class NetworkData:
         )
 
     def base_dispatch_mw(self) -> np.ndarray:
-        """A balanced base dispatch for the base flow.
+        """A balanced base dispatch: the merit-order (copper-plate) economic dispatch.
 
-        The case's set-points scaled to the island's demand where they are positive,
-        otherwise pro rata to ``pmax``. Documented choice (MECHANISM.md leaves it open).
+        Each island's base demand is met by its generators in order of their LP price
+        ``c1 + c2 pmax`` (ties by index), each up to ``pmax``: the least-cost DC-OPF without
+        branch limits. Ratings derived from the flows of this dispatch make the least-cost
+        operating point feasible at base demand, so congestion appears where operation moves
+        away from it (demand peaks, derated or outaged units). Documented choice
+        (MECHANISM.md leaves the base flow open).
         """
         demand = np.zeros(self.n_bus)
         np.add.at(demand, self.node_bus, self.node_demand_mw)
         demand += self.bus_fixed_withdrawal_mw
+        price = self.gen_cost_c1 + self.gen_cost_c2 * self.gen_pmax_mw
         p = np.zeros(self.n_gen)
         isl_gen = self.bus_island[self.gen_bus]
         for isl in np.unique(self.bus_island):
-            g = isl_gen == isl
-            d_isl = demand[self.bus_island == isl].sum()
-            if not g.any():
-                continue
-            base = np.clip(self.gen_p_set_mw[g], 0, None)
-            if base.sum() <= 0:
-                base = self.gen_pmax_mw[g].astype(float)
-            if base.sum() > 0:
-                p[g] = base * d_isl / base.sum()
+            need = float(demand[self.bus_island == isl].sum())
+            for g in sorted(np.flatnonzero(isl_gen == isl), key=lambda k: (price[k], k)):
+                if need <= 0:
+                    break
+                p[g] = min(float(self.gen_pmax_mw[g]), need)
+                need -= p[g]
         return p
 
     def base_flow_mw(self) -> np.ndarray:

@@ -321,7 +321,9 @@ class AllocationProblem:
         w = np.asarray(weights, dtype=float)
         v = 1.0 / w
         K = self.n_tier
-        tol_mw = max(1e-7 * float(d.sum()), 1e-6)
+        # Slack on the tier's fixed energy: well above LP feasibility tolerances (1e-7), far
+        # below anything that matters (1e-6 of demand).
+        tol_mw = max(1e-6 * float(d.sum()), 1e-5)
         self._base(inp)
         e.set_weights(w)
         lo = np.zeros(self.n_node)
@@ -407,7 +409,7 @@ class AllocationProblem:
             uncapped = mem & (d > 0) & (u < 1.0 - 1e-9)
             capped = mem & (d > 0) & (u >= 1.0 - 1e-9)
             levels[k] = float(np.max(u[uncapped] * w[uncapped])) if uncapped.any() else 1.0
-            if capped.any() and np.any(levels[k] * v[capped] > 1.0 + 1e-9):
+            if q > tol_mw and capped.any() and np.any(levels[k] * v[capped] > 1.0 + 1e-9):
                 cap = True
             lo[mem] = hi[mem] = x[mem]
         # (c) least-cost dispatch of the allocation just fixed

@@ -176,6 +176,12 @@ class PersistentHighs:
     def solve(self) -> SolveResult:
         from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 
+        # HiGHS compares time_limit with the cumulative run time of the Highs object (HiGHS
+        # issues #1331, #1477): a persistent model would time out after time_limit seconds
+        # in total. Same fix as HiGHS.jl: limit = run time so far + the per-solve limit.
+        self._opt.config.time_limit = (
+            self._opt._solver_model.getRunTime() + self._spec.time_limit_s
+        )
         t0 = time.perf_counter()
         try:
             res = self._opt.solve(self._model)

@@ -67,8 +67,6 @@ class Allocator(Protocol):
         """Least-cost DC-OPF with one value of lost load for every node."""
         ...
 
-    def clear(
-        self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray
-    ) -> Dispatch:
+    def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
         """Lexicographic tier clearing with the within-tier rule and weights ``w``."""
         ...

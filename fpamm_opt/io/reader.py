@@ -1,0 +1,259 @@
+"""Readers of a run directory: manifest, Parquet tables, metadata.
+
+Role
+----
+Everything downstream (``verify``, ``report``, comparisons) reads runs through this module.
+A run directory is a directory holding ``manifest.json`` (see :mod:`fpamm_opt.io.writer`);
+:func:`read_table` returns a :class:`pandas.DataFrame` (optionally a subset of columns or a
+row filter pushed down to Parquet), :func:`iter_table` streams it one row group at a time,
+and :class:`RunTables` (from :func:`read_run`) reads tables lazily and caches them.
+
+Integer columns that hold nulls (``intervals.window``) are returned with pandas' nullable
+integer dtype (``Int64``), so window ids stay integers; every other column keeps its NumPy
+dtype.
+
+All failures raise :class:`~fpamm_opt.errors.RunDirectoryError` with one line naming the path.
+(A batch reader over many run directories lives elsewhere.)
+
+No Pyomo here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fpamm_opt.errors import RunDirectoryError
+from fpamm_opt.io.schema import META_SPEC_HASH, SCHEMAS, TABLE_NAMES, file_name
+from fpamm_opt.io.writer import MANIFEST_NAME
+
+_NULLABLE_INT = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+}
+
+
+def is_run_dir(path: Path | str) -> bool:
+    """True when ``path`` is a directory holding ``manifest.json``."""
+    p = Path(path)
+    return p.is_dir() and (p / MANIFEST_NAME).is_file()
+
+
+def _require_run_dir(path: Path | str) -> Path:
+    p = Path(path)
+    if not is_run_dir(p):
+        raise RunDirectoryError(f"not a run directory: {p} (no {MANIFEST_NAME})")
+    return p
+
+
+def read_manifest(path: Path | str) -> dict[str, Any]:
+    """The parsed ``manifest.json`` of a run directory."""
+    p = _require_run_dir(path)
+    try:
+        data = json.loads((p / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirectoryError(
+            f"run directory {p}: {MANIFEST_NAME} is unreadable ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(data, dict):
+        raise RunDirectoryError(f"run directory {p}: {MANIFEST_NAME} is not a JSON object")
+    return data
+
+
+def table_path(path: Path | str, name: str) -> Path:
+    """Path of table ``name`` in run directory ``path`` (checked to exist)."""
+    p = _require_run_dir(path)
+    if name not in SCHEMAS:
+        raise RunDirectoryError(f"unknown table {name!r} (known: {', '.join(TABLE_NAMES)})")
+    f = p / file_name(name)
+    if not f.is_file():
+        raise RunDirectoryError(f"run directory {p} has no {name} table (disabled in [outputs]?)")
+    return f
+
+
+def has_table(path: Path | str, name: str) -> bool:
+    """True when run directory ``path`` holds table ``name``."""
+    return name in SCHEMAS and is_run_dir(path) and (Path(path) / file_name(name)).is_file()
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    df = table.to_pandas()
+    for i, field in enumerate(table.schema):
+        if pa.types.is_integer(field.type) and table.column(i).null_count > 0:
+            dtype = _NULLABLE_INT.get(field.type, pd.Int64Dtype())
+            df[field.name] = table.column(i).to_pandas(types_mapper={field.type: dtype}.get)
+    return df
+
+
+def read_table(
+    path: Path | str,
+    name: str,
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+) -> pd.DataFrame:
+    """Read one table of a run directory.
+
+    Parameters
+    ----------
+    path
+        Run directory.
+    name
+        ``intervals``, ``nodes``, ``branches``, ``generators`` or ``iterations``.
+    columns
+        Subset of columns (default: all).
+    filters
+        Passed to :func:`pyarrow.parquet.read_table` (e.g. ``[("t", "<", 100)]``).
+    """
+    f = table_path(path, name)
+    if columns is not None:
+        unknown = [c for c in columns if c not in SCHEMAS[name].names]
+        if unknown:
+            raise RunDirectoryError(f"table {name!r} has no column {unknown[0]!r}")
+    try:
+        table = pq.read_table(
+            f, columns=None if columns is None else list(columns), filters=filters
+        )
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise RunDirectoryError(f"cannot read {f} ({type(exc).__name__}: {exc})") from None
+    return _to_pandas(table)
+
+
+def iter_table(
+    path: Path | str, name: str, columns: Sequence[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Yield table ``name`` one Parquet row group at a time (bounded memory)."""
+    f = table_path(path, name)
+    try:
+        pf = pq.ParquetFile(f)
+        for k in range(pf.num_row_groups):
+            yield _to_pandas(
+                pf.read_row_group(k, columns=None if columns is None else list(columns))
+            )
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise RunDirectoryError(f"cannot read {f} ({type(exc).__name__}: {exc})") from None
+
+
+def read_metadata(path: Path | str, name: str) -> dict[str, str]:
+    """Decoded Parquet key-value metadata of table ``name`` (without Arrow's own schema key)."""
+    f = table_path(path, name)
+    try:
+        meta = pq.read_metadata(f).metadata or {}
+    except (OSError, pa.ArrowException) as exc:
+        raise RunDirectoryError(f"cannot read {f} ({type(exc).__name__}: {exc})") from None
+    return {k.decode(): v.decode(errors="replace") for k, v in meta.items() if k != b"ARROW:schema"}
+
+
+def num_row_groups(path: Path | str, name: str) -> int:
+    """Number of Parquet row groups of table ``name``."""
+    f = table_path(path, name)
+    return int(pq.ParquetFile(f).num_row_groups)
+
+
+class RunTables:
+    """Lazy, cached access to a run directory.
+
+    Parameters
+    ----------
+    path
+        The run directory (checked on construction).
+
+    Examples
+    --------
+    >>> run = read_run("runs/ieee57")          # doctest: +SKIP
+    >>> run.manifest["spec_hash"], run.intervals.shape   # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = _require_run_dir(path)
+        self._manifest: dict[str, Any] | None = None
+        self._cache: dict[str, pd.DataFrame] = {}
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            self._manifest = read_manifest(self.path)
+        return self._manifest
+
+    @property
+    def spec_hash(self) -> str | None:
+        return self.manifest.get("spec_hash")
+
+    def has(self, name: str) -> bool:
+        """True when the run holds table ``name``."""
+        return has_table(self.path, name)
+
+    def table(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Read ``name`` (uncached when ``columns`` is given, cached otherwise)."""
+        if columns is not None:
+            return read_table(self.path, name, columns)
+        if name not in self._cache:
+            self._cache[name] = read_table(self.path, name)
+        return self._cache[name]
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.table(name)
+
+    def metadata(self, name: str) -> dict[str, str]:
+        return read_metadata(self.path, name)
+
+    def check_spec_hash(self) -> None:
+        """Raise :class:`RunDirectoryError` if a table's metadata disagrees with the manifest."""
+        expected = self.spec_hash
+        for name in TABLE_NAMES:
+            if not self.has(name):
+                continue
+            got = self.metadata(name).get(META_SPEC_HASH)
+            if got != expected:
+                raise RunDirectoryError(
+                    f"run directory {self.path}: {name} has spec hash {got!r}, manifest {expected!r}"
+                )
+
+    @property
+    def intervals(self) -> pd.DataFrame:
+        return self.table("intervals")
+
+    @property
+    def nodes(self) -> pd.DataFrame:
+        return self.table("nodes")
+
+    @property
+    def branches(self) -> pd.DataFrame:
+        return self.table("branches")
+
+    @property
+    def generators(self) -> pd.DataFrame:
+        return self.table("generators")
+
+    @property
+    def iterations(self) -> pd.DataFrame:
+        return self.table("iterations")
+
+    def __repr__(self) -> str:
+        return f"RunTables({str(self.path)!r})"
+
+
+def read_run(path: Path | str) -> RunTables:
+    """A :class:`RunTables` for run directory ``path``."""
+    return RunTables(path)
+
+
+__all__ = [
+    "RunTables",
+    "has_table",
+    "is_run_dir",
+    "iter_table",
+    "num_row_groups",
+    "read_manifest",
+    "read_metadata",
+    "read_run",
+    "read_table",
+    "table_path",
+]

@@ -1,0 +1,487 @@
+"""Atomic, streaming writer of a run directory (INTERFACE.md "Run directory").
+
+Role
+----
+:class:`RunWriter` writes the five Parquet tables and ``manifest.json`` of one run under a
+temporary directory ``<parent>/.<name>.tmp-<pid>`` and renames it to ``<parent>/<name>`` only
+when :meth:`RunWriter.close` succeeds, so a run directory that exists is whole.
+
+Usage (the run loop calls :meth:`~RunWriter.add` once per table per interval, then
+:meth:`~RunWriter.end_interval`; :meth:`~RunWriter.add_interval` does both)::
+
+    with RunWriter(out_dir, spec_hash, manifest, flush_every=500) as w:
+        for t, ...:
+            w.add("intervals", {"t": t, "scarce": True, "window": 3, ...})   # scalars
+            w.add("nodes", {"t": t, "node": np.arange(n), "served_mw": x, ...})  # arrays
+            w.end_interval()
+        w.close({"timings": {...}})
+
+Columns
+    ``columns`` maps column names of :mod:`fpamm_opt.io.schema` to 1-D arrays (all of one
+    length: the rows this interval adds) or scalars (broadcast). A column that is left out or
+    given as ``None`` is written as null; an unknown column raises
+    :class:`~fpamm_opt.errors.RunDirectoryError` at once, as does a value of the wrong kind
+    (e.g. floats for an integer column). Arrays are copied, so the caller may reuse them.
+Memory
+    Rows are buffered per table and written as one Parquet row group per ``flush_every``
+    intervals (so row group ``k`` of every table covers the same intervals), or earlier when a
+    table buffers more than ``max_buffer_rows`` rows; memory does not grow with ``T``.
+Tables
+    Only the tables named in ``tables`` are written; :meth:`~RunWriter.add` for another known
+    table is a no-op (so the loop need not know which outputs are enabled).
+Lifecycle
+    :meth:`~RunWriter.close` flushes, writes ``manifest.json`` (``status: "complete"``),
+    fsyncs every file and the directory, and renames atomically; with ``overwrite=True`` an
+    existing run is replaced only at that moment. :meth:`~RunWriter.abort` removes the
+    temporary directory. As a context manager the writer aborts on any exception (including
+    ``KeyboardInterrupt``) and closes on a normal exit.
+Stale temporaries
+    :func:`clean_stale_temporaries` removes ``.<name>.tmp-<pid>`` (and ``.old-<pid>``)
+    directories whose process is gone (pids are only meaningful on one host).
+
+No Pyomo here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fpamm_opt.errors import RunDirectoryError
+from fpamm_opt.io.manifest import to_jsonable, utc_now
+from fpamm_opt.io.schema import SCHEMAS, TABLE_NAMES, file_name, table_schema
+
+MANIFEST_NAME = "manifest.json"
+
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")
+
+
+def temporary_dir(final_dir: Path | str, pid: int | None = None) -> Path:
+    """The temporary directory used while writing ``final_dir``."""
+    final = Path(final_dir)
+    return final.parent / f".{final.name}.tmp-{os.getpid() if pid is None else pid}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, OSError):
+        return False
+    return True
+
+
+def clean_stale_temporaries(parent: Path | str) -> list[Path]:
+    """Remove ``.*.tmp-<pid>`` / ``.*.old-<pid>`` directories of dead processes in ``parent``.
+
+    Returns
+    -------
+    list of Path
+        The directories removed.
+    """
+    root = Path(parent)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for entry in sorted(root.iterdir()):
+        m = _TEMP_RE.match(entry.name)
+        if m is None or not entry.is_dir() or entry.is_symlink():
+            continue
+        if _pid_alive(int(m.group("pid"))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def _accepted_kinds(arrow_type: pa.DataType) -> str:
+    """NumPy dtype kinds acceptable for an Arrow column type (object arrays always are)."""
+    if pa.types.is_integer(arrow_type):
+        return "iuO"
+    if pa.types.is_floating(arrow_type):
+        return "fiuO"
+    if pa.types.is_boolean(arrow_type):
+        return "bO"
+    if pa.types.is_string(arrow_type):
+        return "USO"
+    return "biufcUSO"
+
+
+#: ``{table: {column: (arrow type, accepted NumPy kinds)}}``.
+_COLUMNS: dict[str, dict[str, tuple[pa.DataType, str]]] = {
+    t: {f.name: (f.type, _accepted_kinds(f.type)) for f in schema} for t, schema in SCHEMAS.items()
+}
+
+
+class _Nulls:
+    """``n`` nulls in a column buffer."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class RunWriter:
+    """Streams the tables of one run to Parquet and publishes the directory atomically.
+
+    Parameters
+    ----------
+    final_dir
+        The run directory to create (must not exist unless ``overwrite``).
+    spec_hash
+        Written to the manifest and to every file's key-value metadata.
+    manifest
+        Initial manifest (see :func:`fpamm_opt.io.manifest.build_manifest`).
+    flush_every
+        Intervals per Parquet row group.
+    tables
+        Tables to write (subset of :data:`fpamm_opt.io.schema.TABLE_NAMES`).
+    overwrite
+        Replace an existing ``final_dir`` at the final rename.
+    max_buffer_rows
+        Flush a table early when it buffers more rows than this.
+    compression
+        Parquet compression codec.
+    """
+
+    def __init__(
+        self,
+        final_dir: Path | str,
+        spec_hash: str,
+        manifest: Mapping[str, Any],
+        flush_every: int = 500,
+        tables: Iterable[str] = TABLE_NAMES,
+        *,
+        overwrite: bool = False,
+        max_buffer_rows: int = 1_000_000,
+        compression: str = "zstd",
+    ) -> None:
+        self.final_dir = Path(final_dir)
+        if not isinstance(spec_hash, str) or not spec_hash:
+            raise RunDirectoryError(
+                f"run writer: spec_hash must be a non-empty string, got {spec_hash!r}"
+            )
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+            raise RunDirectoryError(
+                f"run writer: flush_every must be an integer >= 1, got {flush_every!r}"
+            )
+        names = tuple(str(t) for t in tables)
+        for name in names:
+            if name not in SCHEMAS:
+                raise RunDirectoryError(
+                    f"run writer: unknown table {name!r} (known: {', '.join(TABLE_NAMES)})"
+                )
+        if self.final_dir.exists() and not overwrite:
+            raise RunDirectoryError(
+                f"run directory {self.final_dir} already exists (choose another --out or overwrite)"
+            )
+        self.spec_hash = spec_hash
+        self.manifest: dict[str, Any] = dict(manifest)
+        self.flush_every = flush_every
+        self.tables: tuple[str, ...] = tuple(t for t in TABLE_NAMES if t in names)
+        self.overwrite = overwrite
+        self.max_buffer_rows = int(max_buffer_rows)
+        self.tmp_dir = temporary_dir(self.final_dir)
+        self.n_intervals = 0
+        self._pending = 0
+        self._state = "open"
+        self._t_start = time.perf_counter()
+        self._rows = dict.fromkeys(self.tables, 0)
+        self._written_rows = dict.fromkeys(self.tables, 0)
+        self._row_groups = dict.fromkeys(self.tables, 0)
+        self._buf: dict[str, dict[str, list[Any]]] = {
+            t: {c: [] for c in SCHEMAS[t].names} for t in self.tables
+        }
+        self._schemas = {t: table_schema(t, spec_hash) for t in self.tables}
+        if self.tmp_dir.exists():
+            raise RunDirectoryError(
+                f"run writer: temporary directory {self.tmp_dir} already exists (another writer "
+                "for the same run in this process?)"
+            )
+        self.final_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir()
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        try:
+            for t in self.tables:
+                self._writers[t] = pq.ParquetWriter(
+                    self.tmp_dir / file_name(t), self._schemas[t], compression=compression
+                )
+        except BaseException:
+            self.abort()
+            raise
+
+    # ------------------------------------------------------------- state
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close` or :meth:`abort`."""
+        return self._state != "open"
+
+    @property
+    def state(self) -> str:
+        """``"open"``, ``"complete"`` or ``"aborted"``."""
+        return self._state
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise RunDirectoryError(f"run writer for {self.final_dir} is {self._state}")
+
+    # ------------------------------------------------------------- adding rows
+    def add(self, table: str, columns: Mapping[str, Any]) -> None:
+        """Buffer the rows of one interval for ``table`` (see the module docstring).
+
+        Parameters
+        ----------
+        table
+            Table name.
+        columns
+            Column name -> 1-D array (one entry per row) or scalar (broadcast) or ``None``.
+        """
+        self._require_open()
+        if table not in self._buf:
+            if table in SCHEMAS:
+                return  # a known table that this run does not write
+            raise RunDirectoryError(
+                f"run writer: unknown table {table!r} (known: {', '.join(TABLE_NAMES)})"
+            )
+        known = _COLUMNS[table]
+        n: int | None = None
+        prepared: dict[str, np.ndarray] = {}
+        for col, value in columns.items():
+            info = known.get(col)
+            if info is None:
+                raise RunDirectoryError(f"run writer: table {table!r} has no column {col!r}")
+            if value is None:
+                continue
+            arr = np.array(value, copy=True)
+            if arr.ndim > 1:
+                raise RunDirectoryError(
+                    f"run writer: {table}.{col} must be a scalar or 1-D, got shape {arr.shape}"
+                )
+            if arr.dtype.kind not in info[1]:
+                raise RunDirectoryError(
+                    f"run writer: {table}.{col} expects {info[0]}, got {arr.dtype}"
+                )
+            if arr.ndim == 1:
+                if n is None:
+                    n = arr.shape[0]
+                elif arr.shape[0] != n:
+                    raise RunDirectoryError(
+                        f"run writer: {table}.{col} has {arr.shape[0]} rows, other columns {n}"
+                    )
+            prepared[col] = arr
+        rows = 1 if n is None else n
+        buf = self._buf[table]
+        for col in known:
+            got = prepared.get(col)
+            if got is None:
+                buf[col].append(_Nulls(rows))
+            elif got.ndim == 0:
+                buf[col].append(np.full(rows, got))
+            else:
+                buf[col].append(got)
+        self._rows[table] += rows
+        if self._rows[table] >= self.max_buffer_rows:
+            self._flush_table(table)
+
+    def end_interval(self) -> None:
+        """Mark the end of one interval; writes a row group every ``flush_every`` intervals."""
+        self._require_open()
+        self.n_intervals += 1
+        self._pending += 1
+        if self._pending >= self.flush_every:
+            self.flush()
+
+    def add_interval(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
+        """:meth:`add` each ``{table: columns}`` entry, then :meth:`end_interval`."""
+        for table, columns in tables.items():
+            self.add(table, columns)
+        self.end_interval()
+
+    # ------------------------------------------------------------- flushing
+    def _column_array(self, table: str, col: str, pieces: list[Any], typ: pa.DataType) -> pa.Array:
+        if any(isinstance(p, _Nulls) for p in pieces):
+            if all(isinstance(p, _Nulls) for p in pieces):
+                return pa.nulls(sum(p.n for p in pieces), type=typ)
+            parts = [
+                np.full(p.n, None, dtype=object) if isinstance(p, _Nulls) else p.astype(object)
+                for p in pieces
+            ]
+            data = np.concatenate(parts)
+        else:
+            data = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        try:
+            return pa.array(data, type=typ)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+            raise RunDirectoryError(
+                f"run writer: {table}.{col} cannot be stored as {typ} ({exc})"
+            ) from None
+
+    def _flush_table(self, table: str) -> None:
+        if self._rows[table] == 0:
+            return
+        schema = self._schemas[table]
+        buf = self._buf[table]
+        arrays = [self._column_array(table, f.name, buf[f.name], f.type) for f in schema]
+        batch = pa.Table.from_arrays(arrays, schema=schema)
+        self._writers[table].write_table(batch, row_group_size=max(1, batch.num_rows))
+        self._written_rows[table] += batch.num_rows
+        self._row_groups[table] += 1
+        self._rows[table] = 0
+        for col in buf:
+            buf[col].clear()
+
+    def flush(self) -> None:
+        """Write every buffered row as one row group per table."""
+        self._require_open()
+        for table in self.tables:
+            self._flush_table(table)
+        self._pending = 0
+
+    # ------------------------------------------------------------- finishing
+    def close(self, manifest_updates: Mapping[str, Any] | None = None) -> Path:
+        """Flush, write ``manifest.json``, fsync and rename to ``final_dir``.
+
+        Parameters
+        ----------
+        manifest_updates
+            Merged into the manifest (a ``timestamps`` mapping is merged key by key).
+
+        Returns
+        -------
+        Path
+            The published run directory.
+        """
+        self._require_open()
+        try:
+            self.flush()
+            for w in self._writers.values():
+                w.close()
+            self._writers.clear()
+            manifest = dict(self.manifest)
+            updates = dict(manifest_updates or {})
+            stamps = dict(manifest.get("timestamps") or {})
+            stamps.update(updates.pop("timestamps", None) or {})
+            stamps["finished_utc"] = utc_now()
+            manifest.update(updates)
+            manifest.update(
+                {
+                    "status": "complete",
+                    "spec_hash": self.spec_hash,
+                    "n_intervals": self.n_intervals,
+                    "timestamps": stamps,
+                    "tables": {
+                        t: {
+                            "file": file_name(t),
+                            "rows": self._written_rows[t],
+                            "row_groups": self._row_groups[t],
+                        }
+                        for t in self.tables
+                    },
+                    "write_s": time.perf_counter() - self._t_start,
+                }
+            )
+            text = json.dumps(to_jsonable(manifest), indent=2, allow_nan=False)
+            path = self.tmp_dir / MANIFEST_NAME
+            with path.open("w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            for t in self.tables:
+                _fsync_path(self.tmp_dir / file_name(t))
+            _fsync_path(self.tmp_dir)
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            self._publish()
+        except RunDirectoryError:
+            raise  # final_dir appeared meanwhile: the complete run is kept in tmp_dir
+        except BaseException:
+            self.abort()
+            raise
+        self.manifest = manifest
+        self._state = "complete"
+        return self.final_dir
+
+    def _publish(self) -> None:
+        final = self.final_dir
+        if final.exists() or final.is_symlink():
+            if not self.overwrite:
+                self._state = "aborted"
+                raise RunDirectoryError(
+                    f"run directory {final} appeared while writing; the complete run is kept in "
+                    f"{self.tmp_dir}"
+                )
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+            os.replace(self.tmp_dir, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp_dir, final)
+        _fsync_path(final.parent)
+
+    def abort(self) -> None:
+        """Discard everything: close the Parquet writers and remove the temporary directory."""
+        if self._state == "complete":
+            return
+        for w in list(getattr(self, "_writers", {}).values()):
+            try:
+                w.close()
+            except Exception:  # the directory goes anyway
+                pass
+        getattr(self, "_writers", {}).clear()
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self._state = "aborted"
+
+    # ------------------------------------------------------------- context manager
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        if self._state == "open":
+            self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"RunWriter({str(self.final_dir)!r}, state={self._state}, intervals={self.n_intervals})"
+        )
+
+
+__all__ = ["MANIFEST_NAME", "RunWriter", "clean_stale_temporaries", "temporary_dir"]

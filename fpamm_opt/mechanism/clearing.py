@@ -1,0 +1,355 @@
+"""Per-interval clearing: screen, scarcity test, and the fixed-point clearing (Thm 2).
+
+Role
+----
+:func:`clear_interval` is MECHANISM.md section 3 with the shipped operator of docs/design.md:
+
+1. ``screen = allocator.screen(inp)`` (least cost, one VOLL). The interval is **scarce** iff the
+   screen is optimal and sheds more than ``scarcity_tol * sum d``. A failed screen is treated
+   as scarce (conservative) and recorded in ``status``.
+2. Not scarce, or policy LMP: the screen is the allocation; no fixed point.
+3. Scarce, EQUAL weights (policy EQUAL, or ``weight_form = EQUAL``): ``x^0 = A(1)``. The operator
+   is constant, so its residual is identically 0: ``residuals = [0.0]`` is recorded **without**
+   a second solve.
+4. Scarce, FP-AMM: ``M_k`` frozen from ``s(t)``; ``x^0 = A(w(s))``;
+   ``x^{m+1} = A(w(s_gamma(x^m)))`` until ``r_m = ||x^{m+1} - x^m||_1 <= tol sum d`` or
+   ``m + 1 = m_max``.
+
+Contraction bound and adaptive coupling
+---------------------------------------
+Call a tier **weighted** in a clearing when its deliverable energy ``Q_k`` is strictly between
+0 and its demand ``D_k`` (by more than ``tol sum d``), or unknown (nan). Other tiers are fully
+served or get nothing whatever the weights, so they cannot contribute to ``||Delta x||``.
+With one max-min round per tier (copper-plate-like), no active cap ``u <= 1`` and unchanged
+``Q``, tier ``k`` has ``u_i = lam_k v_i`` and
+
+    ``||Delta x_k||_1 <= 2 lam_k L_v,k ||Delta x'_k||_1``,  ``L_v,k = gamma beta / M_k``
+
+(RELATIVE; RAW: ``gamma beta``), so the operator contracts with
+
+    ``q_bound = 2 gamma beta rho``,  ``rho = max_k (max over the interval's clears of lam_k) / M_k``
+
+over weighted tiers. This is the design's ``2 gamma beta lam / M_min`` made tier-wise (never
+larger). The coupling is
+
+    ``gamma_t = min(gamma_max, q_target / ((2 + q_target) beta rho_0))``
+
+with ``rho_0`` from ``x^0``. Memory only rises where ``u > s``, and ``sum_k d_i u_i = R_k``, so
+every later level obeys ``lam_k <= lam_k^0 / (1 - gamma beta lam_k^0 / M_k)``; with
+``a = gamma beta rho_0 <= q_target / (2 + q_target)`` this gives
+``q_bound <= 2a / (1 - a) <= q_target``. At the default ``q_target = 0.5`` the formula equals
+the design's ``q_target M / (2 beta lam^0 1.25)``. If ``rho_0`` is nan or ``<= 0`` (no weighted
+tier), ``gamma = gamma_max``.
+
+``q_hat`` is the largest ratio ``r_{m+1} / r_m`` over pairs with ``r_m > residual_floor sum d``
+(nan if none). ``q_bound_applies`` requires, in every clear: ``rounds <= 1`` and a finite level
+on every weighted tier, no ``cap_active`` (which allocators should report for weighted tiers
+only), and ``Q`` constant across clears within ``tol sum d``.
+
+Failures
+--------
+If a clear is not optimal the iteration stops and the last optimal dispatch (else the screen)
+is returned; ``status`` says what failed. A non-optimal dispatch is never presented as optimal:
+``ClearingResult.ok`` is ``dispatch.ok``.
+
+``status`` is ``;``-joined: first the final dispatch's status (``optimal``), then
+``error:screen:<status>`` / ``error:clear:<status>`` for failures, then the allocators' notes
+(for instance a retry). A clean interval has ``status == "optimal"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fpamm_opt.mechanism.config import MechanismConfig, Policy, WeightForm
+from fpamm_opt.mechanism.memory import shortfall_ratio
+from fpamm_opt.mechanism.types import Allocator, Dispatch, IntervalInput
+from fpamm_opt.mechanism.weights import coupled_memory, fairness_weights, tier_normalisers
+
+__all__ = ["ClearingResult", "clear_interval"]
+
+
+@dataclass(frozen=True)
+class ClearingResult:
+    """Outcome of :func:`clear_interval` for one interval.
+
+    Attributes
+    ----------
+    scarce : bool
+        The screen shed load (or failed).
+    dispatch : Dispatch
+        The allocation to apply (optimal unless ``ok`` is false).
+    screen : Dispatch
+        The least-cost screen (also the LMP baseline's allocation).
+    weights : (n_node,) array
+        Weights of the final clearing; ``w(s(t))`` for a non-scarce FP-AMM interval
+        (information only); ones for EQUAL and LMP.
+    residuals : (n_iter,) array
+        ``r_m = ||x^{m+1} - x^m||_1`` (MW); empty when no fixed point was run.
+    q_hat, q_bound : float
+        Measured and bounded contraction factors (nan when not applicable).
+    q_bound_applies : bool
+        Whether the assumptions of ``q_bound`` held in every clear of the interval.
+    gamma : float
+        Coupling used (nan when no fixed point, 0 for EQUAL weights).
+    lambda_max : float
+        Largest tier level on weighted tiers over the interval's clears (nan if none).
+    n_solves : int
+        Solves used (screen plus clears).
+    solve_s : float
+        Time inside the solves (s).
+    status : str
+        ``"optimal"`` when clean; see the module docstring.
+    deliverable_mw : float
+        ``S`` of the AMM price: the screen's served total (estimate ``min(D, sum available)``
+        when the screen failed, flagged by ``deliverable_estimated``).
+    deliverable_estimated : bool
+        ``deliverable_mw`` is the copper-plate estimate, not the screen.
+    """
+
+    scarce: bool
+    dispatch: Dispatch
+    screen: Dispatch
+    weights: np.ndarray
+    residuals: np.ndarray
+    q_hat: float
+    q_bound: float
+    q_bound_applies: bool
+    gamma: float
+    lambda_max: float
+    n_solves: int
+    solve_s: float
+    status: str
+    deliverable_mw: float
+    deliverable_estimated: bool = field(default=False)
+
+    @property
+    def ok(self) -> bool:
+        """The returned dispatch is optimal (usable)."""
+        return self.dispatch.ok
+
+
+def _measured_q(residuals: Sequence[float], floor_mw: float) -> float:
+    ratios = [
+        residuals[m + 1] / residuals[m]
+        for m in range(len(residuals) - 1)
+        if residuals[m] > floor_mw
+    ]
+    return float(max(ratios)) if ratios else float("nan")
+
+
+class _Tracker:
+    """Accumulates solve counts, notes and the per-tier quantities of the bound."""
+
+    def __init__(self, tier_demand: np.ndarray, tol_mw: float) -> None:
+        self.tier_demand = tier_demand
+        self.tol_mw = tol_mw
+        k = tier_demand.size
+        self.n_solves = 0
+        self.solve_s = 0.0
+        self.notes: list[str] = []
+        self.errors: list[str] = []
+        self.lam_tier = np.full(k, np.nan)
+        self.any_weighted = False
+        self.structural_ok = True
+        self.q_first: np.ndarray | None = None
+
+    def _vec(self, a: np.ndarray, fill: float) -> np.ndarray:
+        a = np.asarray(a, dtype=float)
+        return a if a.shape == self.tier_demand.shape else np.full(self.tier_demand.size, fill)
+
+    def account(self, disp: Dispatch) -> None:
+        self.n_solves += int(disp.n_solves)
+        self.solve_s += float(disp.solve_s)
+        if disp.note and disp.note not in self.notes:
+            self.notes.append(disp.note)
+
+    def weighted(self, disp: Dispatch) -> np.ndarray:
+        q = self._vec(disp.tier_deliverable_mw, np.nan)
+        with np.errstate(invalid="ignore"):
+            inner = (q > self.tol_mw) & (q < self.tier_demand - self.tol_mw)
+        return ~np.isfinite(q) | inner
+
+    def record_clear(self, disp: Dispatch) -> np.ndarray:
+        """Record one optimal clear; return its tier levels on weighted tiers (nan elsewhere)."""
+        wt = self.weighted(disp)
+        lam = np.where(wt, self._vec(disp.tier_level, np.nan), np.nan)
+        self.any_weighted |= bool(wt.any())
+        self.lam_tier = np.fmax(self.lam_tier, lam)
+        rounds = self._vec(disp.rounds, np.inf)
+        q = self._vec(disp.tier_deliverable_mw, np.nan)
+        if self.q_first is None:
+            self.q_first = q
+        same_q = bool(np.all(np.abs(q - self.q_first) <= self.tol_mw))
+        finite_lam = bool(np.all(np.isfinite(lam[wt])))
+        self.structural_ok &= (
+            bool(np.all(rounds[wt] <= 1)) and not disp.cap_active and same_q and finite_lam
+        )
+        return lam
+
+    def status(self, final: Dispatch) -> str:
+        return ";".join([str(final.status), *self.errors, *self.notes])
+
+
+def _rho(lam: np.ndarray, m: np.ndarray) -> float:
+    ratio = lam / m
+    return float(np.nanmax(ratio)) if np.any(np.isfinite(ratio)) else float("nan")
+
+
+def clear_interval(
+    allocator: Allocator,
+    inp: IntervalInput,
+    memory: np.ndarray,
+    node_tier: np.ndarray,
+    n_tier: int,
+    tier_order: Sequence[int],
+    policy: Policy | str,
+    cfg: MechanismConfig,
+) -> ClearingResult:
+    """Clear one interval (see the module docstring).
+
+    Parameters
+    ----------
+    allocator : Allocator
+        Chooses points of ``X(t)``.
+    inp : IntervalInput
+        Demand and available capacity of the interval.
+    memory : (n_node,) array
+        Memory ``s(t)`` at the start of the interval (not modified).
+    node_tier : (n_node,) int array
+        Tier of each node.
+    n_tier : int
+        Number of tiers ``K``.
+    tier_order : sequence of int
+        Tier order ``sigma(t)`` (first = cleared first).
+    policy : Policy
+        FPAMM, EQUAL or LMP.
+    cfg : MechanismConfig
+        Mechanism parameters.
+
+    Returns
+    -------
+    ClearingResult
+    """
+    policy = Policy(policy)
+    s = np.asarray(memory, dtype=float)
+    node_tier = np.asarray(node_tier, dtype=int)
+    d = np.asarray(inp.demand_mw, dtype=float)
+    total = float(d.sum())
+    tol_mw = cfg.tol * total
+    tier_demand = np.bincount(node_tier, weights=d, minlength=n_tier).astype(float)
+    tr = _Tracker(tier_demand, tol_mw)
+    nan = float("nan")
+    ones = np.ones(s.size)
+
+    screen = allocator.screen(inp)
+    tr.account(screen)
+    if screen.ok:
+        deliverable = float(np.sum(screen.served_mw))
+        estimated = False
+        scarce = (total - deliverable) > cfg.scarcity_tol * total
+    else:
+        tr.errors.append(f"error:screen:{screen.status}")
+        deliverable = min(total, float(np.sum(inp.available_mw)))
+        estimated = True
+        scarce = True
+
+    fpamm_weights = policy is Policy.FPAMM and cfg.weight_form is not WeightForm.EQUAL
+    if cfg.weight_form is WeightForm.RELATIVE:
+        m = tier_normalisers(s, node_tier, n_tier, cfg.s_floor)
+    else:
+        m = np.ones(n_tier)
+    w_start = (
+        fairness_weights(s, node_tier, m, cfg.epsilon, cfg.weight_form) if fpamm_weights else ones
+    )
+
+    def result(
+        dispatch: Dispatch,
+        weights: np.ndarray,
+        residuals: list[float],
+        q_hat: float = nan,
+        q_bound: float = nan,
+        applies: bool = False,
+        gamma: float = nan,
+        lam_max: float = nan,
+    ) -> ClearingResult:
+        return ClearingResult(
+            scarce=bool(scarce),
+            dispatch=dispatch,
+            screen=screen,
+            weights=np.asarray(weights, dtype=float),
+            residuals=np.asarray(residuals, dtype=float),
+            q_hat=q_hat,
+            q_bound=q_bound,
+            q_bound_applies=applies,
+            gamma=gamma,
+            lambda_max=lam_max,
+            n_solves=tr.n_solves,
+            solve_s=tr.solve_s,
+            status=tr.status(dispatch),
+            deliverable_mw=deliverable,
+            deliverable_estimated=estimated,
+        )
+
+    if not scarce or policy is Policy.LMP:
+        return result(screen, w_start, [])
+
+    def failed(disp: Dispatch, last_ok: Dispatch | None, weights: np.ndarray) -> ClearingResult:
+        tr.errors.append(f"error:clear:{disp.status}")
+        return result(last_ok if last_ok is not None else screen, weights, [])
+
+    x = allocator.clear(inp, tier_order, w_start)
+    tr.account(x)
+    if not x.ok:
+        return failed(x, None, w_start)
+    lam0 = tr.record_clear(x)
+
+    if not fpamm_weights:
+        lam_max = float(np.nanmax(lam0)) if np.any(np.isfinite(lam0)) else nan
+        return result(x, ones, [0.0], q_bound=0.0, applies=True, gamma=0.0, lam_max=lam_max)
+
+    beta = cfg.beta
+    rho0 = _rho(lam0, m)
+    if np.isfinite(rho0) and rho0 > 0:
+        gamma = min(cfg.gamma_max, cfg.q_target / ((2.0 + cfg.q_target) * beta * rho0))
+    else:
+        gamma = cfg.gamma_max
+
+    residuals: list[float] = []
+    w_final = w_start
+    failure: Dispatch | None = None
+    while True:
+        s_g = coupled_memory(s, shortfall_ratio(x.served_mw, d), beta, gamma)
+        w = fairness_weights(s_g, node_tier, m, cfg.epsilon, cfg.weight_form)
+        nxt = allocator.clear(inp, tier_order, w)
+        tr.account(nxt)
+        if not nxt.ok:
+            failure = nxt
+            break
+        tr.record_clear(nxt)
+        residuals.append(float(np.abs(nxt.served_mw - x.served_mw).sum()))
+        x, w_final = nxt, w
+        if residuals[-1] <= tol_mw or len(residuals) >= cfg.m_max:
+            break
+
+    rho = _rho(tr.lam_tier, m)
+    if tr.any_weighted:
+        q_bound = 2.0 * gamma * beta * rho
+    else:
+        q_bound = 0.0  # every tier fully served or empty: the allocation ignores the weights
+    lam_max = float(np.nanmax(tr.lam_tier)) if np.any(np.isfinite(tr.lam_tier)) else nan
+    if failure is not None:
+        tr.errors.append(f"error:clear:{failure.status}")
+    return result(
+        x,
+        w_final,
+        residuals,
+        q_hat=_measured_q(residuals, cfg.residual_floor * total),
+        q_bound=float(q_bound),
+        applies=bool(tr.structural_ok and np.isfinite(q_bound) and failure is None),
+        gamma=float(gamma),
+        lam_max=lam_max,
+    )

@@ -1,0 +1,336 @@
+"""The stateful mechanism: everything FP-AMM carries from one interval to the next.
+
+Role
+----
+"Mechanism state lives outside the model": :class:`Mechanism` owns the memory ``s``, the
+cumulative served and requested energy, the priority stream and the trigger state; the
+allocator (a solver model or the copper plate) only ever sees one interval. :meth:`Mechanism.step`
+runs one interval and returns a frozen :class:`StepRecord` with everything the run loop writes.
+
+One step
+--------
+1. Draw the tier order (Plackett-Luce) **every** interval, held or not, so that policies
+   sharing a seed consume identical priority streams (common random numbers).
+2. Event trigger (``theta > 0`` only): after a first execution, if
+   ``||z(t) - z(t_k)||_inf <= theta`` and the held ratios of ``t_k`` are feasible in ``X(t)``,
+   hold them; a held interval keeps ``t_k``'s tier order and weights.
+3. Otherwise :func:`~fpamm_opt.mechanism.clearing.clear_interval`.
+4. Audit (``theta > 0``, held, ``audit_every > 0``, every ``audit_every``-th held interval): the
+   exact clearing ``r*`` with the held tier order and the current memory, **without** changing
+   any state; ``tracking_error = ||r - r*||_inf``. Audit solves are counted in
+   ``audit_n_solves``, not in ``n_solves``.
+5. Memory update ``s <- sat((1 - beta) s + beta u)`` (every policy records its memory),
+   cumulative delivery ratio through ``t``, AMM price, generation cost.
+
+Held intervals have no screen: ``scarce`` then means "the held allocation sheds more than
+``scarcity_tol * sum d``", the AMM price uses the copper-plate estimate
+``S = min(D, sum available)`` (``deliverable_estimated = True``), ``lmp`` is nan and
+``status`` is ``"optimal;held"`` (the held point was verified in ``X(t)``).
+
+``status`` follows :mod:`~fpamm_opt.mechanism.clearing`: it starts with ``optimal`` exactly
+when the applied allocation is a verified point of ``X(t)``.
+
+A step is atomic: if no usable allocation is found it raises
+:class:`~fpamm_opt.errors.SolverError` and leaves every state, including the priority stream,
+as it was, so the caller may retry the interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fpamm_opt.errors import InputError, SolverError
+from fpamm_opt.mechanism.clearing import clear_interval
+from fpamm_opt.mechanism.config import MechanismConfig, Policy
+from fpamm_opt.mechanism.memory import shortfall_ratio, update_memory
+from fpamm_opt.mechanism.price import amm_price
+from fpamm_opt.mechanism.priority import plackett_luce
+from fpamm_opt.mechanism.trigger import HoldChecker, TriggerState, served_ratio, trigger_vector
+from fpamm_opt.mechanism.types import Allocator, IntervalInput
+from fpamm_opt.network import NetworkData
+
+__all__ = ["Mechanism", "StepRecord"]
+
+#: Output below this (MW) counts as "not committed" for the no-load cost ``c0``.
+COMMIT_TOL_MW = 1e-9
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """Everything the run loop stores about interval ``t``.
+
+    Node arrays have shape ``(n_node,)``, generator arrays ``(n_gen,)``, branch arrays
+    ``(n_branch,)``. ``delivery_ratio`` is cumulative **through** ``t``
+    (``sum_{tau<=t} x / sum_{tau<=t} d``; 1 while nothing was requested).
+    """
+
+    t: int
+    scarce: bool
+    executed: bool
+    tier_order: np.ndarray
+    demand_mw: np.ndarray
+    served_mw: np.ndarray
+    shortfall_ratio: np.ndarray
+    memory_before: np.ndarray
+    memory_after: np.ndarray
+    weights: np.ndarray
+    delivery_ratio: np.ndarray
+    lmp: np.ndarray
+    p_gen_mw: np.ndarray
+    flow_mw: np.ndarray
+    available_mw: np.ndarray
+    amm_price: float
+    deliverable_mw: float
+    deliverable_estimated: bool
+    residuals: np.ndarray
+    q_hat: float
+    q_bound: float
+    q_bound_applies: bool
+    gamma: float
+    lambda_max: float
+    n_solves: int
+    solve_s: float
+    status: str
+    tracking_error: float
+    served_ratio_exact: np.ndarray
+    audit_n_solves: int
+    cost: float
+
+
+class Mechanism:
+    """FP-AMM (or a baseline) as a stateful process over intervals.
+
+    Parameters
+    ----------
+    allocator : Allocator
+        Chooses points of ``X(t)``; built with the same ``node_tier``.
+    net : NetworkData
+        The network (base demand and ``p_max`` for the trigger, costs, hold checks).
+    node_tier : (n_node,) int array
+        Tier of each node, ``0..K-1``.
+    tier_priority : (K,) array
+        Plackett-Luce priorities ``pi > 0``.
+    policy : Policy
+        FPAMM, EQUAL or LMP.
+    cfg : MechanismConfig
+        Mechanism parameters.
+    rng_priority : numpy.random.Generator
+        The priority stream (advanced by ``K`` draws per interval).
+    initial_memory : (n_node,) array, optional
+        ``s(0)`` in ``[0, 1]``; zeros by default.
+    """
+
+    def __init__(
+        self,
+        allocator: Allocator,
+        net: NetworkData,
+        node_tier: np.ndarray,
+        tier_priority: np.ndarray,
+        policy: Policy | str,
+        cfg: MechanismConfig,
+        rng_priority: np.random.Generator,
+        initial_memory: np.ndarray | None = None,
+    ) -> None:
+        self.allocator = allocator
+        self.net = net
+        self.policy = Policy(policy)
+        self.cfg = cfg
+        self.node_tier = np.array(node_tier, dtype=int)
+        self.tier_priority = np.array(tier_priority, dtype=float)
+        self.n_tier = int(self.tier_priority.size)
+        n = net.n_node
+        if self.node_tier.shape != (n,):
+            raise InputError(f"node_tier has shape {self.node_tier.shape}, expected ({n},)")
+        if n and (self.node_tier.min() < 0 or self.node_tier.max() >= self.n_tier):
+            raise InputError(f"node_tier must lie in 0..{self.n_tier - 1} (K = len(tier_priority))")
+        if not np.all(np.isfinite(self.tier_priority)) or np.any(self.tier_priority <= 0):
+            raise InputError(
+                f"tier priorities must be finite and > 0, got {self.tier_priority.tolist()}"
+            )
+        sizes = (allocator.n_node, allocator.n_gen, allocator.n_branch, allocator.n_tier)
+        if sizes != (n, net.n_gen, net.n_branch, self.n_tier):
+            raise InputError(
+                f"allocator sizes (node, gen, branch, tier) = {sizes} do not match the "
+                f"network and tiers {(n, net.n_gen, net.n_branch, self.n_tier)}"
+            )
+        if initial_memory is None:
+            s0 = np.zeros(n)
+        else:
+            s0 = np.array(initial_memory, dtype=float)
+            if s0.shape != (n,) or not np.all((s0 >= 0) & (s0 <= 1)):
+                raise InputError(f"initial_memory must be ({n},) with values in [0, 1]")
+        self._rng = rng_priority
+        self._s = s0
+        self._cum_served = np.zeros(n)
+        self._cum_demand = np.zeros(n)
+        self._trigger = TriggerState(cfg.trigger_theta)
+        self._hold = HoldChecker(net)
+        self.n_executed = 0
+        self.n_held = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def memory(self) -> np.ndarray:
+        """Current memory ``s`` (a copy)."""
+        return self._s.copy()
+
+    @property
+    def z_last(self) -> np.ndarray | None:
+        """Trigger state ``z(t_k)`` of the last executed interval (a copy), None before any."""
+        z = self._trigger.z
+        return None if z is None else z.copy()
+
+    # ------------------------------------------------------------------ step
+    def step(self, inp: IntervalInput) -> StepRecord:
+        """Run interval ``inp.t`` and advance the state (see the module docstring).
+
+        Raises
+        ------
+        SolverError
+            No usable allocation (state and priority stream left unchanged).
+        InputError
+            Bad shapes or values in ``inp``.
+        """
+        rng_state = self._rng.bit_generator.state
+        try:
+            return self._step(inp)
+        except Exception:
+            self._rng.bit_generator.state = rng_state
+            raise
+
+    def _step(self, inp: IntervalInput) -> StepRecord:
+        cfg, net = self.cfg, self.net
+        d = np.asarray(inp.demand_mw, dtype=float)
+        a = np.asarray(inp.available_mw, dtype=float)
+        if d.shape != (net.n_node,) or a.shape != (net.n_gen,):
+            raise InputError(
+                f"interval {inp.t}: demand shape {d.shape} / available shape {a.shape}, "
+                f"expected ({net.n_node},) / ({net.n_gen},)"
+            )
+        total = float(d.sum())
+        s = self._s
+        nan = float("nan")
+        drawn = plackett_luce(self._rng, self.tier_priority)
+        z = trigger_vector(d, net.node_demand_mw, a, net.gen_pmax_mw, s)
+        trig = self._trigger
+
+        held = None
+        if cfg.trigger_theta > 0 and trig.has_execution and not trig.should_execute(z):
+            assert trig.ratio is not None and trig.p_gen_mw is not None
+            held = self._hold.held_dispatch(trig.ratio, trig.p_gen_mw, d, a)
+
+        tracking_error = nan
+        exact_ratio = np.full(net.n_node, nan)
+        audit_n_solves = 0
+        if held is None:
+            order = drawn
+            res = clear_interval(
+                self.allocator,
+                inp,
+                s,
+                self.node_tier,
+                self.n_tier,
+                order.tolist(),
+                self.policy,
+                cfg,
+            )
+            if not res.ok:
+                raise SolverError(f"interval {inp.t}: no usable allocation ({res.status})")
+            dispatch = res.dispatch
+            scarce = res.scarce
+            weights = res.weights
+            deliverable, estimated = res.deliverable_mw, res.deliverable_estimated
+            lmp = (
+                np.asarray(res.screen.lmp, dtype=float)
+                if res.screen.ok and res.screen.lmp is not None
+                else np.full(net.n_node, nan)
+            )
+            residuals, q_hat, q_bound = res.residuals, res.q_hat, res.q_bound
+            applies, gamma, lam_max = res.q_bound_applies, res.gamma, res.lambda_max
+            n_solves, solve_s, status = res.n_solves, res.solve_s, res.status
+        else:
+            assert trig.tier_order is not None and trig.weights is not None
+            order = trig.tier_order.copy()
+            dispatch = held
+            scarce = (total - float(held.served_mw.sum())) > cfg.scarcity_tol * total
+            weights = trig.weights.copy()
+            deliverable, estimated = min(total, float(a.sum())), True
+            lmp = np.full(net.n_node, nan)
+            residuals, q_hat, q_bound = np.zeros(0), nan, nan
+            applies, gamma, lam_max = False, nan, nan
+            n_solves, solve_s, status = 0, 0.0, "optimal;held"
+            if cfg.audit_every > 0 and (self.n_held + 1) % cfg.audit_every == 0:
+                exact = clear_interval(
+                    self.allocator,
+                    inp,
+                    s,
+                    self.node_tier,
+                    self.n_tier,
+                    order.tolist(),
+                    self.policy,
+                    cfg,
+                )
+                audit_n_solves = exact.n_solves
+                if exact.ok:
+                    exact_ratio = served_ratio(exact.dispatch.served_mw, d)
+                    r_held = served_ratio(held.served_mw, d)
+                    tracking_error = float(np.max(np.abs(r_held - exact_ratio), initial=0.0))
+                else:
+                    status = "optimal;held;audit_failed"
+
+        served = np.asarray(dispatch.served_mw, dtype=float)
+        p = np.asarray(dispatch.p_gen_mw, dtype=float)
+        u = shortfall_ratio(served, d)
+        s_after = update_memory(s, u, cfg.beta)
+        cum_x = self._cum_served + served
+        cum_d = self._cum_demand + d
+        committed = p > COMMIT_TOL_MW
+        cost = float(
+            np.sum(net.gen_cost_c2 * p**2 + net.gen_cost_c1 * p)
+            + np.sum(net.gen_cost_c0[committed])
+        )
+        record = StepRecord(
+            t=int(inp.t),
+            scarce=bool(scarce),
+            executed=held is None,
+            tier_order=np.asarray(order, dtype=int),
+            demand_mw=d.copy(),
+            served_mw=served.copy(),
+            shortfall_ratio=u,
+            memory_before=s.copy(),
+            memory_after=s_after.copy(),
+            weights=np.asarray(weights, dtype=float).copy(),
+            delivery_ratio=served_ratio(cum_x, cum_d),
+            lmp=lmp,
+            p_gen_mw=p.copy(),
+            flow_mw=np.asarray(dispatch.flow_mw, dtype=float).copy(),
+            available_mw=a.copy(),
+            amm_price=amm_price(deliverable, total, cfg.p_cap),
+            deliverable_mw=float(deliverable),
+            deliverable_estimated=bool(estimated),
+            residuals=np.asarray(residuals, dtype=float),
+            q_hat=float(q_hat),
+            q_bound=float(q_bound),
+            q_bound_applies=bool(applies),
+            gamma=float(gamma),
+            lambda_max=float(lam_max),
+            n_solves=int(n_solves),
+            solve_s=float(solve_s),
+            status=status,
+            tracking_error=tracking_error,
+            served_ratio_exact=exact_ratio,
+            audit_n_solves=int(audit_n_solves),
+            cost=cost,
+        )
+
+        # Commit: nothing above mutated the mechanism's state.
+        self._s = s_after
+        self._cum_served, self._cum_demand = cum_x, cum_d
+        if held is None:
+            self.n_executed += 1
+            trig.record_execution(inp.t, z, served_ratio(served, d), p, order, weights)
+        else:
+            self.n_held += 1
+        return record
