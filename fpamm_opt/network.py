@@ -344,28 +344,28 @@ class NetworkData:
         )
 
     def base_dispatch_mw(self) -> np.ndarray:
-        """A balanced base dispatch: the merit-order (copper-plate) economic dispatch.
+        """A balanced base dispatch: each island's base demand shared pro rata to ``pmax``.
 
-        Each island's base demand is met by its generators in order of their LP price
-        ``c1 + c2 pmax`` (ties by index), each up to ``pmax``: the least-cost DC-OPF without
-        branch limits. Ratings derived from the flows of this dispatch make the least-cost
-        operating point feasible at base demand, so congestion appears where operation moves
-        away from it (demand peaks, derated or outaged units). Documented choice
-        (MECHANISM.md leaves the base flow open).
+        Documented choice (MECHANISM.md leaves the base flow open). Pro rata is the pattern
+        the scenario's scarcity derating follows on average (available capacity is derated
+        pro rata to ``pmax``), so ratings ``alpha |f_base|`` leave the normal operating
+        range feasible (flows scale with the demand profile, peaking below ``alpha``) while
+        the per-generator variation and forced outages of scarcity windows move the dispatch
+        away from it and congest the network in different places from window to window.
+        A merit-order base flow was tried first and rejected: it rates the lines around
+        cheap-but-idle units at ``f_min``, which strands their output in every scarcity
+        window and makes the fairness error a fixed artefact of location.
         """
         demand = np.zeros(self.n_bus)
         np.add.at(demand, self.node_bus, self.node_demand_mw)
         demand += self.bus_fixed_withdrawal_mw
-        price = self.gen_cost_c1 + self.gen_cost_c2 * self.gen_pmax_mw
         p = np.zeros(self.n_gen)
         isl_gen = self.bus_island[self.gen_bus]
         for isl in np.unique(self.bus_island):
-            need = float(demand[self.bus_island == isl].sum())
-            for g in sorted(np.flatnonzero(isl_gen == isl), key=lambda k: (price[k], k)):
-                if need <= 0:
-                    break
-                p[g] = min(float(self.gen_pmax_mw[g]), need)
-                need -= p[g]
+            g = isl_gen == isl
+            cap = self.gen_pmax_mw[g].astype(float)
+            if cap.sum() > 0:
+                p[g] = cap * float(demand[self.bus_island == isl].sum()) / cap.sum()
         return p
 
     def base_flow_mw(self) -> np.ndarray:

@@ -38,7 +38,7 @@ import pyomo.environ as pyo
 from fpamm_opt.blocks.allocation import build_allocation_block
 from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
 from fpamm_opt.errors import InputError
-from fpamm_opt.mechanism.config import Rule
+from fpamm_opt.mechanism.config import Rule, TierEnergy
 from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus
 from fpamm_opt.network import NetworkData
 from fpamm_opt.solvers import SolverSpec, make_solver
@@ -245,6 +245,8 @@ class AllocationProblem:
         solver: SolverSpec | None = None,
         engine: EngineKind | str = EngineKind.AUTO,
         extensions: Sequence[Extension] = (),
+        max_rounds: int = 50,
+        tier_energy: TierEnergy | str = TierEnergy.FREE,
     ) -> None:
         self.net = net
         self.node_tier = np.asarray(node_tier, dtype=int)
@@ -263,6 +265,10 @@ class AllocationProblem:
         self._zeros_gen = np.zeros(net.n_gen)
         # Minimum outputs relaxed to 0 (or kept when negative) so that X(t) is never empty.
         self._pg_lo = np.minimum(net.gen_pmin_mw, 0.0)
+        #: Cap on max-min rounds per tier (each fixes >= 1 node); past it the remaining
+        #: nodes keep the last solution and the dispatch notes "rounds-capped".
+        self.max_rounds = max_rounds
+        self.tier_energy = TierEnergy(tier_energy)
 
     # ---------------------------------------------------------------- helpers
     def _base(self, inp: IntervalInput) -> None:
@@ -324,6 +330,7 @@ class AllocationProblem:
         # Slack on the tier's fixed energy: well above LP feasibility tolerances (1e-7), far
         # below anything that matters (1e-6 of demand).
         tol_mw = max(1e-6 * float(d.sum()), 1e-5)
+        band = 1e-7 * d + 1e-9  # MW: fixing band, below every reported tolerance
         self._base(inp)
         e.set_weights(w)
         lo = np.zeros(self.n_node)
@@ -352,8 +359,8 @@ class AllocationProblem:
                 lo[mem] = hi[mem] = d[mem]
                 levels[k] = 0.0
                 continue
-            member = mem.astype(float)
-            e.set_tier_total(member, q - tol_mw)
+            if self.tier_energy is TierEnergy.MAX:
+                e.set_tier_total(mem.astype(float), q - tol_mw)
             # (b) the within-tier rule
             if self.rule is Rule.QP:
                 with np.errstate(divide="ignore", invalid="ignore"):
@@ -371,7 +378,7 @@ class AllocationProblem:
                 free = mem & (d > 0)
                 lo[mem & (d <= 0)] = hi[mem & (d <= 0)] = 0.0
                 x = sol.pl.copy()
-                while free.any():
+                while free.any() and rounds[k] < self.max_rounds:
                     # Rows of non-free nodes stay inactive as x_i + λ >= 0 (never a zero
                     # coefficient: solvers drop those and then warn when they change).
                     coef = np.where(free, d * v, 1.0)
@@ -399,7 +406,10 @@ class AllocationProblem:
                         bott = free & (slack <= tol_mw)
                     if not bott.any() or lam <= 1e-12:
                         bott = free.copy()
-                    lo[bott] = hi[bott] = x[bott]
+                    # A bottleneck keeps (at least) its level: a lower bound with a tiny band,
+                    # not x == value (re-imposing an LP solution exactly as an equality can
+                    # make the next LP infeasible by solver tolerances).
+                    lo[bott] = np.maximum(x[bott] - band[bott], 0.0)
                     free &= ~bott
                     if lam <= 1e-12:
                         break
@@ -411,7 +421,9 @@ class AllocationProblem:
             levels[k] = float(np.max(u[uncapped] * w[uncapped])) if uncapped.any() else 1.0
             if q > tol_mw and capped.any() and np.any(levels[k] * v[capped] > 1.0 + 1e-9):
                 cap = True
-            lo[mem] = hi[mem] = x[mem]
+            # The tier's allocation is fixed lexicographically, within the same tiny band.
+            lo[mem] = np.maximum(x[mem] - band[mem], 0.0)
+            hi[mem] = np.minimum(x[mem] + band[mem], d[mem])
         # (c) least-cost dispatch of the allocation just fixed
         e.set_level(self._ones_node, self._zeros_node)
         e.set_tier_total(self._ones_node, 0.0)

@@ -32,14 +32,13 @@ With one max-min round per tier (copper-plate-like), no active cap ``u <= 1`` an
 over weighted tiers. This is the design's ``2 gamma beta lam / M_min`` made tier-wise (never
 larger). The coupling is
 
-    ``gamma_t = min(gamma_max, q_target / ((2 + q_target) beta rho_0))``
+    ``gamma_t = min(gamma_max, q_target epsilon M_t / (2 beta))``  (RAW: ``M_t = 1``)
 
-with ``rho_0`` from ``x^0``. Memory only rises where ``u > s``, and ``sum_k d_i u_i = R_k``, so
-every later level obeys ``lam_k <= lam_k^0 / (1 - gamma beta lam_k^0 / M_k)``; with
-``a = gamma beta rho_0 <= q_target / (2 + q_target)`` this gives
-``q_bound <= 2a / (1 - a) <= q_target``. At the default ``q_target = 0.5`` the formula equals
-the design's ``q_target M / (2 beta lam^0 1.25)``. If ``rho_0`` is nan or ``<= 0`` (no weighted
-tier), ``gamma = gamma_max``.
+with ``M_t`` the smallest normaliser of the tiers with a level. Every recorded level is
+``max_i u_i w_i`` over uncapped nodes, so ``lam <= max w <= 1/epsilon`` whatever the network
+does; hence ``rho <= 1/(epsilon M_t)`` and ``q_bound <= q_target < 1`` in every interval, a
+priori. (A first version scaled ``gamma`` with the first iterate's level; on a congested
+network later iterates' levels jumped and the recorded bound exceeded 1.)
 
 ``q_hat`` is the largest ratio ``r_{m+1} / r_m`` over pairs with ``r_m > residual_floor sum d``
 (nan if none). ``q_bound_applies`` requires, in every clear: ``rounds <= 1`` and a finite level
@@ -194,6 +193,12 @@ class _Tracker:
         return ";".join([str(final.status), *self.errors, *self.notes])
 
 
+def _weighted_normaliser(lam: np.ndarray, m: np.ndarray) -> float:
+    """Smallest normaliser ``M_k`` over tiers with a finite level (1.0 when there is none)."""
+    ok = np.isfinite(lam)
+    return float(np.min(m[ok])) if np.any(ok) else 1.0
+
+
 def _rho(lam: np.ndarray, m: np.ndarray) -> float:
     ratio = lam / m
     return float(np.nanmax(ratio)) if np.any(np.isfinite(ratio)) else float("nan")
@@ -312,11 +317,13 @@ def clear_interval(
         return result(x, ones, [0.0], q_bound=0.0, applies=True, gamma=0.0, lam_max=lam_max)
 
     beta = cfg.beta
-    rho0 = _rho(lam0, m)
-    if np.isfinite(rho0) and rho0 > 0:
-        gamma = min(cfg.gamma_max, cfg.q_target / ((2.0 + cfg.q_target) * beta * rho0))
-    else:
-        gamma = cfg.gamma_max
+    # A-priori coupling: every recorded level is max_i u_i w_i over uncapped nodes, so
+    # lam <= max w <= 1/epsilon whatever the network does; hence rho <= 1/(epsilon M) and
+    # gamma below keeps q_bound = 2 gamma beta rho <= q_target in every interval.
+    m_w = _weighted_normaliser(lam0, m)
+    if cfg.weight_form is WeightForm.RAW:
+        m_w = 1.0
+    gamma = min(cfg.gamma_max, cfg.q_target * cfg.epsilon * m_w / (2.0 * beta))
 
     residuals: list[float] = []
     w_final = w_start

@@ -39,6 +39,18 @@ class Rule(enum.StrEnum):
     QP = "qp"  #: ``min sum_i w_i d_i u_i^2 / 2`` (reference rule)
 
 
+class TierEnergy(enum.StrEnum):
+    """How much energy a tier's within-tier rule must serve (MECHANISM.md section 3)."""
+
+    #: The rule chooses over ``X(t)`` (earlier tiers fixed, later tiers at zero): the
+    #: weighted leximin / weighted QP allocation, which may serve less than the tier's
+    #: maximum when serving a remote node costs more than 1:1 (the shipped default).
+    FREE = "free"
+    #: The tier's served energy is first maximised and then held: the rule only
+    #: redistributes the maximum (efficient, but leaves network-limited nodes short).
+    MAX = "max"
+
+
 class Policy(enum.StrEnum):
     """Which market is simulated (INTERFACE.md ``--policy``)."""
 
@@ -47,7 +59,11 @@ class Policy(enum.StrEnum):
     LMP = "lmp"  #: memoryless least-cost market with one value of lost load
 
 
-_ENUM_FIELDS: dict[str, type[enum.StrEnum]] = {"weight_form": WeightForm, "rule": Rule}
+_ENUM_FIELDS: dict[str, type[enum.StrEnum]] = {
+    "weight_form": WeightForm,
+    "rule": Rule,
+    "tier_energy": TierEnergy,
+}
 _INT_FIELDS = ("m_max", "audit_every")
 
 
@@ -88,6 +104,9 @@ class MechanismConfig:
         Value of lost load ($/MWh) of the least-cost screen and the LMP baseline, ``> 0``.
     scarcity_tol : float
         An interval is scarce when the screen sheds more than ``scarcity_tol * sum d``.
+    tier_energy : TierEnergy
+        FREE (default): the within-tier rule chooses over ``X(t)``; MAX: the tier's maximum
+        deliverable energy is served and the rule only redistributes it.
     """
 
     beta: float = 0.05
@@ -105,6 +124,7 @@ class MechanismConfig:
     p_cap: float = 1000.0
     voll: float = 10000.0
     scarcity_tol: float = 1e-6
+    tier_energy: TierEnergy = TierEnergy.FREE
 
     def __post_init__(self) -> None:
         for name, kind in _ENUM_FIELDS.items():

@@ -97,6 +97,8 @@ class RetryingAllocator:
             self._fallback = self._factory()
         second = call(self._fallback)
         reason = first.note or first.status.value
+        if first.status is SolveStatus.OPTIMAL:  # optimal, but outside X(t) when re-checked
+            reason = "dc-infeasible" + (f"[{first.note}]" if first.note else "")
         if self._ok(inp, second):
             self.events.append(f"t={inp.t}:{what}:{reason}->fallback")
             note = f"retried({what}:{reason})"
@@ -129,6 +131,8 @@ class PreparedRun:
     policy: Policy
     seed: int
     intervals: int
+    #: The spec's ``[[extensions]]``, resolved to ``f(model, net)`` callables.
+    extensions: tuple[Any, ...] = ()
 
 
 def resolve_run_spec(spec: RunSpec, policy: str | None = None, seed: int | None = None,
@@ -160,10 +164,17 @@ def prepare(spec: RunSpec) -> PreparedRun:
         raise InputError(f"run.policy: unknown policy {spec.run.policy!r} "
                          f"(known: {', '.join(p.value for p in Policy)})") from None
     require_solver(spec.solver.name)
+    if str(spec.solver.engine) == "highs" and spec.solver.name.lower() != "highs":
+        raise InputError(f"solver.engine: 'highs' needs solver.name 'highs', "
+                         f"got {spec.solver.name!r}")
+    from fpamm_opt.extensions import resolve_extensions
+
+    base = Path(spec.source).resolve().parent if spec.source else None
+    exts = resolve_extensions(spec.extensions, base_dir=base)
     net = spec.network.load()
     scenario = Scenario(net, spec.scenario, seed=int(spec.run.seed))
     return PreparedRun(spec, net, scenario, cfg, policy, int(spec.run.seed),
-                       int(spec.run.intervals))
+                       int(spec.run.intervals), exts)
 
 
 def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> RetryingAllocator:
@@ -178,7 +189,8 @@ def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> Retryi
     form = Formulation(getattr(s.network, "formulation", "btheta"))
     engine = getattr(s.solver, "engine", "auto")
     sc = prep.scenario
-    kw = dict(rule=prep.cfg.rule, voll=prep.cfg.voll, solver=solver, extensions=extensions)
+    kw = dict(rule=prep.cfg.rule, voll=prep.cfg.voll, solver=solver,
+              extensions=(*prep.extensions, *extensions))
     primary = AllocationProblem(prep.net, sc.node_tier, sc.n_tiers, formulation=form,
                                 engine=engine, **kw)
     other = Formulation.PTDF if form is Formulation.BTHETA else Formulation.BTHETA
@@ -256,11 +268,12 @@ def run(
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     prep = prepare(spec)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out_dir.parent)
     t_build0 = time.perf_counter()
     alloc = build_allocator(prep, extensions)
     build_s = time.perf_counter() - t_build0
+    # Only now, with everything validated and built, touch the file system.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out_dir.parent)
     net, sc, cfg = prep.net, prep.scenario, prep.cfg
     mech = Mechanism(alloc, net, sc.node_tier, sc.tier_priority, prep.policy, cfg,
                      sc.priority_rng())
@@ -303,7 +316,9 @@ def run(
     n_scarce = n_exec = n_fail = 0
     solve_s = 0.0
     t_loop0 = time.perf_counter()
-    with RunWriter(out_dir, h, manifest, **writer_kw) as w:
+    from fpamm_opt.sim.signals import terminate_as_interrupt
+
+    with terminate_as_interrupt(), RunWriter(out_dir, h, manifest, **writer_kw) as w:
         for si in sc.iter_intervals(prep.intervals):
             inp = IntervalInput(si.t, np.asarray(si.demand_mw), np.asarray(si.available_mw))
             rec = mech.step(inp)
