@@ -40,6 +40,9 @@ from fpamm_opt.errors import CaseError
 #: carry 9900 MVA; MATPOWER uses 0 for unlimited).
 UNLIMITED_RATING_MVA = 9000.0
 
+#: Numerical bound (MW) replacing "no limit" on branch flows in optimisation models.
+UNBOUNDED_FLOW_MW = 1e6
+
 #: Directory of case files shipped with the project (see ``data/README.md``).
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -236,7 +239,7 @@ class NetworkData:
     @functools.cached_property
     def shift_flow_mw(self) -> np.ndarray:
         """Flow offset of phase shifters, ``b * shift * base`` (MW); ``pf = Bf va - this``."""
-        return self.base_mva * self.branch_b_pu * self.branch_shift_rad
+        return _frozen(self.base_mva * self.branch_b_pu * self.branch_shift_rad)
 
     @functools.cached_property
     def bbus_mw(self) -> sp.csr_matrix:
@@ -246,7 +249,7 @@ class NetworkData:
     @functools.cached_property
     def shift_injection_mw(self) -> np.ndarray:
         """Equivalent bus injection of phase shifters (MW): ``A^T (b*shift*base)``."""
-        return np.asarray(self.incidence.T @ self.shift_flow_mw).ravel()
+        return _frozen(np.asarray(self.incidence.T @ self.shift_flow_mw).ravel())
 
     @functools.cached_property
     def _reduced_lu(self) -> Any:
@@ -288,13 +291,13 @@ class NetworkData:
         keep = np.flatnonzero(~self.bus_ref)
         out = np.zeros((self.n_branch, n))
         if self._reduced_lu is None:
-            return out
+            return _frozen(out)
         rhs = np.zeros((keep.size, keep.size))
         np.fill_diagonal(rhs, 1.0)
         x_red = self._reduced_lu.solve(rhs)  # inverse of reduced B
         bf = self.flow_sensitivity_mw.tocsc()[:, keep]
         out[:, keep] = np.asarray(bf @ x_red)
-        return out
+        return _frozen(out)
 
     def flow_limits_mw(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of each branch flow (MW): ``|pf| <= rate`` and the angle-difference limits.
@@ -311,7 +314,12 @@ class NetworkData:
         ang_hi = np.where(bb >= 0, a_hi, a_lo)
         ang_lo = np.where(np.isnan(ang_lo), -np.inf, ang_lo)
         ang_hi = np.where(np.isnan(ang_hi), np.inf, ang_hi)
-        return np.maximum(-rate, ang_lo), np.minimum(rate, ang_hi)
+        lo = np.maximum(-rate, ang_lo)
+        hi = np.minimum(rate, ang_hi)
+        # Unlimited flows get a finite bound that never binds: HiGHS's QP solver reports
+        # "Solve error" on some feasible B-θ problems with free flow variables (seen on
+        # pandapower case14 with quadratic costs, 4 of 50 random draws); bounded, all solve.
+        return np.maximum(lo, -UNBOUNDED_FLOW_MW), np.minimum(hi, UNBOUNDED_FLOW_MW)
 
     # --------------------------------------------------------------- helpers
     def bus_injection_mw(
@@ -389,6 +397,12 @@ class NetworkData:
         }
 
 
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """Mark a cached array read-only: NetworkData instances are shared (``load_network``)."""
+    a.setflags(write=False)
+    return a
+
+
 # ============================================================== loading ==
 # MATPOWER column indices (0-based).
 _BUS_I, _BUS_TYPE, _PD, _GS = 0, 1, 2, 4
@@ -461,6 +475,17 @@ def _read_matpower_file(path: Path) -> RawCase:
     except CaseError:
         raise
     except Exception as exc:  # the parser raises many types on a non-case file
+        import re
+
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            text = ""
+        for table, what in (("gen", "generator"), ("bus", "bus"), ("branch", "branch")):
+            if re.search(rf"mpc\.{table}\s*=\s*\[\s*\]", text):
+                raise CaseError(
+                    f"case {path.stem!r} has no {what} (empty mpc.{table} table)"
+                ) from None
         raise CaseError(f"{str(path)!r} is not a readable MATPOWER case ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
     return RawCase(path.stem, str(path), base, bus, gen, branch, gencost)

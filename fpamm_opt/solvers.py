@@ -201,7 +201,8 @@ class PersistentHighs:
             return SolveResult(word, SolveStatus.INFEASIBLE, float("nan"), dt)
         if tc == TerminationCondition.maxTimeLimit:
             return SolveResult(word, SolveStatus.TIME_LIMIT, float("nan"), dt)
-        return SolveResult(word, SolveStatus.ERROR, float("nan"), dt)
+        return SolveResult(word, SolveStatus.ERROR, float("nan"), dt,
+                           f"HiGHS: {word}, solution status {res.solution_status.name}")
 
     def duals(self, cons: list[Any]) -> list[float]:
         d = self._results.solution_loader.get_duals(cons)
@@ -239,16 +240,31 @@ class GenericSolver:
     def solve(self) -> SolveResult:
         from pyomo.opt import SolutionStatus, TerminationCondition
 
+        import tempfile
+        from pathlib import Path
+
         t0 = time.perf_counter()
-        try:
-            with _quiet():
-                res = self._opt.solve(self._model, load_solutions=False, tee=False)
-        except Exception as exc:
-            return SolveResult("error", SolveStatus.ERROR, float("nan"),
-                               time.perf_counter() - t0, str(exc).splitlines()[0][:200])
+        with tempfile.TemporaryDirectory() as tmp:
+            log = Path(tmp) / "solver.log"
+            try:
+                with _quiet():
+                    res = self._opt.solve(self._model, load_solutions=False, tee=False,
+                                          logfile=str(log))
+            except Exception as exc:
+                return SolveResult("error", SolveStatus.ERROR, float("nan"),
+                                   time.perf_counter() - t0, str(exc).splitlines()[0][:200])
+            log_text = log.read_text(errors="replace") if log.exists() else ""
         dt = time.perf_counter() - t0
         tc = res.solver.termination_condition
         word = str(tc)
+        # GLPK 5 prints this for an infeasible LP; Pyomo's parser reports "other" (or
+        # "unbounded" without presolve), so read the log.
+        if "NO PRIMAL FEASIBLE SOLUTION" in log_text.upper() and tc in (
+            TerminationCondition.other, TerminationCondition.unbounded,
+            TerminationCondition.unknown, TerminationCondition.error,
+        ):
+            return SolveResult(word, SolveStatus.INFEASIBLE, float("nan"), dt,
+                               "solver log: no primal feasible solution")
         if tc == TerminationCondition.optimal or (
             len(res.solution) > 0 and res.solution(0).status == SolutionStatus.optimal
         ):
@@ -259,7 +275,7 @@ class GenericSolver:
             return SolveResult(word, SolveStatus.INFEASIBLE, float("nan"), dt)
         if tc == TerminationCondition.maxTimeLimit:
             return SolveResult(word, SolveStatus.TIME_LIMIT, float("nan"), dt)
-        return SolveResult(word, SolveStatus.ERROR, float("nan"), dt)
+        return SolveResult(word, SolveStatus.ERROR, float("nan"), dt, f"termination {word}")
 
     def duals(self, cons: list[Any]) -> list[float]:
         return [float(self._model.dual.get(c, float("nan"))) for c in cons]
