@@ -166,6 +166,185 @@ def run_cmd(spec_path: str, out_dir: str | None, policy: str | None, seed: int |
     )
 
 
+@app.command("verify")
+@click.argument("run_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of checks.")
+@click.option("--cold-sample", type=int, default=20, show_default=True,
+              help="Intervals re-solved cold (independently of the run's solver).")
+@handle_errors
+def verify_cmd(run_dir: str, as_json: bool, cold_sample: int) -> None:
+    """Theorem and feasibility checks on a run directory (exit 3 when one fails)."""
+    from fpamm_opt.io.reader import is_run_dir
+    from fpamm_opt.verify import verify_run
+
+    if not is_run_dir(run_dir):
+        from fpamm_opt.errors import RunDirectoryError
+
+        raise RunDirectoryError(f"not a run directory: {run_dir} (no complete manifest.json)")
+    t0 = time.perf_counter()
+    report = verify_run(run_dir, cold_sample=cold_sample)
+    elapsed = time.perf_counter() - t0
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(report.to_table())
+        verdict = "all applicable checks passed" if report.passed else "CHECK FAILED"
+        click.echo(f"{verdict} ({elapsed:.1f} s)")
+    if not report.passed:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@app.command("batch")
+@click.argument("sweep_path", metavar="SWEEP")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(),
+    help="Batch directory (default: runs/<sweep name>); rerun to resume.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Local worker processes (default: one per CPU; 0: in this process).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Dask scheduler, e.g. tcp://host:8786 (instead of local workers).",
+)
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
+@handle_errors
+def batch_cmd(
+    sweep_path: str,
+    out_dir: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    progress: bool | None,
+) -> None:
+    """Run every point of the sweep SWEEP (resumable: complete runs are skipped)."""
+    from fpamm_opt.sim.batch import BatchInterrupted, load_sweep, run_batch
+
+    if workers is not None and scheduler:
+        raise click.UsageError("--workers and --scheduler exclude each other")
+    sweep = load_sweep(sweep_path)
+    out = Path(out_dir) if out_dir else Path("runs") / Path(sweep_path).stem
+    try:
+        res = run_batch(sweep, out, workers=workers, scheduler=scheduler, progress=progress)
+    except BatchInterrupted as exc:
+        click.echo(f"interrupted: {exc.result.summary()}", err=True)
+        sys.exit(130)
+    click.echo(res.summary())
+    if res.n_failed:
+        click.echo(
+            f"error: {res.n_failed} of {res.n_total} runs failed (see the error column "
+            f"of {res.index_path})",
+            err=True,
+        )
+        sys.exit(EXIT_ERROR)
+
+
+def _compare_and_report(spec_path: str, out: Path, seed: int | None, intervals: int | None,
+                        overrides: tuple[str, ...], workers: int, report: bool,
+                        overwrite: bool) -> None:
+    """Run a comparison, write its report and print the headline (compare and demo)."""
+    from fpamm_opt.report.compare import headline_lines, run_comparison
+
+    t0 = time.perf_counter()
+    res = run_comparison(spec_path, out, seed=seed, intervals=intervals, overrides=overrides,
+                         workers=workers, overwrite=overwrite,
+                         progress=lambda msg: click.echo(f"  {msg}", err=True))
+    summary = None
+    if report:
+        from fpamm_opt.report.summary import write_report
+
+        summary = write_report(out)
+    click.echo("")
+    for line in headline_lines(res.data):
+        click.echo(line)
+    failed = {p: v for p, v in res.failed_checks.items() if v}
+    if failed:
+        for p, names in failed.items():
+            click.echo(f"checks failed for {p}: {', '.join(names)} "
+                       f"(details: fpamm verify {res.run_dir(p)})")
+    else:
+        click.echo("every applicable verification check passed for every policy")
+    click.echo("")
+    for p in res.data["policies"]:
+        click.echo(f"run directory ({p}): {res.run_dir(p)}")
+    click.echo(f"comparison: {res.path}")
+    if summary is not None:
+        click.echo(f"report: {summary}")
+    click.echo(f"({time.perf_counter() - t0:.1f} s)")
+
+
+@app.command("compare")
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--out", "out_dir", type=click.Path(),
+              help="Comparison directory (default: runs/<spec stem>-compare); rerun to resume.")
+@click.option("--seed", type=int, default=None, help="Scenario and priority seed (all runs).")
+@click.option("--intervals", "-T", type=int, default=None, help="Number of intervals.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec field, e.g. --set mechanism.beta=0.1 (repeatable).")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Worker processes (0: in this process).")
+@click.option("--no-report", is_flag=True, help="Do not write the figures and summary.md.")
+@click.option("--overwrite", is_flag=True, help="Re-run even when complete runs exist.")
+@handle_errors
+def compare_cmd(spec_path: str, out_dir: str | None, seed: int | None, intervals: int | None,
+                overrides: tuple[str, ...], workers: int, no_report: bool,
+                overwrite: bool) -> None:
+    """FP-AMM vs equal weights vs LMP on common random numbers (same spec and seed).
+
+    Writes OUT/fpamm, OUT/equal, OUT/lmp, OUT/comparison.json and OUT/report/. Exits 0 once
+    the comparison is written, also when a verification check failed (they are listed).
+    """
+    out = Path(out_dir) if out_dir else Path("runs") / f"{Path(spec_path).stem}-compare"
+    _compare_and_report(spec_path, out, seed, intervals, overrides, workers, not no_report,
+                        overwrite)
+
+
+@app.command("report")
+@click.argument("directory", metavar="DIR", type=click.Path())
+@click.option("--no-verify", is_flag=True, help="Run directory: skip the verification.")
+@handle_errors
+def report_cmd(directory: str, no_verify: bool) -> None:
+    """Figures (PNG) and DIR/report/summary.md for a run, comparison or batch directory."""
+    from fpamm_opt.report.summary import detect_kind, report_figures, write_report
+
+    t0 = time.perf_counter()
+    kind = detect_kind(directory)
+    summary = write_report(directory, verify=not no_verify)
+    click.echo(f"{kind.value} report: {summary}")
+    for f in report_figures(summary):
+        click.echo(f"  {f}")
+    click.echo(f"({time.perf_counter() - t0:.1f} s)")
+
+
+def _shipped_model(name: str) -> Path:
+    """``models/<name>`` in the current directory, else the one next to the package."""
+    local = Path("models") / name
+    if local.is_file():
+        return local
+    return Path(__file__).resolve().parents[1] / "models" / name
+
+
+@app.command("demo")
+@click.option("--out", "out_dir", type=click.Path(), default="runs/demo", show_default=True,
+              help="Comparison directory; rerun to reuse the finished runs.")
+@click.option("--intervals", "-T", type=int, default=None,
+              help="Number of intervals (default: the spec's, 5000).")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Worker processes.")
+@handle_errors
+def demo_cmd(out_dir: str, intervals: int | None, workers: int) -> None:
+    """The paper's headline experiment: compare models/ieee57.toml and write the report."""
+    spec = _shipped_model("ieee57.toml")
+    click.echo(f"demo: FP-AMM vs equal weights vs LMP on {spec} -> {out_dir}", err=True)
+    _compare_and_report(str(spec), Path(out_dir), None, intervals, (), workers, True, False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="fpamm")
