@@ -331,6 +331,7 @@ class AllocationProblem:
         # below anything that matters (1e-6 of demand).
         tol_mw = max(1e-6 * float(d.sum()), 1e-5)
         band = 1e-7 * d + 1e-9  # MW: fixing band, below every reported tolerance
+        notes: list[str] = []
         self._base(inp)
         e.set_weights(w)
         lo = np.zeros(self.n_node)
@@ -362,6 +363,7 @@ class AllocationProblem:
             if self.tier_energy is TierEnergy.MAX:
                 e.set_tier_total(mem.astype(float), q - tol_mw)
             # (b) the within-tier rule
+            use_lp = self.rule is Rule.MAXMIN
             if self.rule is Rule.QP:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     qcoef = np.where(mem & (d > 0), w / d, 0.0)
@@ -369,11 +371,16 @@ class AllocationProblem:
                 sol = e.solve()
                 n_solves += 1
                 solve_s += sol.solve_s
-                if sol.status is not SolveStatus.OPTIMAL:
-                    return self._failed(sol, n_solves, solve_s, f"qp[{k}]")
-                x = np.clip(sol.pl, lo, hi)
-                rounds[k] = 1
-            else:
+                if sol.status is SolveStatus.OPTIMAL:
+                    x = np.clip(sol.pl, lo, hi)
+                    rounds[k] = 1
+                else:
+                    # HiGHS's QP solver occasionally stops ("Iteration limit reached", "Solve
+                    # error") on feasible problems: fall back to the LP rule for this tier,
+                    # which gives the same answer on an uncongested network. Recorded.
+                    notes.append(f"qp[{k}]:{sol.termination}->maxmin")
+                    use_lp = True
+            if use_lp:
                 e.set_objective(self._zeros_gen, self._zeros_node, 1.0)
                 free = mem & (d > 0)
                 lo[mem & (d <= 0)] = hi[mem & (d <= 0)] = 0.0
@@ -413,6 +420,8 @@ class AllocationProblem:
                     free &= ~bott
                     if lam <= 1e-12:
                         break
+                if free.any():
+                    notes.append(f"maxmin[{k}]:rounds-capped")
                 x = np.where(mem, np.clip(x, 0.0, d), x)
             with np.errstate(divide="ignore", invalid="ignore"):
                 u = np.where(d > 0, 1.0 - x / d, 0.0)
@@ -437,7 +446,8 @@ class AllocationProblem:
         return Dispatch(status=SolveStatus.OPTIMAL, served_mw=np.clip(sol.pl, 0.0, d),
                         p_gen_mw=sol.pg, flow_mw=sol.pf, objective=sol.objective,
                         n_solves=n_solves, solve_s=solve_s, tier_level=levels,
-                        tier_deliverable_mw=deliver, rounds=rounds, cap_active=cap)
+                        tier_deliverable_mw=deliver, rounds=rounds, cap_active=cap,
+                        note=";".join(notes))
 
     # ------------------------------------------------------------- DC-OPF
     def solve_dcopf(self, demand_mw: np.ndarray | None = None,
