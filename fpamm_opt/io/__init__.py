@@ -6,6 +6,12 @@ columns. No Pyomo here.
 
 from __future__ import annotations
 
+from fpamm_opt.io.batch import (
+    RunStatus,
+    batch_dataset,
+    read_batch,
+    read_index,
+)
 from fpamm_opt.io.manifest import (
     build_manifest,
     environment_info,
@@ -32,9 +38,11 @@ __all__ = [
     "META_SPEC_HASH",
     "SCHEMAS",
     "TABLE_NAMES",
+    "RunStatus",
     "RunTables",
     "RunWriter",
     "Table",
+    "batch_dataset",
     "build_manifest",
     "clean_stale_temporaries",
     "environment_info",
@@ -43,6 +51,8 @@ __all__ = [
     "iter_table",
     "num_row_groups",
     "package_versions",
+    "read_batch",
+    "read_index",
     "read_manifest",
     "read_metadata",
     "read_run",

@@ -48,6 +48,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -63,6 +64,9 @@ from fpamm_opt.io.manifest import to_jsonable, utc_now
 from fpamm_opt.io.schema import SCHEMAS, TABLE_NAMES, file_name, table_schema
 
 MANIFEST_NAME = "manifest.json"
+
+#: File in a temporary run directory naming the host that writes it (removed on publish).
+HOST_MARKER = ".writer-host"
 
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")
 
@@ -103,6 +107,13 @@ def clean_stale_temporaries(parent: Path | str) -> list[Path]:
         m = _TEMP_RE.match(entry.name)
         if m is None or not entry.is_dir() or entry.is_symlink():
             continue
+        marker = entry / HOST_MARKER
+        try:
+            host = marker.read_text().strip() if marker.exists() else None
+        except OSError:
+            host = None
+        if host is not None and host != socket.gethostname():
+            continue  # another host's writer: its pid cannot be checked from here
         if _pid_alive(int(m.group("pid"))):
             continue
         shutil.rmtree(entry, ignore_errors=True)
@@ -227,6 +238,9 @@ class RunWriter:
             )
         self.final_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir()
+        # Which host writes here: pids mean nothing across hosts sharing a filesystem (a Dask
+        # cluster), so stale-temporary cleaning only touches this host's directories.
+        (self.tmp_dir / HOST_MARKER).write_text(socket.gethostname())
         self._writers: dict[str, pq.ParquetWriter] = {}
         try:
             for t in self.tables:
@@ -432,6 +446,7 @@ class RunWriter:
 
     def _publish(self) -> None:
         final = self.final_dir
+        (self.tmp_dir / HOST_MARKER).unlink(missing_ok=True)
         if final.exists() or final.is_symlink():
             if not self.overwrite:
                 self._state = "aborted"

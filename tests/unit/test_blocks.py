@@ -207,10 +207,13 @@ def test_flow_bounds_combine_rating_and_angle_limits(pglib_dir: Path) -> None:
         assert (m.dcopf.pf[k].lb, m.dcopf.pf[k].ub) == pytest.approx((lo[k], hi[k]))
 
 
-def test_unlimited_branches_have_no_flow_bounds(tiny: NetworkData) -> None:
+def test_unlimited_branches_get_a_finite_bound_that_never_binds(tiny: NetworkData) -> None:
+    from fpamm_opt.network import UNBOUNDED_FLOW_MW
+
     m = build_model(tiny, "btheta")
     bounds = [(m.dcopf.pf[k].lb, m.dcopf.pf[k].ub) for k in m.dcopf.branch]
-    assert bounds == [(None, None), (None, None), (-80.0, 80.0)]
+    big = (-UNBOUNDED_FLOW_MW, UNBOUNDED_FLOW_MW)
+    assert bounds == [big, big, (-80.0, 80.0)]
 
 
 # ------------------------------------------------------------------ objectives --

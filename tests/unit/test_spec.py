@@ -10,6 +10,7 @@ from fpamm_opt.errors import InputError
 from fpamm_opt.network import Convention, RatingPolicy
 from fpamm_opt.scenario import ScenarioConfig
 from fpamm_opt.spec import (
+    read_toml,
     Policy,
     RunSpec,
     apply_overrides,
@@ -216,7 +217,13 @@ def test_defaults():
 def test_shipped_models_load():
     models = Path(__file__).resolve().parents[2] / "models"
     files = sorted(models.glob("*.toml"))
+    assert files
     for f in files:
+        if "base" in read_toml(f):  # a sweep file: every run of it must load
+            from fpamm_opt.sim.batch import load_sweep
+
+            assert load_sweep(f).tasks()
+            continue
         spec = load_spec(f)
         assert spec_hash(spec) == spec_hash(RunSpec.from_dict(spec.to_dict()))
 
