@@ -575,6 +575,10 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
         raise CaseError(f"case {raw.name!r} has no valid bus table")
     if gen.ndim != 2 or gen.shape[0] == 0:
         raise CaseError(f"case {raw.name!r} has no generator")
+    if gen.shape[1] <= _PMIN:
+        raise CaseError(f"case {raw.name!r} has no valid gen table")
+    if not (np.isfinite(raw.base_mva) and raw.base_mva > 0):
+        raise CaseError(f"case {raw.name!r}: baseMVA must be a positive number, got {raw.base_mva}")
     if branch.ndim != 2 or branch.shape[1] < 11:
         raise CaseError(f"case {raw.name!r} has no valid branch table")
     used = (
@@ -611,9 +615,26 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
     c0 = np.zeros(n_gen_all)
     gc = raw.gencost
     if gc is not None and gc.size:
+        if gc.ndim != 2 or gc.shape[1] < 4:
+            raise CaseError(f"case {raw.name!r} has no valid gencost table")
         gc = gc[:n_gen_all]
         for k, row in enumerate(gc):
+            head = row[[0, 3]]
+            if not np.all(np.isfinite(head)) or np.any(head != np.floor(head)) or row[3] < 0:
+                raise CaseError(
+                    f"case {raw.name!r}: gencost row {k + 1} has an invalid model or "
+                    f"number of cost terms ({row[0]}, {row[3]})"
+                )
             model, ncost = int(row[0]), int(row[3])
+            if model not in (1, 2):
+                raise CaseError(f"case {raw.name!r}: unknown cost model {model} for generator {k + 1}")
+            width = ncost if model == 2 else 2 * ncost
+            terms = row[4 : 4 + width]
+            if terms.size != width or not np.all(np.isfinite(terms)):
+                raise CaseError(
+                    f"case {raw.name!r}: gencost row {k + 1} needs {width} finite values "
+                    "after its first four columns"
+                )
             coefs = row[4 : 4 + ncost]
             if model == 2:
                 if ncost > 3 and np.any(coefs[: ncost - 3] != 0):

@@ -801,7 +801,11 @@ class Scenario:
             tiers[nodes] = user_tiers
         for k in range(c.n_tiers):
             if not np.any(tiers == k):
-                raise InputError(f"scenario: tier {k} has no nodes")
+                source = f", tiers_file {c.tiers_file}" if c.tiers_file is not None else ""
+                raise InputError(
+                    f"scenario: tier {k} has no nodes (scenario.n_tiers = {c.n_tiers}, "
+                    f"{net.n_node} load nodes{source})"
+                )
         tiers.setflags(write=False)
         self.node_tier: np.ndarray = tiers
         if c.weak_node is not None and c.weak_node >= net.n_node:

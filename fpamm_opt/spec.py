@@ -32,13 +32,22 @@ Sections
     :class:`fpamm_opt.mechanism.config.Policy`), ``flush_every``, ``name``.
 ``[outputs]``
     ``branches``, ``generators`` (write those tables or not).
+``[[extensions]]``
+    An array of tables, each ``{function = "package.module:callable", ...kwargs}`` or
+    ``{function = "path/to/file.py:callable", ...kwargs}`` (a relative file path is resolved
+    against the spec file's directory and stored absolute). The callable is called as
+    ``callable(model, net, **kwargs)`` after the model's blocks are built (the extension seam of
+    :func:`fpamm_opt.problem.build_model`); :mod:`fpamm_opt.extensions` imports it. Here only
+    the target's form and the arguments' values (plain TOML values, no dates) are checked;
+    importing and the call signature are checked by the run's validation phase.
 
 Overrides
 ---------
 ``"section.key=value"``: the value is parsed as a TOML value (``0.1``, ``true``, ``[1, 2]``,
 ``"text"``) and falls back to the raw string (``ratings=derived``). Deeper keys address
-tables (``solver.options.presolve=off``). Unknown sections or keys raise
-:class:`~fpamm_opt.errors.InputError` naming them.
+tables (``solver.options.presolve=off``); ``extensions.<i>.<key>=value`` sets an argument of
+the ``i``-th extension. Unknown sections or keys raise :class:`~fpamm_opt.errors.InputError`
+naming them.
 
 No Pyomo here.
 """
@@ -58,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from fpamm_opt.errors import InputError
+from fpamm_opt.extensions import parse_target
 from fpamm_opt.mechanism.config import MechanismConfig, Policy
 from fpamm_opt.network import (
     PANDAPOWER_CASES,
@@ -75,7 +85,15 @@ FORMULATIONS: tuple[str, ...] = ("btheta", "ptdf")
 #: ``[solver].engine`` values (``fpamm_opt.problem.EngineKind``).
 ENGINES: tuple[str, ...] = ("auto", "pyomo", "highs")
 
-SECTIONS: tuple[str, ...] = ("network", "scenario", "mechanism", "solver", "run", "outputs")
+SECTIONS: tuple[str, ...] = (
+    "network",
+    "scenario",
+    "mechanism",
+    "solver",
+    "run",
+    "outputs",
+    "extensions",
+)
 
 
 # ---------------------------------------------------------------- field helpers
@@ -131,6 +149,24 @@ def _table(where: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InputError(f"{where}: expected a table, got {value!r}")
     return copy.deepcopy(dict(value))
+
+
+def _json_value(where: str, value: Any) -> Any:
+    """A plain TOML value (string, bool, int, finite float, arrays and tables of those)."""
+    if isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputError(f"{where}: expected a finite number, got {value!r}")
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(f"{where}.{k}", v) for k, v in value.items()}
+    raise InputError(
+        f"{where}: unsupported {type(value).__name__} value {value!s} "
+        "(use strings, numbers, booleans, arrays, tables)"
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -197,7 +233,8 @@ class SolverSpec:
         object.__setattr__(
             self, "time_limit_s", _float("solver.time_limit_s", self.time_limit_s, positive=True)
         )
-        object.__setattr__(self, "options", _table("solver.options", self.options))
+        options = _table("solver.options", self.options)
+        object.__setattr__(self, "options", _json_value("solver.options", options))
 
 
 @dataclass(frozen=True)
@@ -243,6 +280,65 @@ class OutputsSpec:
         return tuple(out)
 
 
+@dataclass(frozen=True)
+class ExtensionSpec:
+    """One ``[[extensions]]`` entry: the callable's target and its keyword arguments.
+
+    Attributes
+    ----------
+    function : str
+        ``"package.module:callable"`` or ``"path/file.py:callable"`` (form checked here).
+    kwargs : dict
+        Every other key of the entry, passed as ``callable(model, net, **kwargs)``.
+    """
+
+    function: str
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        parse_target(self.function, "extensions.function")
+        kwargs = _table("extensions", self.kwargs)
+        for key in kwargs:
+            if not isinstance(key, str) or not key.isidentifier() or key == "function":
+                raise InputError(f"extensions: argument name {key!r} is not a Python identifier")
+        object.__setattr__(self, "kwargs", _json_value("extensions", kwargs))
+
+    @classmethod
+    def from_entry(
+        cls, entry: Any, index: int, base_dir: Path | str | None = None
+    ) -> ExtensionSpec:
+        """Build from a TOML table; a relative ``file.py`` target is made absolute."""
+        where = f"extensions[{index}]"
+        if not isinstance(entry, Mapping):
+            raise InputError(f"{where}: expected a table {{function = ..., ...}}, got {entry!r}")
+        data = dict(entry)
+        if "function" not in data:
+            raise InputError(f"{where}: missing key 'function' ('module:callable')")
+        text = data.pop("function")
+        target = parse_target(text, f"{where}.function")
+        if target.is_file and base_dir is not None and not Path(target.module).is_absolute():
+            try:
+                text = f"{(Path(base_dir) / target.module).resolve()}:{target.attr}"
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise InputError(f"{where}.function: bad path {target.module!r} ({exc})") from None
+        for key in data:
+            if not isinstance(key, str) or not key.isidentifier():
+                raise InputError(f"{where}: argument name {key!r} is not a Python identifier")
+        return cls(function=text.strip(), kwargs=_json_value(where, data))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"function": ..., **kwargs}`` (the TOML entry form)."""
+        return {"function": self.function, **copy.deepcopy(self.kwargs)}
+
+
+def _extensions(value: Any, base_dir: Path | str | None) -> tuple[ExtensionSpec, ...]:
+    if isinstance(value, Mapping) or not isinstance(value, list | tuple):
+        raise InputError(
+            f"spec: extensions must be an array of tables ([[extensions]]), got {value!r}"
+        )
+    return tuple(ExtensionSpec.from_entry(e, i, base_dir) for i, e in enumerate(value))
+
+
 _SECTION_CLASSES: dict[str, type] = {
     "network": NetworkSpec,
     "solver": SolverSpec,
@@ -261,6 +357,8 @@ class RunSpec:
         Typed sections.
     mechanism : dict
         Plain dict, validated by ``MechanismConfig.from_dict`` (not here).
+    extensions : tuple of ExtensionSpec
+        ``[[extensions]]`` entries, in order (resolved by :mod:`fpamm_opt.extensions`).
     source : str or None
         The spec file it was loaded from (not part of :meth:`to_dict` nor of the hash).
     """
@@ -271,10 +369,19 @@ class RunSpec:
     solver: SolverSpec = field(default_factory=SolverSpec)
     run: RunSection = field(default_factory=RunSection)
     outputs: OutputsSpec = field(default_factory=OutputsSpec)
+    extensions: tuple[ExtensionSpec, ...] = ()
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mechanism", _table("mechanism", self.mechanism))
+        # Plain values only (no dates, no NaN): the spec is hashed and written as JSON before
+        # MechanismConfig validates the values themselves.
+        mechanism = _json_value("mechanism", _table("mechanism", self.mechanism))
+        object.__setattr__(self, "mechanism", mechanism)
+        exts = tuple(self.extensions)
+        for e in exts:
+            if not isinstance(e, ExtensionSpec):
+                raise InputError(f"spec: extensions must be ExtensionSpec entries, got {e!r}")
+        object.__setattr__(self, "extensions", exts)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict of every section (JSON-friendly); ``from_dict`` inverts it."""
@@ -285,6 +392,8 @@ class RunSpec:
                 out[name] = sec.to_dict()
             elif name == "mechanism":
                 out[name] = _plain(sec)
+            elif name == "extensions":
+                out[name] = [e.to_dict() for e in sec]
             else:
                 out[name] = {f.name: _plain(getattr(sec, f.name)) for f in fields(sec)}
         return out
@@ -309,6 +418,8 @@ class RunSpec:
         for key, value in data.items():
             if key not in SECTIONS:
                 raise InputError(f"spec: unknown section [{key}] (known: {', '.join(SECTIONS)})")
+            if key == "extensions":
+                continue
             if not isinstance(value, Mapping):
                 raise InputError(f"spec: [{key}] must be a table, got {value!r}")
         kwargs: dict[str, Any] = {"source": source}
@@ -331,6 +442,7 @@ class RunSpec:
         mech = _table("mechanism", data.get("mechanism", {}))
         _check_mechanism_keys(mech)
         kwargs["mechanism"] = mech
+        kwargs["extensions"] = _extensions(data.get("extensions", []), base_dir)
         return cls(**kwargs)
 
     def replace(self, **sections: Any) -> RunSpec:
@@ -342,6 +454,8 @@ def resolve_case(case: Any, base_dir: Path | str | None) -> str:
     """Resolve ``[network].case``: a pandapower name stays; a relative path is looked up
     against ``base_dir`` first, then the current directory, and made absolute if found."""
     text = _str("network.case", str(case) if isinstance(case, Path) else case)
+    if "\x00" in text:
+        raise InputError(f"network.case: {text!r} contains a NUL character")
     if text in PANDAPOWER_CASES:
         return text
     p = Path(text)
@@ -395,6 +509,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             raise InputError(
                 f"override {text!r}: unknown section {section!r} (known: {', '.join(SECTIONS)})"
             )
+        if section == "extensions":
+            _override_extension(out, text, path, value)
+            continue
         if section in _SECTION_CLASSES or section == "scenario":
             klass = ScenarioConfig if section == "scenario" else _SECTION_CLASSES[section]
             known = {f.name for f in fields(klass)}
@@ -411,6 +528,18 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             node = nxt
         node[path[-1]] = value
     return out
+
+
+def _override_extension(data: dict[str, Any], text: str, path: list[str], value: Any) -> None:
+    """``extensions.<i>.<key>=value``: set one argument (or the function) of entry ``i``."""
+    entries = data.get("extensions")
+    if len(path) != 3 or not path[1].isdigit():
+        raise InputError(f"override {text!r}: expected extensions.<index>.<key>=value")
+    i = int(path[1])
+    if not isinstance(entries, list) or i >= len(entries) or not isinstance(entries[i], dict):
+        n = len(entries) if isinstance(entries, list) else 0
+        raise InputError(f"override {text!r}: no extension {i} (the spec has {n})")
+    entries[i][path[2]] = value
 
 
 # ---------------------------------------------------------------- loading and hashing
@@ -459,6 +588,7 @@ def spec_hash(spec: RunSpec) -> str:
 
 __all__ = [
     "SECTIONS",
+    "ExtensionSpec",
     "NetworkSpec",
     "OutputsSpec",
     "Policy",

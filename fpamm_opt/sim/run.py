@@ -138,7 +138,6 @@ class PreparedRun:
 def resolve_run_spec(spec: RunSpec, policy: str | None = None, seed: int | None = None,
                      intervals: int | None = None) -> RunSpec:
     """Apply CLI choices (policy, seed, horizon) to the spec so the manifest records them."""
-    run = spec.run
     changes: dict[str, Any] = {}
     if policy is not None:
         changes["policy"] = policy
@@ -329,6 +328,8 @@ def run(
                 )
             n_scarce += bool(rec.scarce)
             n_exec += bool(rec.executed)
+            # kept a verified allocation, but some solve of the interval failed for good
+            n_fail += "error:" in rec.status or "failed(" in rec.status
             solve_s += float(rec.solve_s)
             w.add_interval(_tables_of(rec, si, net, tiers, node_idx, node_bus, br_idx, gen_idx,
                                       gen_bus))
