@@ -318,7 +318,7 @@ class AllocationProblem:
         if sol.status is not SolveStatus.OPTIMAL:
             return self._failed(sol, 1, sol.solve_s, "screen")
         return self._dispatch(sol, SolveStatus.OPTIMAL, 1, sol.solve_s,
-                              lmp=self.lmp_from_duals(sol))
+                              lmp=self.lmp_from_duals(sol), note=sol.message)
 
     def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
         """Lexicographic tier clearing with the within-tier rule (see docs/design.md)."""
@@ -329,9 +329,9 @@ class AllocationProblem:
         K = self.n_tier
         # Slack on the tier's fixed energy: well above LP feasibility tolerances (1e-7), far
         # below anything that matters (1e-6 of demand).
+        notes: list[str] = []  # recoveries worth recording in the interval's status
         tol_mw = max(1e-6 * float(d.sum()), 1e-5)
         band = 1e-7 * d + 1e-9  # MW: fixing band, below every reported tolerance
-        notes: list[str] = []
         self._base(inp)
         e.set_weights(w)
         lo = np.zeros(self.n_node)
@@ -350,6 +350,8 @@ class AllocationProblem:
             e.set_tier_total(self._ones_node, 0.0)
             e.set_objective(self._zeros_gen, np.where(mem, -1.0, 0.0), 0.0)
             sol = e.solve()
+            if sol.message:
+                notes.append(sol.message)
             n_solves += 1
             solve_s += sol.solve_s
             if sol.status is not SolveStatus.OPTIMAL:
@@ -369,6 +371,8 @@ class AllocationProblem:
                     qcoef = np.where(mem & (d > 0), w / d, 0.0)
                 e.set_objective(self._zeros_gen, np.where(mem, -w, 0.0), 0.0, q_served=qcoef)
                 sol = e.solve()
+                if sol.message:
+                    notes.append(sol.message)
                 n_solves += 1
                 solve_s += sol.solve_s
                 if sol.status is SolveStatus.OPTIMAL:
@@ -393,6 +397,8 @@ class AllocationProblem:
                     e.set_level(coef, rhs)
                     e.set_served_bounds(lo, hi)
                     sol = e.solve(duals=True)
+                    if sol.message:
+                        notes.append(sol.message)
                     n_solves += 1
                     solve_s += sol.solve_s
                     if sol.status is not SolveStatus.OPTIMAL:
@@ -439,6 +445,8 @@ class AllocationProblem:
         e.set_served_bounds(lo, hi)
         e.set_objective(self.price, self._zeros_node, 0.0)
         sol = e.solve()
+        if sol.message:
+            notes.append(sol.message)
         n_solves += 1
         solve_s += sol.solve_s
         if sol.status is not SolveStatus.OPTIMAL:

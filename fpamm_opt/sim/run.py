@@ -36,6 +36,9 @@ from fpamm_opt.network import NetworkData
 from fpamm_opt.scenario import Scenario
 from fpamm_opt.spec import RunSpec, spec_hash
 
+#: Solvers that cannot take the QP rule's quadratic objective.
+LP_ONLY_SOLVERS = frozenset({"glpk", "cbc", "clp"})
+
 #: Feasibility tolerance of stored allocations (MW), relative part times total demand.
 FEAS_TOL_REL = 1e-6
 FEAS_TOL_ABS_MW = 1e-5
@@ -163,6 +166,11 @@ def prepare(spec: RunSpec) -> PreparedRun:
         raise InputError(f"run.policy: unknown policy {spec.run.policy!r} "
                          f"(known: {', '.join(p.value for p in Policy)})") from None
     require_solver(spec.solver.name)
+    if cfg.rule.value == "qp" and spec.solver.name.lower() in LP_ONLY_SOLVERS:
+        raise InputError(
+            f"mechanism.rule = 'qp' needs a solver with quadratic objectives; "
+            f"solver.name = {spec.solver.name!r} solves LPs only (use mechanism.rule = 'maxmin')"
+        )
     if str(spec.solver.engine) == "highs" and spec.solver.name.lower() != "highs":
         raise InputError(f"solver.engine: 'highs' needs solver.name 'highs', "
                          f"got {spec.solver.name!r}")

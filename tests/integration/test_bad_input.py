@@ -90,8 +90,13 @@ CASES = [
     ("unknown-solver", ["solver.name=nosuchsolver"], ["solver 'nosuchsolver'", "not available"]),
     (
         "engine-solver-mismatch",
-        ["solver.engine=highs", "solver.name=glpk"],
+        ["solver.engine=highs", "solver.name=glpk", "mechanism.rule=maxmin"],
         ["solver.engine", "'glpk'"],
+    ),
+    (
+        "qp-rule-on-lp-solver",
+        ["solver.name=glpk"],
+        ["mechanism.rule", "'glpk'"],
     ),
     ("tier-without-nodes", ["scenario.tiers_file={d}/tiers.csv"], ["tier 1 has no nodes"]),
     ("tier-fraction-one", ["scenario.high_tier_fraction=1.0"], ["high_tier_fraction", "1.0"]),
