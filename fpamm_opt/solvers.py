@@ -238,10 +238,10 @@ class GenericSolver:
         obj.activate()
 
     def solve(self) -> SolveResult:
-        from pyomo.opt import SolutionStatus, TerminationCondition
-
         import tempfile
         from pathlib import Path
+
+        from pyomo.opt import SolutionStatus, TerminationCondition
 
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
