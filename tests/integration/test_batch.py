@@ -238,3 +238,23 @@ base = "ieee14.toml"
     assert "\n" not in missing["error"]
     assert [p.name for p in (out / "runs").iterdir()] == [idx.loc[("case14", 0.05), "run_id"]]
     assert len(read_batch(out, "intervals")) == 5
+
+
+def test_seed_report_pairs_policies_by_swept_values(local_batch: Path) -> None:
+    """The seed-robustness report pairs fpamm/equal runs that share every other swept value."""
+    from fpamm_opt.report.seeds import seed_results, summary
+
+    res = seed_results(local_batch)
+    # 2 seeds x 2 betas, each with an fpamm and an equal run.
+    assert len(res) == 4
+    assert sorted({r.seed for r in res}) == [0, 1]
+    import math
+
+    for r in res:
+        # A short horizon may leave no scarce interval after the burn-in: nan, never a number.
+        if math.isfinite(r.peak_ew) and r.peak_ew > 0:
+            assert r.reduction == pytest.approx(1 - r.peak_fp / r.peak_ew)
+        else:
+            assert math.isnan(r.reduction)
+        assert r.spread_fp >= 0 and r.spread_ew >= 0
+    assert summary(res)["seeds"] == 4
