@@ -1,0 +1,831 @@
+"""The fast path: the per-interval Pyomo model compiled once and driven in place by ``highspy``.
+
+Role
+----
+:class:`HighsEngine` is the ``engine="highs"`` of :mod:`fpamm_opt.problem`. It walks the
+*same* Pyomo model the Pyomo engine solves (DC-OPF block, allocation block and every user
+extension) once, turns it into sparse arrays (:func:`compile_model`), loads them into a
+``highspy`` instance and from then on only changes numbers in place: column bounds, costs,
+row bounds, single matrix coefficients and the Hessian. HiGHS keeps its basis across those
+changes, so consecutive LPs of an interval (and of consecutive intervals) are hot-started.
+
+What changes between solves, and where it lives in HiGHS
+--------------------------------------------------------
+=======================  ==============================================================
+``set_served_bounds``    bounds of the ``pl`` columns (``pl_lo``, ``pl_hi``)
+``set_gen_bounds``       bounds of the ``pg`` columns (``pg_min``, ``pg_max``)
+``set_level``            coefficient of ``level`` in row ``ineq_level[i]`` and its lower
+                         bound (``level_coef``, ``level_rhs``)
+``set_tier_total``       coefficients of ``pl`` in row ``ineq_tier_total`` and its lower
+                         bound (``tier_member``, ``tier_min_served``)
+``set_objective``        column costs; QP rule: diagonal Hessian ``q_served`` on ``pl``;
+                         case cost: the compiled ``obj_case`` (Hessian, costs, offset)
+=======================  ==============================================================
+
+The setters only write the *target* numbers (NumPy arrays, plus a change counter per kind);
+at :meth:`HighsEngine.solve` the HiGHS instance that will run catches up, sending only the
+entries that differ from what it holds, with the vectorised ``changeColsBounds`` /
+``changeColsCost`` / ``changeRowsBounds`` calls (``changeCoeff`` one by one).
+
+LPs and QPs run on two instances of the same compiled model (see :class:`HighsEngine`):
+the LP one stays hot across a QP in between and never holds a Hessian, so no QP -> LP switch
+has to clear one (the bug worked around in :mod:`fpamm_opt.solvers`).
+
+Robustness (all recorded in ``LPSolution.message``): a non-optimal hot solve is retried cold,
+then without presolve (LP), or with other QP regularisations (QP); HiGHS's ``time_limit`` is
+cumulative over an instance's life, so it is moved forward before each run.
+
+Extensions whose constraints (or variable bounds) involve mutable parameters are supported
+too: their rows are re-evaluated before each solve (then the setters also write the Pyomo
+parameters, which costs Python time). ``engine="auto"`` still prefers the Pyomo engine for
+them (:func:`fpamm_opt.problem.extension_is_static`). A variable fixed *after* the engine is
+built, or a constraint added or deactivated later, is not seen: build a new problem.
+
+Duals are HiGHS's ``row_dual`` of rows written exactly as Pyomo's HiGHS interface writes them
+(``con.body`` coefficients, bounds minus the body constant), so their signs are those of the
+Pyomo engine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import highspy
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.core.expr.visitor import identify_mutable_parameters
+from pyomo.repn import generate_standard_repn
+
+from fpamm_opt.blocks.dcopf import Formulation
+from fpamm_opt.errors import InputError
+from fpamm_opt.mechanism.types import SolveStatus
+from fpamm_opt.network import NetworkData
+from fpamm_opt.problem import LPSolution
+from fpamm_opt.solvers import SolverSpec
+
+_INF = math.inf
+_NATIVE = (int, float)
+_MS = highspy.HighsModelStatus
+
+# ``highspy.Highs`` wraps the core class with Python callbacks (and prints a banner when it is
+# created); the bare core class is silent and has no per-call callback overhead.
+_HighsClass: Any = getattr(highspy, "_Highs", highspy.Highs)
+
+#: ``qp_regularization_value`` of QP solves: the first is used, the others are tried (cold)
+#: when HiGHS's QP solver fails. 0 failed least often on congested case57 allocations.
+QP_REGULARIZATION: tuple[float, ...] = (0.0, 1e-9, 1e-7)
+
+#: HiGHS defaults of the options a retry changes (restored afterwards).
+_DEFAULT_OPTION: dict[str, Any] = {
+    "presolve": "choose",
+    "qp_regularization_value": 1e-7,
+}
+
+
+def _mutable(expr: Any) -> bool:
+    """True when ``expr`` (a number, a parameter or an expression) involves a mutable Param."""
+    if expr is None or isinstance(expr, _NATIVE):
+        return False
+    return any(True for _ in identify_mutable_parameters(expr))
+
+
+def _num(expr: Any, default: float) -> float:
+    return default if expr is None else float(pyo.value(expr))
+
+
+@dataclass
+class _DynamicRow:
+    """A row whose coefficients or bounds depend on mutable parameters (re-evaluated)."""
+
+    row: int
+    con: Any
+    coefs: list[tuple[int, Any]]  #: (column, coefficient expression)
+    constant: Any  #: body constant (expression or number)
+
+
+@dataclass
+class CompiledModel:
+    """The linear part of a Pyomo model as arrays (rows in CSR form).
+
+    ``row_lb``/``row_ub`` already have the body constant of each row subtracted, as Pyomo's
+    HiGHS interface does.
+    """
+
+    col_lb: np.ndarray
+    col_ub: np.ndarray
+    col_integer: np.ndarray
+    row_lb: np.ndarray
+    row_ub: np.ndarray
+    row_const: np.ndarray
+    a_start: np.ndarray
+    a_index: np.ndarray
+    a_value: np.ndarray
+    col_of: dict[int, int]  #: id(VarData) -> column
+    row_of: dict[int, int]  #: id(ConstraintData) -> row
+    variables: list[Any]
+    dynamic_rows: list[_DynamicRow] = field(default_factory=list)
+    dynamic_cols: list[tuple[int, Any]] = field(default_factory=list)
+
+    @property
+    def n_col(self) -> int:
+        return int(self.col_lb.shape[0])
+
+    @property
+    def n_row(self) -> int:
+        return int(self.row_lb.shape[0])
+
+    @property
+    def nnz(self) -> int:
+        return int(self.a_value.shape[0])
+
+    def a_coef(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Compiled coefficients ``A[rows[k], cols[k]]`` (0 where there is no entry)."""
+        out = np.zeros(len(rows))
+        for k, (r, c) in enumerate(zip(np.asarray(rows).tolist(), np.asarray(cols).tolist())):
+            lo, hi = int(self.a_start[r]), int(self.a_start[r + 1])
+            hit = np.flatnonzero(self.a_index[lo:hi] == c)
+            if hit.size:
+                out[k] = self.a_value[lo + hit[0]]
+        return out
+
+
+def compile_model(
+    m: pyo.Block,
+    static_rows: Iterable[Any] = (),
+    static_cols: Iterable[Any] = (),
+) -> CompiledModel:
+    """Compile every active constraint of ``m`` into sparse rows, one column per variable.
+
+    Parameters
+    ----------
+    m : Block
+        The model (all active constraints, in ``component_data_objects`` order, the order
+        Pyomo's HiGHS interface uses).
+    static_rows, static_cols : iterables of ConstraintData / VarData
+        Rows and columns whose mutable numbers the caller pushes itself; every *other* row or
+        column that involves a mutable parameter is recorded as dynamic.
+
+    Fixed variables become columns with ``lb = ub = value`` (they are unfixed while their
+    rows are compiled, then fixed again).
+
+    Raises
+    ------
+    InputError
+        A constraint is not linear.
+    """
+    skip_rows = {id(c) for c in static_rows}
+    skip_cols = {id(v) for v in static_cols}
+    variables: list[Any] = []
+    col_of: dict[int, int] = {}
+
+    def col(v: Any) -> int:
+        k = id(v)
+        j = col_of.get(k)
+        if j is None:
+            j = col_of[k] = len(variables)
+            variables.append(v)
+        return j
+
+    fixed = [
+        v for v in m.component_data_objects(pyo.Var, active=True, descend_into=True) if v.fixed
+    ]
+    cons = list(m.component_data_objects(pyo.Constraint, active=True, descend_into=True))
+    row_of: dict[int, int] = {}
+    starts: list[int] = []
+    index: list[int] = []
+    value: list[float] = []
+    lbs: list[float] = []
+    ubs: list[float] = []
+    consts: list[float] = []
+    dynamic_rows: list[_DynamicRow] = []
+    for v in fixed:
+        v.unfix()
+    try:
+        for r, con in enumerate(cons):
+            repn = generate_standard_repn(con.body, compute_values=False, quadratic=False)
+            if repn.nonlinear_expr is not None or repn.quadratic_vars:
+                raise InputError(f"constraint {con.name!r} is not linear; the fast path needs LPs")
+            track = id(con) not in skip_rows
+            mut: list[tuple[int, Any]] = []
+            starts.append(len(value))
+            for coef, v in zip(repn.linear_coefs, repn.linear_vars):
+                j = col(v)
+                if isinstance(coef, _NATIVE):
+                    c = float(coef)
+                else:
+                    c = float(pyo.value(coef))
+                    if track and _mutable(coef):
+                        mut.append((j, coef))
+                if c != 0.0:
+                    index.append(j)
+                    value.append(c)
+            const = repn.constant
+            c0 = float(pyo.value(const))
+            lo = _num(con.lower, -_INF) - c0 if con.has_lb() else -_INF
+            hi = _num(con.upper, _INF) - c0 if con.has_ub() else _INF
+            lbs.append(lo)
+            ubs.append(hi)
+            consts.append(c0)
+            row_of[id(con)] = r
+            if track and (mut or _mutable(const) or _mutable(con.lower) or _mutable(con.upper)):
+                dynamic_rows.append(_DynamicRow(r, con, mut, const))
+    finally:
+        for v in fixed:
+            v.fix()
+    # Variables no active constraint uses (objective-only, or unused) still get a column.
+    for v in m.component_data_objects(pyo.Var, active=True, descend_into=True):
+        col(v)
+    n = len(variables)
+    col_lb = np.empty(n)
+    col_ub = np.empty(n)
+    col_int = np.zeros(n, dtype=bool)
+    dynamic_cols: list[tuple[int, Any]] = []
+    for j, v in enumerate(variables):
+        if v.fixed:
+            col_lb[j] = col_ub[j] = float(v.value)
+        else:
+            col_lb[j] = -_INF if v.lb is None else float(v.lb)
+            col_ub[j] = _INF if v.ub is None else float(v.ub)
+            if id(v) not in skip_cols and (_mutable(v.lower) or _mutable(v.upper)):
+                dynamic_cols.append((j, v))
+        col_int[j] = bool(v.is_integer())
+    starts.append(len(value))
+    return CompiledModel(
+        col_lb=col_lb,
+        col_ub=col_ub,
+        col_integer=col_int,
+        row_lb=np.asarray(lbs, dtype=float),
+        row_ub=np.asarray(ubs, dtype=float),
+        row_const=np.asarray(consts, dtype=float),
+        a_start=np.asarray(starts, dtype=np.int32),
+        a_index=np.asarray(index, dtype=np.int32),
+        a_value=np.asarray(value, dtype=float),
+        col_of=col_of,
+        row_of=row_of,
+        variables=variables,
+        dynamic_rows=dynamic_rows,
+        dynamic_cols=dynamic_cols,
+    )
+
+
+def _status(ms: Any) -> SolveStatus:
+    if ms == _MS.kOptimal:
+        return SolveStatus.OPTIMAL
+    if ms in (_MS.kInfeasible, _MS.kUnboundedOrInfeasible):
+        return SolveStatus.INFEASIBLE
+    if ms == _MS.kTimeLimit:
+        return SolveStatus.TIME_LIMIT
+    return SolveStatus.ERROR
+
+
+#: Hessian entries ``(row, col, value)`` with ``row >= col`` (lower triangle), column space.
+_Hess = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass
+class _Target:
+    """The numbers the next solve must see (unscaled); each HiGHS instance catches up."""
+
+    lb: np.ndarray
+    ub: np.ndarray
+    rlb: np.ndarray
+    rub: np.ndarray
+    cost: np.ndarray
+    level_coef: np.ndarray
+    tier_coef: np.ndarray
+    offset: float = 0.0
+    #: lower-triangular Hessian entries (row, col, value) in column space, None = LP
+    hess: _Hess | None = None
+    hess_version: int = 0
+    dyn_coef: dict[tuple[int, int], float] = field(default_factory=dict)
+    #: change counters per kind (_COLS, _ROWS, _COST, _LEVEL, _TIER, _DYN): an instance
+    #: compares arrays only for the kinds touched since it last caught up
+    ver: list[int] = field(default_factory=lambda: [0] * 6)
+
+
+_COLS, _ROWS, _COST, _LEVEL, _TIER, _DYN = range(6)
+
+
+class _Instance:
+    """One ``highspy`` instance loaded with the compiled model, and what it holds now."""
+
+    def __init__(
+        self,
+        cm: CompiledModel,
+        scale: np.ndarray,
+        options: dict[str, Any],
+        level: tuple[np.ndarray, int],
+        tier: tuple[int, np.ndarray],
+        target: _Target,
+    ) -> None:
+        h = _HighsClass()
+        for k, v in options.items():
+            if h.setOptionValue(k, v) == highspy.HighsStatus.kError:
+                raise InputError(f"HiGHS rejected option {k}={v!r}")
+        n = cm.n_col
+        empty_i = np.zeros(0, dtype=np.int32)
+        h.addCols(
+            n, np.zeros(n), cm.col_lb / scale, cm.col_ub / scale, 0, empty_i, empty_i, np.zeros(0)
+        )
+        h.addRows(
+            cm.n_row,
+            cm.row_lb,
+            cm.row_ub,
+            cm.nnz,
+            cm.a_start[:-1],
+            cm.a_index,
+            cm.a_value * scale[cm.a_index],
+        )
+        if cm.col_integer.any():
+            idx = np.flatnonzero(cm.col_integer).astype(np.int32)
+            h.changeColsIntegrality(idx.size, idx, np.full(idx.size, highspy.HighsVarType.kInteger))
+        h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+        self.h = h
+        self.options = options
+        self.s = scale
+        self.level_rows, self.level_col = level
+        self.tier_row, self.tier_cols = tier
+        self.lb = cm.col_lb.copy()
+        self.ub = cm.col_ub.copy()
+        self.rlb = cm.row_lb.copy()
+        self.rub = cm.row_ub.copy()
+        self.cost = np.zeros(n)
+        self.offset = 0.0
+        # the coefficients just loaded (the compiled ones, whatever the target says now)
+        self.level_coef = cm.a_coef(self.level_rows, np.full(self.level_rows.size, self.level_col))
+        self.tier_coef = cm.a_coef(np.full(self.tier_cols.size, self.tier_row), self.tier_cols)
+        self.hess_version = -1
+        self.has_hess = False
+        self.seen = [-1] * 6
+        self.dyn_coef: dict[tuple[int, int], float] = {}
+
+    def catch_up(self, t: _Target) -> None:
+        """Push every number of ``t`` that differs from what HiGHS holds (vectorised)."""
+        h, s, seen, ver = self.h, self.s, self.seen, t.ver
+        if seen[_COLS] != ver[_COLS]:
+            ch = np.flatnonzero((self.lb != t.lb) | (self.ub != t.ub))
+            if ch.size:
+                idx = ch.astype(np.int32)
+                h.changeColsBounds(idx.size, idx, t.lb[ch] / s[ch], t.ub[ch] / s[ch])
+                self.lb[ch] = t.lb[ch]
+                self.ub[ch] = t.ub[ch]
+        if seen[_ROWS] != ver[_ROWS]:
+            ch = np.flatnonzero((self.rlb != t.rlb) | (self.rub != t.rub))
+            if ch.size:
+                idx = ch.astype(np.int32)
+                h.changeRowsBounds(idx.size, idx, t.rlb[ch], t.rub[ch])
+                self.rlb[ch] = t.rlb[ch]
+                self.rub[ch] = t.rub[ch]
+        if seen[_COST] != ver[_COST]:
+            ch = np.flatnonzero(self.cost != t.cost)
+            if ch.size:
+                idx = ch.astype(np.int32)
+                h.changeColsCost(idx.size, idx, t.cost[ch] * s[ch])
+                self.cost[ch] = t.cost[ch]
+            if self.offset != t.offset:
+                h.changeObjectiveOffset(t.offset)
+                self.offset = t.offset
+        # Single coefficients (no vectorised call in highspy). A zero removes the entry and
+        # a later non-zero puts it back.
+        if seen[_LEVEL] != ver[_LEVEL]:
+            ch = np.flatnonzero(self.level_coef != t.level_coef)
+            if ch.size:
+                col, sc = self.level_col, float(s[self.level_col])
+                for r, c in zip(self.level_rows[ch].tolist(), t.level_coef[ch].tolist()):
+                    h.changeCoeff(r, col, c * sc)
+                self.level_coef[ch] = t.level_coef[ch]
+        if seen[_TIER] != ver[_TIER]:
+            ch = np.flatnonzero(self.tier_coef != t.tier_coef)
+            if ch.size:
+                row = self.tier_row
+                for k, c in zip(self.tier_cols[ch].tolist(), t.tier_coef[ch].tolist()):
+                    h.changeCoeff(row, k, c * float(s[k]))
+                self.tier_coef[ch] = t.tier_coef[ch]
+        if seen[_DYN] != ver[_DYN]:
+            for (r, k), c in t.dyn_coef.items():
+                if self.dyn_coef.get((r, k)) != c:
+                    h.changeCoeff(r, k, c * float(s[k]))
+                    self.dyn_coef[(r, k)] = c
+        seen[:] = ver
+        if self.hess_version != t.hess_version:
+            # An LP instance never gets an (empty) Hessian: that would be a model change.
+            if t.hess is not None or self.has_hess:
+                self._pass_hessian(t.hess)
+                self.has_hess = t.hess is not None
+            self.hess_version = t.hess_version
+
+    def _pass_hessian(self, hess: _Hess | None) -> None:
+        n = self.h.getNumCol()
+        if hess is None:
+            start = np.zeros(n, dtype=np.int32)
+            index = np.zeros(0, dtype=np.int32)
+            value = np.zeros(0)
+        else:
+            r, k, v = hess
+            v = v * self.s[r] * self.s[k]
+            order = np.lexsort((r, k))
+            r, k, v = r[order], k[order], v[order]
+            start = np.searchsorted(k, np.arange(n), side="left").astype(np.int32)
+            index = r.astype(np.int32)
+            value = v.astype(float)
+        st = self.h.passHessian(
+            n, int(value.size), highspy.HessianFormat.kTriangular, start, index, value
+        )
+        if st == highspy.HighsStatus.kError:
+            raise InputError("HiGHS rejected the Hessian (not positive semidefinite?)")
+
+
+class HighsEngine:
+    """The engine interface of :class:`fpamm_opt.problem.PyomoEngine`, on ``highspy`` in place.
+
+    Parameters
+    ----------
+    m : ConcreteModel
+        A model from :func:`fpamm_opt.problem.build_model` (extensions included), fully built.
+    net : NetworkData
+    solver : SolverSpec
+        ``time_limit_s`` (per solve) and ``options`` are passed to HiGHS (after
+        ``output_flag=False``, ``threads=1``, which they may override).
+    formulation : Formulation
+
+    Notes
+    -----
+    Two HiGHS instances hold the same compiled model. LPs run on the first, exactly the rows
+    and columns Pyomo's HiGHS interface would build, and stay hot across a QP in between.
+    QPs (the QP rule, a quadratic case cost) run on a second one, created on first use, whose
+    free columns are scaled (:meth:`column_scale`) and whose ``qp_regularization_value`` is
+    0 by default (:data:`QP_REGULARIZATION`): HiGHS's active-set QP solver does not scale the
+    model and its default regularisation (1e-7 on every column) moves the optimum by ~1e-4 MW
+    on case14. Either instance catches up with the numbers set since it last ran.
+
+    Attributes
+    ----------
+    compiled : CompiledModel
+        The arrays loaded into HiGHS.
+    """
+
+    def __init__(
+        self,
+        m: pyo.ConcreteModel,
+        net: NetworkData,
+        solver: SolverSpec,
+        formulation: Formulation | str,
+    ) -> None:
+        self.m = m
+        self.net = net
+        self.spec = solver
+        self.formulation = Formulation(formulation)
+        dc, al = m.dcopf, m.alloc
+        self._node = list(dc.node)
+        self._gen = list(dc.gen)
+        self._nn, self._ng = len(self._node), len(self._gen)
+        level_cons = [al.ineq_level[i] for i in self._node]
+        static_rows = [*level_cons, al.ineq_tier_total]
+        static_cols = [*(dc.pl[i] for i in self._node), *(dc.pg[g] for g in self._gen)]
+        cm = compile_model(m, static_rows, static_cols)
+        self.compiled = cm
+
+        def cols(vs: Iterable[Any]) -> np.ndarray:
+            return np.asarray([cm.col_of[id(v)] for v in vs], dtype=np.int32)
+
+        def rows(cs: Iterable[Any]) -> np.ndarray:
+            return np.asarray([cm.row_of[id(c)] for c in cs], dtype=np.int32)
+
+        self._pg = cols(dc.pg[g] for g in self._gen)
+        self._pl = cols(dc.pl[i] for i in self._node)
+        self._pf = cols(dc.pf[k] for k in dc.branch)
+        self._level = int(cm.col_of[id(al.level)])
+        self._level_rows = rows(level_cons)
+        self._tier_row = int(cm.row_of[id(al.ineq_tier_total)])
+        self._balance_rows = rows(dc.eq_p_balance.values())
+        self._flow_rows = (
+            rows(dc.eq_pf_ptdf.values()) if hasattr(dc, "eq_pf_ptdf") else np.zeros(0, np.int32)
+        )
+        self._level_const = cm.row_const[self._level_rows]
+        self._tier_const = float(cm.row_const[self._tier_row])
+
+        self._t = _Target(
+            lb=cm.col_lb.copy(),
+            ub=cm.col_ub.copy(),
+            rlb=cm.row_lb.copy(),
+            rub=cm.row_ub.copy(),
+            cost=np.zeros(cm.n_col),
+            level_coef=np.array([pyo.value(al.level_coef[i]) for i in self._node], dtype=float),
+            tier_coef=np.array([pyo.value(al.tier_member[i]) for i in self._node], dtype=float),
+        )
+        self._hess_q = np.zeros(0)
+        self._hess_kind = "none"  # "none" | "qp" | "case"
+        self._case: tuple[np.ndarray, float, _Hess] | None = None
+        self._weights = np.ones(self._nn)
+        self._demand = np.asarray(net.node_demand_mw, dtype=float).copy()
+        # Parameters are written to the Pyomo model only when some row needs them.
+        self._sync = bool(cm.dynamic_rows or cm.dynamic_cols)
+
+        opts: dict[str, Any] = {"output_flag": False, "threads": 1, **solver.options}
+        self._time_limit = float(opts.pop("time_limit", solver.time_limit_s) or 0.0)
+        self._qp_iter_limit = int(opts.pop("qp_iteration_limit", 0)) or max(
+            1000, 10 * (cm.n_col + cm.n_row)
+        )
+        self._qp_reg = float(opts.pop("qp_regularization_value", QP_REGULARIZATION[0]))
+        self._options = opts
+        self._lp = self._instance(np.ones(cm.n_col))
+        self._qp: _Instance | None = None
+
+    # ------------------------------------------------------------------ setup
+    def _instance(self, scale: np.ndarray, qp: bool = False) -> _Instance:
+        opts = dict(self._options)
+        if qp:
+            opts["qp_iteration_limit"] = self._qp_iter_limit
+            opts["qp_regularization_value"] = self._qp_reg
+        return _Instance(
+            self.compiled,
+            scale,
+            opts,
+            (self._level_rows, self._level),
+            (self._tier_row, self._pl),
+            self._t,
+        )
+
+    @property
+    def highs(self) -> Any:
+        """The ``highspy`` instance of the LP solves."""
+        return self._lp.h
+
+    def column_scale(self) -> np.ndarray:
+        """Column scale ``x = s y`` of the QP instance: ``s = 1/max|A_j|`` for free,
+        continuous columns nothing else touches (B-θ angles: coefficients up to 1e4 MW/rad).
+
+        HiGHS's simplex scales by itself, its QP solver does not: unscaled angles made it
+        stop with "claims optimality, but with primal infeasibilities" or cycle. Row duals
+        do not change under column scaling; primal values are scaled back.
+        """
+        cm = self.compiled
+        s = np.ones(cm.n_col)
+        free = np.isinf(cm.col_lb) & np.isinf(cm.col_ub) & ~cm.col_integer
+        free[self._pg] = free[self._pl] = free[self._level] = False
+        for j, _ in cm.dynamic_cols:
+            free[j] = False
+        for dr in cm.dynamic_rows:
+            for j, _ in dr.coefs:
+                free[j] = False
+        if not free.any() or cm.nnz == 0:
+            return s
+        amax = np.zeros(cm.n_col)
+        np.maximum.at(amax, cm.a_index, np.abs(cm.a_value))
+        big = free & (amax > 1.0)
+        s[big] = 1.0 / amax[big]
+        return s
+
+    @staticmethod
+    def _f(a: Any, n: int) -> np.ndarray:
+        x = np.asarray(a, dtype=float)
+        return np.broadcast_to(x, (n,)) if x.ndim == 0 else x
+
+    def _sync_param(self, param: Any, values: np.ndarray, keys: list[int]) -> None:
+        for k in keys:
+            param[k].set_value(float(values[k]))
+
+    # ------------------------------------------------------------ interface
+    def set_demand(self, d: np.ndarray) -> None:
+        self._demand = self._f(d, self._nn).copy()
+        if self._sync:
+            self._sync_param(self.m.dcopf.pd, self._demand, self._node)
+
+    def set_served_bounds(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        lo, hi = self._f(lo, self._nn), self._f(hi, self._nn)
+        self._t.lb[self._pl] = lo
+        self._t.ub[self._pl] = hi
+        self._t.ver[_COLS] += 1
+        if self._sync:
+            self._sync_param(self.m.dcopf.pl_lo, lo, self._node)
+            self._sync_param(self.m.dcopf.pl_hi, hi, self._node)
+
+    def set_gen_bounds(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        lo, hi = self._f(lo, self._ng), self._f(hi, self._ng)
+        self._t.lb[self._pg] = lo
+        self._t.ub[self._pg] = hi
+        self._t.ver[_COLS] += 1
+        if self._sync:
+            self._sync_param(self.m.dcopf.pg_min, lo, self._gen)
+            self._sync_param(self.m.dcopf.pg_max, hi, self._gen)
+
+    def set_level(self, coef: np.ndarray, rhs: np.ndarray) -> None:
+        coef, rhs = self._f(coef, self._nn), self._f(rhs, self._nn)
+        t = self._t
+        t.level_coef[:] = coef
+        t.rlb[self._level_rows] = rhs - self._level_const
+        t.ver[_LEVEL] += 1
+        t.ver[_ROWS] += 1
+        if self._sync:
+            self._sync_param(self.m.alloc.level_coef, coef, self._node)
+            self._sync_param(self.m.alloc.level_rhs, rhs, self._node)
+
+    def set_tier_total(self, member: np.ndarray, q: float) -> None:
+        member = self._f(member, self._nn)
+        t = self._t
+        t.tier_coef[:] = member
+        t.rlb[self._tier_row] = float(q) - self._tier_const
+        t.ver[_TIER] += 1
+        t.ver[_ROWS] += 1
+        if self._sync:
+            self._sync_param(self.m.alloc.tier_member, member, self._node)
+            self.m.alloc.tier_min_served.set_value(float(q))
+
+    def set_objective(
+        self,
+        c_gen: np.ndarray,
+        c_served: np.ndarray,
+        c_level: float,
+        q_served: np.ndarray | None = None,
+        case_cost: bool = False,
+    ) -> None:
+        t = self._t
+        t.ver[_COST] += 1
+        if case_cost:
+            cost, offset, hess = self._case_objective()
+            t.cost[:] = cost
+            t.offset = offset
+            if self._hess_kind != "case":
+                self._set_hessian("case", hess if hess[0].size else None)
+        else:
+            t.cost[:] = 0.0
+            t.cost[self._pg] = self._f(c_gen, self._ng)
+            t.cost[self._pl] = self._f(c_served, self._nn)
+            t.cost[self._level] = float(c_level)
+            t.offset = 0.0
+            if q_served is None:
+                if self._hess_kind != "none":
+                    self._set_hessian("none", None)
+            else:
+                q = self._f(q_served, self._nn)
+                if self._hess_kind != "qp" or not np.array_equal(q, self._hess_q):
+                    nz = np.flatnonzero(q != 0.0)
+                    cols = self._pl[nz]
+                    self._set_hessian("qp", (cols, cols, q[nz].astype(float)) if nz.size else None)
+                    self._hess_q = q.copy()
+        if self._sync:
+            al = self.m.alloc
+            self._sync_param(al.c_gen, self._f(c_gen, self._ng), self._gen)
+            self._sync_param(al.c_served, self._f(c_served, self._nn), self._node)
+            al.c_level.set_value(float(c_level))
+            if q_served is not None:
+                self._sync_param(al.q_served, self._f(q_served, self._nn), self._node)
+
+    def set_weights(self, w: np.ndarray) -> None:
+        self._weights = self._f(w, self._nn).copy()
+        if self._sync:
+            self._sync_param(self.m.alloc.weight, self._weights, self._node)
+
+    # --------------------------------------------------------------- Hessian
+    def _set_hessian(self, kind: str, hess: _Hess | None) -> None:
+        self._hess_kind = kind
+        self._t.hess = hess
+        self._t.hess_version += 1
+
+    def _case_objective(self) -> tuple[np.ndarray, float, _Hess]:
+        """``obj_case`` compiled once: costs, offset, Hessian entries (row >= col)."""
+        if self._case is None:
+            repn = generate_standard_repn(
+                self.m.alloc.obj_case.expr, compute_values=True, quadratic=True
+            )
+            if repn.nonlinear_expr is not None:
+                raise InputError("obj_case is not quadratic; the fast path needs a QP")
+            col_of = self.compiled.col_of
+            cost = np.zeros(self.compiled.n_col)
+            for c, v in zip(repn.linear_coefs, repn.linear_vars):
+                cost[col_of[id(v)]] += float(c)
+            q: dict[tuple[int, int], float] = {}
+            for c, (v1, v2) in zip(repn.quadratic_coefs, repn.quadratic_vars or ()):
+                i, j = col_of[id(v1)], col_of[id(v2)]
+                key = (max(i, j), min(i, j))
+                # c x_i x_j  ->  Q_ij = c off the diagonal, Q_ii = 2c (HiGHS: ½ x'Qx)
+                q[key] = q.get(key, 0.0) + (2.0 * float(c) if i == j else float(c))
+            ent = [(r, k, v) for (r, k), v in q.items() if v != 0.0]
+            hess = (
+                np.asarray([e[0] for e in ent], dtype=np.int64),
+                np.asarray([e[1] for e in ent], dtype=np.int64),
+                np.asarray([e[2] for e in ent], dtype=float),
+            )
+            self._case = (cost, float(repn.constant), hess)
+        return self._case
+
+    # ----------------------------------------------------------------- solve
+    def _eval_dynamic(self) -> None:
+        """Re-evaluate the rows and columns that depend on mutable parameters."""
+        t = self._t
+        for k in (_COLS, _ROWS, _DYN):
+            t.ver[k] += 1
+        for dr in self.compiled.dynamic_rows:
+            for j, expr in dr.coefs:
+                t.dyn_coef[(dr.row, j)] = float(pyo.value(expr))
+            c0 = float(pyo.value(dr.constant))
+            con = dr.con
+            t.rlb[dr.row] = _num(con.lower, -_INF) - c0 if con.has_lb() else -_INF
+            t.rub[dr.row] = _num(con.upper, _INF) - c0 if con.has_ub() else _INF
+        for j, v in self.compiled.dynamic_cols:
+            t.lb[j] = -_INF if v.lb is None else float(v.lb)
+            t.ub[j] = _INF if v.ub is None else float(v.ub)
+
+    def _run(self, inst: _Instance, cold: bool = False, extra: dict[str, Any] | None = None) -> Any:
+        h = inst.h
+        if cold:
+            h.clearSolver()
+        for k, v in (extra or {}).items():
+            h.setOptionValue(k, v)
+        if self._time_limit:
+            # HiGHS compares ``time_limit`` with its *cumulative* run time (ERGO-Code/HiGHS
+            # #1331, #1477): after that much solving in one instance every run would stop at
+            # once. The limit is therefore moved forward before each run.
+            h.setOptionValue("time_limit", h.getRunTime() + self._time_limit)
+        h.run()
+        ms = h.getModelStatus()
+        for k in extra or {}:
+            h.setOptionValue(k, inst.options.get(k, _DEFAULT_OPTION[k]))
+        return ms
+
+    def _retries(self, is_qp: bool) -> list[dict[str, Any]]:
+        """Option changes of the cold retries, in order."""
+        if not is_qp:
+            # A cold start runs presolve, which has declared LPs with many fixed columns
+            # infeasible that solve without it (case57, lexicographic max-min rounds).
+            return [{}, {"presolve": "off"}]
+        reg = self._qp_reg
+        return [
+            {},
+            *({"qp_regularization_value": r} for r in QP_REGULARIZATION if r != reg),
+            {"presolve": "off"},
+        ]
+
+    def solve(self, duals: bool = False) -> LPSolution:
+        """Solve in place (hot start); from scratch when that is not optimal.
+
+        LP: a cold retry, then one without presolve. QP: cold retries over
+        :data:`QP_REGULARIZATION` and without presolve (HiGHS's active-set QP solver
+        sometimes cycles at the optimum or reports "Solve error" for a slightly infeasible
+        point; another regularisation usually gets through). ``message`` names the retry
+        that succeeded (or the last one tried).
+        """
+        t = self._t
+        is_qp = t.hess is not None
+        if is_qp and self._qp is None:
+            self._qp = self._instance(self.column_scale(), qp=True)
+        inst = self._qp if is_qp and self._qp is not None else self._lp
+        h = inst.h
+        t0 = h.getRunTime()
+        message = ""
+        try:
+            if self._sync:
+                self._eval_dynamic()
+            inst.catch_up(t)
+            ms = self._run(inst)
+            if ms != _MS.kOptimal:
+                for extra in self._retries(is_qp):
+                    ms = self._run(inst, cold=True, extra=extra)
+                    message = "cold-retry" + "".join(f":{k}={v}" for k, v in extra.items())
+                    if ms == _MS.kOptimal:
+                        break
+        except Exception as exc:  # HiGHS raises on invalid models and internal errors
+            text = str(exc).splitlines()[0][:200] if str(exc) else repr(exc)
+            return self._failed(SolveStatus.ERROR, "error", h.getRunTime() - t0, text)
+        solve_s = h.getRunTime() - t0
+        word = h.modelStatusToString(ms)
+        status = _status(ms)
+        if status is not SolveStatus.OPTIMAL:
+            return self._failed(status, word, solve_s, message)
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value)
+        out = LPSolution(
+            status,
+            word,
+            x[self._pg],
+            x[self._pl],
+            x[self._pf] * inst.s[self._pf],
+            float(x[self._level]),
+            float(h.getObjectiveValue()),
+            solve_s,
+            message,
+        )
+        if duals and sol.dual_valid:
+            y = np.asarray(sol.row_dual)
+            out.balance_duals = y[self._balance_rows]
+            out.level_duals = y[self._level_rows]
+            if self._flow_rows.size:
+                out.flow_duals = y[self._flow_rows]
+        return out
+
+    def _failed(self, status: SolveStatus, word: str, solve_s: float, message: str) -> LPSolution:
+        nan = np.nan
+        return LPSolution(
+            status,
+            word,
+            np.full(self._ng, nan),
+            np.full(self._nn, nan),
+            np.full(self._pf.size, nan),
+            nan,
+            nan,
+            solve_s,
+            message,
+        )
