@@ -80,17 +80,28 @@ def cases_cmd(as_json: bool) -> None:
 
 @app.command("dcopf")
 @click.argument("case")
-@click.option("--formulation", type=click.Choice(["btheta", "ptdf"]), default="btheta",
-              show_default=True)
-@click.option("--convention", type=click.Choice(["matpower", "powermodels"]),
-              default="matpower", show_default=True)
+@click.option(
+    "--formulation", type=click.Choice(["btheta", "ptdf"]), default="btheta", show_default=True
+)
+@click.option(
+    "--convention",
+    type=click.Choice(["matpower", "powermodels"]),
+    default="matpower",
+    show_default=True,
+)
 @click.option("--solver", default="highs", show_default=True, help="Any Pyomo solver name.")
-@click.option("--ratings", type=click.Choice(["case", "auto", "derived"]), default="case",
-              show_default=True, help="Branch ratings: the case's, or derived from a base flow.")
+@click.option(
+    "--ratings",
+    type=click.Choice(["case", "auto", "derived"]),
+    default="case",
+    show_default=True,
+    help="Branch ratings: the case's, or derived from a base flow.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @handle_errors
-def dcopf_cmd(case: str, formulation: str, convention: str, solver: str, ratings: str,
-              as_json: bool) -> None:
+def dcopf_cmd(
+    case: str, formulation: str, convention: str, solver: str, ratings: str, as_json: bool
+) -> None:
     """One least-cost DC-OPF of CASE (no load shedding, the case's own costs)."""
     from fpamm_opt.network import load_network
     from fpamm_opt.problem import solve_dcopf
@@ -134,18 +145,34 @@ def _default_out(spec_path: str, policy: str, seed: int | None) -> Path:
 @app.command("run")
 @click.argument("spec_path", metavar="SPEC")
 @click.option("--out", "out_dir", type=click.Path(), help="Run directory to create.")
-@click.option("--policy", type=click.Choice(["fpamm", "equal", "lmp"]), default=None,
-              help="Allocation policy (default: the spec's, fpamm).")
+@click.option(
+    "--policy",
+    type=click.Choice(["fpamm", "equal", "lmp"]),
+    default=None,
+    help="Allocation policy (default: the spec's, fpamm).",
+)
 @click.option("--seed", type=int, default=None, help="Scenario and priority seed.")
 @click.option("--intervals", "-T", type=int, default=None, help="Number of intervals.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a spec field, e.g. --set mechanism.beta=0.1 (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a spec field, e.g. --set mechanism.beta=0.1 (repeatable).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
 @handle_errors
-def run_cmd(spec_path: str, out_dir: str | None, policy: str | None, seed: int | None,
-            intervals: int | None, overrides: tuple[str, ...], overwrite: bool,
-            progress: bool | None) -> None:
+def run_cmd(
+    spec_path: str,
+    out_dir: str | None,
+    policy: str | None,
+    seed: int | None,
+    intervals: int | None,
+    overrides: tuple[str, ...],
+    overwrite: bool,
+    progress: bool | None,
+) -> None:
     """Run one simulation of SPEC and write a run directory."""
     from fpamm_opt.sim.run import resolve_run_spec, run
     from fpamm_opt.spec import load_spec
@@ -169,8 +196,13 @@ def run_cmd(spec_path: str, out_dir: str | None, policy: str | None, seed: int |
 @app.command("verify")
 @click.argument("run_dir", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of checks.")
-@click.option("--cold-sample", type=int, default=20, show_default=True,
-              help="Intervals re-solved cold (independently of the run's solver).")
+@click.option(
+    "--cold-sample",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Intervals re-solved cold (independently of the run's solver).",
+)
 @handle_errors
 def verify_cmd(run_dir: str, as_json: bool, cold_sample: int) -> None:
     """Theorem and feasibility checks on a run directory (exit 3 when one fails)."""
@@ -245,16 +277,30 @@ def batch_cmd(
         sys.exit(EXIT_ERROR)
 
 
-def _compare_and_report(spec_path: str, out: Path, seed: int | None, intervals: int | None,
-                        overrides: tuple[str, ...], workers: int, report: bool,
-                        overwrite: bool) -> None:
+def _compare_and_report(
+    spec_path: str,
+    out: Path,
+    seed: int | None,
+    intervals: int | None,
+    overrides: tuple[str, ...],
+    workers: int,
+    report: bool,
+    overwrite: bool,
+) -> None:
     """Run a comparison, write its report and print the headline (compare and demo)."""
     from fpamm_opt.report.compare import headline_lines, run_comparison
 
     t0 = time.perf_counter()
-    res = run_comparison(spec_path, out, seed=seed, intervals=intervals, overrides=overrides,
-                         workers=workers, overwrite=overwrite,
-                         progress=lambda msg: click.echo(f"  {msg}", err=True))
+    res = run_comparison(
+        spec_path,
+        out,
+        seed=seed,
+        intervals=intervals,
+        overrides=overrides,
+        workers=workers,
+        overwrite=overwrite,
+        progress=lambda msg: click.echo(f"  {msg}", err=True),
+    )
     summary = None
     if report:
         from fpamm_opt.report.summary import write_report
@@ -266,8 +312,10 @@ def _compare_and_report(spec_path: str, out: Path, seed: int | None, intervals: 
     failed = {p: v for p, v in res.failed_checks.items() if v}
     if failed:
         for p, names in failed.items():
-            click.echo(f"checks failed for {p}: {', '.join(names)} "
-                       f"(details: fpamm verify {res.run_dir(p)})")
+            click.echo(
+                f"checks failed for {p}: {', '.join(names)} "
+                f"(details: fpamm verify {res.run_dir(p)})"
+            )
     else:
         click.echo("every applicable verification check passed for every policy")
     click.echo("")
@@ -281,28 +329,50 @@ def _compare_and_report(spec_path: str, out: Path, seed: int | None, intervals: 
 
 @app.command("compare")
 @click.argument("spec_path", metavar="SPEC")
-@click.option("--out", "out_dir", type=click.Path(),
-              help="Comparison directory (default: runs/<spec stem>-compare); rerun to resume.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(),
+    help="Comparison directory (default: runs/<spec stem>-compare); rerun to resume.",
+)
 @click.option("--seed", type=int, default=None, help="Scenario and priority seed (all runs).")
 @click.option("--intervals", "-T", type=int, default=None, help="Number of intervals.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a spec field, e.g. --set mechanism.beta=0.1 (repeatable).")
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Worker processes (0: in this process).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a spec field, e.g. --set mechanism.beta=0.1 (repeatable).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Worker processes (0: in this process).",
+)
 @click.option("--no-report", is_flag=True, help="Do not write the figures and summary.md.")
 @click.option("--overwrite", is_flag=True, help="Re-run even when complete runs exist.")
 @handle_errors
-def compare_cmd(spec_path: str, out_dir: str | None, seed: int | None, intervals: int | None,
-                overrides: tuple[str, ...], workers: int, no_report: bool,
-                overwrite: bool) -> None:
+def compare_cmd(
+    spec_path: str,
+    out_dir: str | None,
+    seed: int | None,
+    intervals: int | None,
+    overrides: tuple[str, ...],
+    workers: int,
+    no_report: bool,
+    overwrite: bool,
+) -> None:
     """FP-AMM vs equal weights vs LMP on common random numbers (same spec and seed).
 
     Writes OUT/fpamm, OUT/equal, OUT/lmp, OUT/comparison.json and OUT/report/. Exits 0 once
     the comparison is written, also when a verification check failed (they are listed).
     """
     out = Path(out_dir) if out_dir else Path("runs") / f"{Path(spec_path).stem}-compare"
-    _compare_and_report(spec_path, out, seed, intervals, overrides, workers, not no_report,
-                        overwrite)
+    _compare_and_report(
+        spec_path, out, seed, intervals, overrides, workers, not no_report, overwrite
+    )
 
 
 @app.command("report")
@@ -331,12 +401,24 @@ def _shipped_model(name: str) -> Path:
 
 
 @app.command("demo")
-@click.option("--out", "out_dir", type=click.Path(), default="runs/demo", show_default=True,
-              help="Comparison directory; rerun to reuse the finished runs.")
-@click.option("--intervals", "-T", type=int, default=None,
-              help="Number of intervals (default: the spec's, 5000).")
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Worker processes.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(),
+    default="runs/demo",
+    show_default=True,
+    help="Comparison directory; rerun to reuse the finished runs.",
+)
+@click.option(
+    "--intervals",
+    "-T",
+    type=int,
+    default=None,
+    help="Number of intervals (default: the spec's, 5000).",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Worker processes."
+)
 @handle_errors
 def demo_cmd(out_dir: str, intervals: int | None, workers: int) -> None:
     """The paper's headline experiment: compare models/ieee57.toml and write the report."""

@@ -322,9 +322,7 @@ class NetworkData:
         return np.maximum(lo, -UNBOUNDED_FLOW_MW), np.minimum(hi, UNBOUNDED_FLOW_MW)
 
     # --------------------------------------------------------------- helpers
-    def bus_injection_mw(
-        self, p_gen_mw: np.ndarray, served_mw: np.ndarray
-    ) -> np.ndarray:
+    def bus_injection_mw(self, p_gen_mw: np.ndarray, served_mw: np.ndarray) -> np.ndarray:
         """Net injection per bus: generation - served load - fixed withdrawal (MW)."""
         p = np.asarray(p_gen_mw, dtype=float)
         x = np.asarray(served_mw, dtype=float)
@@ -334,15 +332,18 @@ class NetworkData:
         np.subtract.at(inj, (..., self.node_bus), x)
         return inj - self.bus_fixed_withdrawal_mw
 
-    def with_ratings(self, policy: RatingPolicy | str, alpha: float = 1.2,
-                     min_mw: float = 5.0) -> NetworkData:
+    def with_ratings(
+        self, policy: RatingPolicy | str, alpha: float = 1.2, min_mw: float = 5.0
+    ) -> NetworkData:
         """A copy whose ratings follow ``policy`` (see MECHANISM.md section 5)."""
         policy = RatingPolicy(policy)
         limited = np.isfinite(self.branch_rate_mw)
         if policy is RatingPolicy.CASE or (policy is RatingPolicy.AUTO and limited.any()):
             return self
         if alpha <= 0 or min_mw < 0:
-            raise CaseError(f"derived ratings need alpha > 0 and min_mw >= 0 (got {alpha}, {min_mw})")
+            raise CaseError(
+                f"derived ratings need alpha > 0 and min_mw >= 0 (got {alpha}, {min_mw})"
+            )
         f_base = self.base_flow_mw()
         rate = np.maximum(alpha * np.abs(f_base), min_mw)
         return dataclasses.replace(
@@ -408,7 +409,16 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 _BUS_I, _BUS_TYPE, _PD, _GS = 0, 1, 2, 4
 _GEN_BUS, _PG, _PMAX, _PMIN, _GEN_STATUS = 0, 1, 8, 9, 7
 _F_BUS, _T_BUS, _BR_R, _BR_X, _RATE_A, _TAP, _SHIFT, _BR_STATUS, _ANGMIN, _ANGMAX = (
-    0, 1, 2, 3, 5, 8, 9, 10, 11, 12,
+    0,
+    1,
+    2,
+    3,
+    5,
+    8,
+    9,
+    10,
+    11,
+    12,
 )
 
 
@@ -468,9 +478,7 @@ def _read_matpower_file(path: Path) -> RawCase:
         bus = np.asarray(cf.bus.to_numpy(dtype=float))
         gen = np.asarray(cf.gen.to_numpy(dtype=float))
         branch = np.asarray(cf.branch.to_numpy(dtype=float))
-        gencost = (
-            np.asarray(cf.gencost.to_numpy(dtype=float)) if hasattr(cf, "gencost") else None
-        )
+        gencost = np.asarray(cf.gencost.to_numpy(dtype=float)) if hasattr(cf, "gencost") else None
         base = float(cf.baseMVA)
     except CaseError:
         raise
@@ -486,8 +494,10 @@ def _read_matpower_file(path: Path) -> RawCase:
                 raise CaseError(
                     f"case {path.stem!r} has no {what} (empty mpc.{table} table)"
                 ) from None
-        raise CaseError(f"{str(path)!r} is not a readable MATPOWER case ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+        raise CaseError(
+            f"{str(path)!r} is not a readable MATPOWER case ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from None
     return RawCase(path.stem, str(path), base, bus, gen, branch, gencost)
 
 
@@ -532,7 +542,9 @@ def _read_pandapower_json(path: Path) -> RawCase:
     try:
         net = pp.from_json(str(path))
     except Exception as exc:
-        raise CaseError(f"{str(path)!r} is not a pandapower JSON network ({type(exc).__name__})") from None
+        raise CaseError(
+            f"{str(path)!r} is not a pandapower JSON network ({type(exc).__name__})"
+        ) from None
     return _net_to_raw(path.stem, str(path), net)
 
 
@@ -554,14 +566,20 @@ def load_network(
     ratings
         :class:`RatingPolicy`; ``auto`` derives ratings only where the case has none.
     """
-    key = (str(case), Convention(convention), RatingPolicy(ratings), float(rating_alpha),
-           float(rating_min_mw))
+    key = (
+        str(case),
+        Convention(convention),
+        RatingPolicy(ratings),
+        float(rating_alpha),
+        float(rating_min_mw),
+    )
     return _load_cached(*key)
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(case: str, convention: Convention, ratings: RatingPolicy, alpha: float,
-                 min_mw: float) -> NetworkData:
+def _load_cached(
+    case: str, convention: Convention, ratings: RatingPolicy, alpha: float, min_mw: float
+) -> NetworkData:
     raw = read_raw_case(case)
     net = network_from_raw(raw, convention)
     return net.with_ratings(ratings, alpha=alpha, min_mw=min_mw)
@@ -627,7 +645,9 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
                 )
             model, ncost = int(row[0]), int(row[3])
             if model not in (1, 2):
-                raise CaseError(f"case {raw.name!r}: unknown cost model {model} for generator {k + 1}")
+                raise CaseError(
+                    f"case {raw.name!r}: unknown cost model {model} for generator {k + 1}"
+                )
             width = ncost if model == 2 else 2 * ncost
             terms = row[4 : 4 + width]
             if terms.size != width or not np.all(np.isfinite(terms)):
@@ -653,7 +673,9 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
                     c1[k] = slope
                     c0[k] = pts[0, 1] - slope * pts[0, 0]
             else:
-                raise CaseError(f"case {raw.name!r}: unknown cost model {model} for generator {k + 1}")
+                raise CaseError(
+                    f"case {raw.name!r}: unknown cost model {model} for generator {k + 1}"
+                )
     if np.any(c2 < 0):
         raise CaseError(f"case {raw.name!r} has a concave (negative quadratic) generator cost")
 
@@ -688,7 +710,9 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
             angmax = np.full(br.shape[0], np.inf)
     if not np.all(np.isfinite(b)):
         bad = int(np.flatnonzero(~np.isfinite(b))[0])
-        raise CaseError(f"case {raw.name!r}: branch {int(np.flatnonzero(br_ok)[bad]) + 1} has zero reactance")
+        raise CaseError(
+            f"case {raw.name!r}: branch {int(np.flatnonzero(br_ok)[bad]) + 1} has zero reactance"
+        )
     rate = br[:, _RATE_A].astype(float)
     rate = np.where((rate <= 0) | (rate >= UNLIMITED_RATING_MVA), np.inf, rate)
     n_lim = int(np.isfinite(rate).sum())

@@ -179,14 +179,30 @@ class PyomoEngine:
         dc = self.m.dcopf
         n = self.net
         if res.status is not SolveStatus.OPTIMAL:
-            return LPSolution(res.status, res.termination, np.full(n.n_gen, np.nan),
-                              np.full(n.n_node, np.nan), np.full(n.n_branch, np.nan), np.nan,
-                              np.nan, res.solve_s, res.message)
+            return LPSolution(
+                res.status,
+                res.termination,
+                np.full(n.n_gen, np.nan),
+                np.full(n.n_node, np.nan),
+                np.full(n.n_branch, np.nan),
+                np.nan,
+                np.nan,
+                res.solve_s,
+                res.message,
+            )
         pg = np.array([dc.pg[g].value for g in self._gen], dtype=float)
         pl = np.array([dc.pl[i].value for i in self._node], dtype=float)
         pf = np.array([dc.pf[k].value for k in self._branch], dtype=float)
-        sol = LPSolution(res.status, res.termination, pg, pl, pf,
-                         float(self.m.alloc.level.value or 0.0), res.objective, res.solve_s)
+        sol = LPSolution(
+            res.status,
+            res.termination,
+            pg,
+            pl,
+            pf,
+            float(self.m.alloc.level.value or 0.0),
+            res.objective,
+            res.solve_s,
+        )
         if duals and self.solver.supports_duals:
             sol.balance_duals = np.array(self.solver.duals(self._balance))
             sol.level_duals = np.array(self.solver.duals(self._level_cons))
@@ -195,8 +211,13 @@ class PyomoEngine:
         return sol
 
 
-def make_engine(kind: EngineKind | str, m: pyo.ConcreteModel, net: NetworkData,
-                solver: SolverSpec, formulation: Formulation):
+def make_engine(
+    kind: EngineKind | str,
+    m: pyo.ConcreteModel,
+    net: NetworkData,
+    solver: SolverSpec,
+    formulation: Formulation,
+):
     """The engine for ``kind``; ``auto`` takes the fast path when it can."""
     kind = EngineKind(kind)
     if kind is EngineKind.AUTO:
@@ -279,16 +300,30 @@ class AllocationProblem:
         e.set_level(self._ones_node, self._zeros_node)
         e.set_tier_total(self._ones_node, 0.0)
 
-    def _dispatch(self, sol: LPSolution, status: SolveStatus, n_solves: int, solve_s: float,
-                  **kw) -> Dispatch:
-        return Dispatch(status=status, served_mw=sol.pl, p_gen_mw=sol.pg, flow_mw=sol.pf,
-                        objective=sol.objective, n_solves=n_solves, solve_s=solve_s, **kw)
+    def _dispatch(
+        self, sol: LPSolution, status: SolveStatus, n_solves: int, solve_s: float, **kw
+    ) -> Dispatch:
+        return Dispatch(
+            status=status,
+            served_mw=sol.pl,
+            p_gen_mw=sol.pg,
+            flow_mw=sol.pf,
+            objective=sol.objective,
+            n_solves=n_solves,
+            solve_s=solve_s,
+            **kw,
+        )
 
     def _failed(self, sol: LPSolution, n: int, s: float, note: str) -> Dispatch:
-        return Dispatch(status=sol.status, served_mw=np.full(self.n_node, np.nan),
-                        p_gen_mw=np.full(self.n_gen, np.nan),
-                        flow_mw=np.full(self.n_branch, np.nan), n_solves=n, solve_s=s,
-                        note=f"{note}:{sol.termination}")
+        return Dispatch(
+            status=sol.status,
+            served_mw=np.full(self.n_node, np.nan),
+            p_gen_mw=np.full(self.n_gen, np.nan),
+            flow_mw=np.full(self.n_branch, np.nan),
+            n_solves=n,
+            solve_s=s,
+            note=f"{note}:{sol.termination}",
+        )
 
     def lmp_from_duals(self, sol: LPSolution) -> np.ndarray | None:
         """Nodal prices ($/MWh) at each load node from the duals of ``sol``.
@@ -318,8 +353,9 @@ class AllocationProblem:
         sol = e.solve(duals=True)
         if sol.status is not SolveStatus.OPTIMAL:
             return self._failed(sol, 1, sol.solve_s, "screen")
-        return self._dispatch(sol, SolveStatus.OPTIMAL, 1, sol.solve_s,
-                              lmp=self.lmp_from_duals(sol), note=sol.message)
+        return self._dispatch(
+            sol, SolveStatus.OPTIMAL, 1, sol.solve_s, lmp=self.lmp_from_duals(sol), note=sol.message
+        )
 
     def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
         """Lexicographic tier clearing with the within-tier rule (see docs/design.md)."""
@@ -455,15 +491,25 @@ class AllocationProblem:
         solve_s += sol.solve_s
         if sol.status is not SolveStatus.OPTIMAL:
             return self._failed(sol, n_solves, solve_s, "dispatch")
-        return Dispatch(status=SolveStatus.OPTIMAL, served_mw=np.clip(sol.pl, 0.0, d),
-                        p_gen_mw=sol.pg, flow_mw=sol.pf, objective=sol.objective,
-                        n_solves=n_solves, solve_s=solve_s, tier_level=levels,
-                        tier_deliverable_mw=deliver, rounds=rounds, cap_active=cap,
-                        note=";".join(notes))
+        return Dispatch(
+            status=SolveStatus.OPTIMAL,
+            served_mw=np.clip(sol.pl, 0.0, d),
+            p_gen_mw=sol.pg,
+            flow_mw=sol.pf,
+            objective=sol.objective,
+            n_solves=n_solves,
+            solve_s=solve_s,
+            tier_level=levels,
+            tier_deliverable_mw=deliver,
+            rounds=rounds,
+            cap_active=cap,
+            note=";".join(notes),
+        )
 
     # ------------------------------------------------------------- DC-OPF
-    def solve_dcopf(self, demand_mw: np.ndarray | None = None,
-                    available_mw: np.ndarray | None = None) -> DCOPFResult:
+    def solve_dcopf(
+        self, demand_mw: np.ndarray | None = None, available_mw: np.ndarray | None = None
+    ) -> DCOPFResult:
         """A plain least-cost DC-OPF (no shedding, the case's own costs and ``pmin``)."""
         net = self.net
         d = net.node_demand_mw if demand_mw is None else np.asarray(demand_mw, dtype=float)
@@ -514,6 +560,13 @@ def solve_dcopf(
     extensions: Sequence[Extension] = (),
 ) -> DCOPFResult:
     """Build and solve one least-cost DC-OPF of ``net`` with its base demand."""
-    prob = AllocationProblem(net, np.zeros(net.n_node, dtype=int), 1, formulation=formulation,
-                             solver=solver, engine=engine, extensions=extensions)
+    prob = AllocationProblem(
+        net,
+        np.zeros(net.n_node, dtype=int),
+        1,
+        formulation=formulation,
+        solver=solver,
+        engine=engine,
+        extensions=extensions,
+    )
     return prob.solve_dcopf()

@@ -169,9 +169,14 @@ class PersistentHighs:
 
         h = self._opt._solver_model
         dim = h.getNumCol()
-        h.passHessian(dim, 0, highspy.HessianFormat.kTriangular,
-                      np.zeros(dim, dtype=np.int32), np.zeros(0, dtype=np.int32),
-                      np.zeros(0, dtype=np.double))
+        h.passHessian(
+            dim,
+            0,
+            highspy.HessianFormat.kTriangular,
+            np.zeros(dim, dtype=np.int32),
+            np.zeros(0, dtype=np.int32),
+            np.zeros(0, dtype=np.double),
+        )
 
     def solve(self) -> SolveResult:
         from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
@@ -179,15 +184,18 @@ class PersistentHighs:
         # HiGHS compares time_limit with the cumulative run time of the Highs object (HiGHS
         # issues #1331, #1477): a persistent model would time out after time_limit seconds
         # in total. Same fix as HiGHS.jl: limit = run time so far + the per-solve limit.
-        self._opt.config.time_limit = (
-            self._opt._solver_model.getRunTime() + self._spec.time_limit_s
-        )
+        self._opt.config.time_limit = self._opt._solver_model.getRunTime() + self._spec.time_limit_s
         t0 = time.perf_counter()
         try:
             res = self._opt.solve(self._model)
         except Exception as exc:  # HiGHS "Solve error" and friends
-            return SolveResult("error", SolveStatus.ERROR, float("nan"),
-                               time.perf_counter() - t0, str(exc).splitlines()[0])
+            return SolveResult(
+                "error",
+                SolveStatus.ERROR,
+                float("nan"),
+                time.perf_counter() - t0,
+                str(exc).splitlines()[0],
+            )
         dt = time.perf_counter() - t0
         self._results = res
         tc = res.termination_condition
@@ -195,14 +203,24 @@ class PersistentHighs:
         if res.solution_status == SolutionStatus.optimal:
             res.solution_loader.load_vars()
             obj = res.incumbent_objective
-            return SolveResult(word, SolveStatus.OPTIMAL, float(obj if obj is not None else 0.0), dt)
-        if tc in (TerminationCondition.provenInfeasible, TerminationCondition.locallyInfeasible,
-                  TerminationCondition.infeasibleOrUnbounded):
+            return SolveResult(
+                word, SolveStatus.OPTIMAL, float(obj if obj is not None else 0.0), dt
+            )
+        if tc in (
+            TerminationCondition.provenInfeasible,
+            TerminationCondition.locallyInfeasible,
+            TerminationCondition.infeasibleOrUnbounded,
+        ):
             return SolveResult(word, SolveStatus.INFEASIBLE, float("nan"), dt)
         if tc == TerminationCondition.maxTimeLimit:
             return SolveResult(word, SolveStatus.TIME_LIMIT, float("nan"), dt)
-        return SolveResult(word, SolveStatus.ERROR, float("nan"), dt,
-                           f"HiGHS: {word}, solution status {res.solution_status.name}")
+        return SolveResult(
+            word,
+            SolveStatus.ERROR,
+            float("nan"),
+            dt,
+            f"HiGHS: {word}, solution status {res.solution_status.name}",
+        )
 
     def duals(self, cons: list[Any]) -> list[float]:
         d = self._results.solution_loader.get_duals(cons)
@@ -248,11 +266,17 @@ class GenericSolver:
             log = Path(tmp) / "solver.log"
             try:
                 with _quiet():
-                    res = self._opt.solve(self._model, load_solutions=False, tee=False,
-                                          logfile=str(log))
+                    res = self._opt.solve(
+                        self._model, load_solutions=False, tee=False, logfile=str(log)
+                    )
             except Exception as exc:
-                return SolveResult("error", SolveStatus.ERROR, float("nan"),
-                                   time.perf_counter() - t0, str(exc).splitlines()[0][:200])
+                return SolveResult(
+                    "error",
+                    SolveStatus.ERROR,
+                    float("nan"),
+                    time.perf_counter() - t0,
+                    str(exc).splitlines()[0][:200],
+                )
             log_text = log.read_text(errors="replace") if log.exists() else ""
         dt = time.perf_counter() - t0
         tc = res.solver.termination_condition
@@ -260,11 +284,18 @@ class GenericSolver:
         # GLPK 5 prints this for an infeasible LP; Pyomo's parser reports "other" (or
         # "unbounded" without presolve), so read the log.
         if "NO PRIMAL FEASIBLE SOLUTION" in log_text.upper() and tc in (
-            TerminationCondition.other, TerminationCondition.unbounded,
-            TerminationCondition.unknown, TerminationCondition.error,
+            TerminationCondition.other,
+            TerminationCondition.unbounded,
+            TerminationCondition.unknown,
+            TerminationCondition.error,
         ):
-            return SolveResult(word, SolveStatus.INFEASIBLE, float("nan"), dt,
-                               "solver log: no primal feasible solution")
+            return SolveResult(
+                word,
+                SolveStatus.INFEASIBLE,
+                float("nan"),
+                dt,
+                "solver log: no primal feasible solution",
+            )
         if tc == TerminationCondition.optimal or (
             len(res.solution) > 0 and res.solution(0).status == SolutionStatus.optimal
         ):

@@ -94,8 +94,7 @@ def build_dcopf_block(b: pyo.Block, net: NetworkData, formulation: Formulation |
         r"""Case cost :math:`\sum_g c_{2,g} p_g^2 + c_{1,g} p_g + c_{0,g}` ($/h)."""
         # Quadratic terms only where c2 > 0, so a linear-cost case stays an LP for LP solvers.
         return sum(
-            (c2[g] * _b.pg[g] ** 2 if c2[g] != 0 else 0) + c1[g] * _b.pg[g] + c0[g]
-            for g in _b.gen
+            (c2[g] * _b.pg[g] ** 2 if c2[g] != 0 else 0) + c1[g] * _b.pg[g] + c0[g] for g in _b.gen
         )
 
     price = secant_price(net)

@@ -53,10 +53,17 @@ def seed_results(batch_dir: Path | str) -> list[SeedResult]:
         ew = read_table(runs["equal"], "nodes", columns=_NODE_COLS)
         iv = read_table(runs["fpamm"], "intervals", columns=["t", "scarce", "window"])
         cmp_ = compare_weak_bus(fp, ew, iv)
-        out.append(SeedResult(int(seed), int(cmp_.node), float(cmp_.peak_fp.value),
-                              float(cmp_.peak_ew.value), float(cmp_.reduction),
-                              float(limiting_spread(fp).overall),
-                              float(limiting_spread(ew).overall)))
+        out.append(
+            SeedResult(
+                int(seed),
+                int(cmp_.node),
+                float(cmp_.peak_fp.value),
+                float(cmp_.peak_ew.value),
+                float(cmp_.reduction),
+                float(limiting_spread(fp).overall),
+                float(limiting_spread(ew).overall),
+            )
+        )
     return out
 
 
@@ -86,20 +93,23 @@ def main(argv: list[str] | None = None) -> int:
     res = seed_results(dirs[0])
     summ = summary(res)
     if as_json:
-        sys.stdout.write(json.dumps({"seeds": [asdict(r) for r in res], "summary": summ},
-                                    indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps({"seeds": [asdict(r) for r in res], "summary": summ}, indent=2) + "\n"
+        )
         return 0
     for r in res:
         sys.stdout.write(
             f"seed {r.seed}: weak node {r.weak_node}: peak FP {r.peak_fp:.4f} vs EW "
             f"{r.peak_ew:.4f} (reduction {r.reduction:.1%}); spread FP {r.spread_fp:.4f} "
-            f"vs EW {r.spread_ew:.4f}\n")
+            f"vs EW {r.spread_ew:.4f}\n"
+        )
     sys.stdout.write(
         f"{summ['seeds']} seeds: peak weak-bus error reduction mean "
         f"{summ['reduction_mean']:.1%} (range {summ['reduction_min']:.1%} to "
         f"{summ['reduction_max']:.1%}); spread reduction mean "
         f"{summ['spread_reduction_mean']:.1%} (range {summ['spread_reduction_min']:.1%} to "
-        f"{summ['spread_reduction_max']:.1%})\n")
+        f"{summ['spread_reduction_max']:.1%})\n"
+    )
     return 0
 
 

@@ -79,8 +79,9 @@ class RetryingAllocator:
     independent of the primary's warm state. Each retry is counted in :attr:`events`.
     """
 
-    def __init__(self, primary: Any, fallback_factory: Callable[[], Any], net: NetworkData,
-                 tol_mw: float) -> None:
+    def __init__(
+        self, primary: Any, fallback_factory: Callable[[], Any], net: NetworkData, tol_mw: float
+    ) -> None:
         self.primary = primary
         self._factory = fallback_factory
         self._fallback: Any = None
@@ -91,11 +92,14 @@ class RetryingAllocator:
         self.events: list[str] = []
 
     def _ok(self, inp: IntervalInput, d: Dispatch) -> bool:
-        return d.status is SolveStatus.OPTIMAL and dispatch_violation_mw(
-            self.net, inp.demand_mw, inp.available_mw, d) <= self.tol_mw
+        return (
+            d.status is SolveStatus.OPTIMAL
+            and dispatch_violation_mw(self.net, inp.demand_mw, inp.available_mw, d) <= self.tol_mw
+        )
 
-    def _retry(self, what: str, inp: IntervalInput, first: Dispatch,
-               call: Callable[[Any], Dispatch]) -> Dispatch:
+    def _retry(
+        self, what: str, inp: IntervalInput, first: Dispatch, call: Callable[[Any], Dispatch]
+    ) -> Dispatch:
         if self._fallback is None:
             self._fallback = self._factory()
         second = call(self._fallback)
@@ -107,8 +111,9 @@ class RetryingAllocator:
             note = f"retried({what}:{reason})"
             return Dispatch(**{**second.__dict__, "note": note})
         self.events.append(f"t={inp.t}:{what}:{reason}->failed")
-        return Dispatch(**{**second.__dict__, "status": SolveStatus.ERROR,
-                           "note": f"failed({what}:{reason})"})
+        return Dispatch(
+            **{**second.__dict__, "status": SolveStatus.ERROR, "note": f"failed({what}:{reason})"}
+        )
 
     def screen(self, inp: IntervalInput) -> Dispatch:
         d = self.primary.screen(inp)
@@ -138,8 +143,9 @@ class PreparedRun:
     extensions: tuple[Any, ...] = ()
 
 
-def resolve_run_spec(spec: RunSpec, policy: str | None = None, seed: int | None = None,
-                     intervals: int | None = None) -> RunSpec:
+def resolve_run_spec(
+    spec: RunSpec, policy: str | None = None, seed: int | None = None, intervals: int | None = None
+) -> RunSpec:
     """Apply CLI choices (policy, seed, horizon) to the spec so the manifest records them."""
     changes: dict[str, Any] = {}
     if policy is not None:
@@ -163,8 +169,10 @@ def prepare(spec: RunSpec) -> PreparedRun:
     try:
         policy = Policy(str(spec.run.policy))
     except ValueError:
-        raise InputError(f"run.policy: unknown policy {spec.run.policy!r} "
-                         f"(known: {', '.join(p.value for p in Policy)})") from None
+        raise InputError(
+            f"run.policy: unknown policy {spec.run.policy!r} "
+            f"(known: {', '.join(p.value for p in Policy)})"
+        ) from None
     require_solver(spec.solver.name)
     if cfg.rule.value == "qp" and spec.solver.name.lower() in LP_ONLY_SOLVERS:
         raise InputError(
@@ -172,16 +180,18 @@ def prepare(spec: RunSpec) -> PreparedRun:
             f"solver.name = {spec.solver.name!r} solves LPs only (use mechanism.rule = 'maxmin')"
         )
     if str(spec.solver.engine) == "highs" and spec.solver.name.lower() != "highs":
-        raise InputError(f"solver.engine: 'highs' needs solver.name 'highs', "
-                         f"got {spec.solver.name!r}")
+        raise InputError(
+            f"solver.engine: 'highs' needs solver.name 'highs', got {spec.solver.name!r}"
+        )
     from fpamm_opt.extensions import resolve_extensions
 
     base = Path(spec.source).resolve().parent if spec.source else None
     exts = resolve_extensions(spec.extensions, base_dir=base)
     net = spec.network.load()
     scenario = Scenario(net, spec.scenario, seed=int(spec.run.seed))
-    return PreparedRun(spec, net, scenario, cfg, policy, int(spec.run.seed),
-                       int(spec.run.intervals), exts)
+    return PreparedRun(
+        spec, net, scenario, cfg, policy, int(spec.run.seed), int(spec.run.intervals), exts
+    )
 
 
 def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> RetryingAllocator:
@@ -191,20 +201,27 @@ def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> Retryi
     from fpamm_opt.solvers import SolverSpec
 
     s = prep.spec
-    solver = SolverSpec(name=s.solver.name, time_limit_s=s.solver.time_limit_s,
-                        options=dict(s.solver.options))
+    solver = SolverSpec(
+        name=s.solver.name, time_limit_s=s.solver.time_limit_s, options=dict(s.solver.options)
+    )
     form = Formulation(getattr(s.network, "formulation", "btheta"))
     engine = getattr(s.solver, "engine", "auto")
     sc = prep.scenario
-    kw = dict(rule=prep.cfg.rule, voll=prep.cfg.voll, solver=solver,
-              extensions=(*prep.extensions, *extensions))
-    primary = AllocationProblem(prep.net, sc.node_tier, sc.n_tiers, formulation=form,
-                                engine=engine, **kw)
+    kw = dict(
+        rule=prep.cfg.rule,
+        voll=prep.cfg.voll,
+        solver=solver,
+        extensions=(*prep.extensions, *extensions),
+    )
+    primary = AllocationProblem(
+        prep.net, sc.node_tier, sc.n_tiers, formulation=form, engine=engine, **kw
+    )
     other = Formulation.PTDF if form is Formulation.BTHETA else Formulation.BTHETA
 
     def fallback() -> AllocationProblem:
-        return AllocationProblem(prep.net, sc.node_tier, sc.n_tiers, formulation=other,
-                                 engine="pyomo", **kw)
+        return AllocationProblem(
+            prep.net, sc.node_tier, sc.n_tiers, formulation=other, engine="pyomo", **kw
+        )
 
     tol = FEAS_TOL_ABS_MW + FEAS_TOL_REL * float(prep.net.node_demand_mw.sum()) * 2
     wrapped = RetryingAllocator(primary, fallback, prep.net, tol)
@@ -221,36 +238,71 @@ def applicable_checks(cfg: MechanismConfig, policy: Policy) -> list[str]:
     return checks
 
 
-def _tables_of(rec: StepRecord, si: Any, net: NetworkData, tiers: np.ndarray,
-               node_idx: np.ndarray, node_bus: np.ndarray, br_idx: np.ndarray,
-               gen_idx: np.ndarray, gen_bus: np.ndarray) -> dict[str, dict[str, Any]]:
+def _tables_of(
+    rec: StepRecord,
+    si: Any,
+    net: NetworkData,
+    tiers: np.ndarray,
+    node_idx: np.ndarray,
+    node_bus: np.ndarray,
+    br_idx: np.ndarray,
+    gen_idx: np.ndarray,
+    gen_bus: np.ndarray,
+) -> dict[str, dict[str, Any]]:
     t = int(rec.t)
     res = np.asarray(rec.residuals, dtype=float)
     return {
         "intervals": {
-            "t": t, "scarce": bool(rec.scarce), "window": si.window,
+            "t": t,
+            "scarce": bool(rec.scarce),
+            "window": si.window,
             "tier_order": ">".join(str(int(k)) for k in rec.tier_order),
-            "demand_mw": float(rec.demand_mw.sum()), "served_mw": float(rec.served_mw.sum()),
-            "available_mw": float(np.sum(rec.available_mw)), "amm_price": float(rec.amm_price),
-            "iterations": int(res.size), "q_hat": float(rec.q_hat), "q_bound": float(rec.q_bound),
-            "q_bound_applies": bool(rec.q_bound_applies), "gamma": float(rec.gamma),
-            "tier_level_max": float(rec.lambda_max), "executed": bool(rec.executed),
-            "status": rec.status, "solve_s": float(rec.solve_s), "n_solves": int(rec.n_solves),
-            "tracking_error": float(rec.tracking_error), "cost": float(rec.cost),
+            "demand_mw": float(rec.demand_mw.sum()),
+            "served_mw": float(rec.served_mw.sum()),
+            "available_mw": float(np.sum(rec.available_mw)),
+            "amm_price": float(rec.amm_price),
+            "iterations": int(res.size),
+            "q_hat": float(rec.q_hat),
+            "q_bound": float(rec.q_bound),
+            "q_bound_applies": bool(rec.q_bound_applies),
+            "gamma": float(rec.gamma),
+            "tier_level_max": float(rec.lambda_max),
+            "executed": bool(rec.executed),
+            "status": rec.status,
+            "solve_s": float(rec.solve_s),
+            "n_solves": int(rec.n_solves),
+            "tracking_error": float(rec.tracking_error),
+            "cost": float(rec.cost),
             "deliverable_mw": float(rec.deliverable_mw),
         },
         "nodes": {
-            "t": t, "node": node_idx, "bus": node_bus, "tier": tiers,
-            "demand_mw": rec.demand_mw, "served_mw": rec.served_mw,
-            "shortfall_ratio": rec.shortfall_ratio, "memory_before": rec.memory_before,
-            "memory_after": rec.memory_after, "weight": rec.weights,
-            "delivery_ratio": rec.delivery_ratio, "lmp": rec.lmp,
+            "t": t,
+            "node": node_idx,
+            "bus": node_bus,
+            "tier": tiers,
+            "demand_mw": rec.demand_mw,
+            "served_mw": rec.served_mw,
+            "shortfall_ratio": rec.shortfall_ratio,
+            "memory_before": rec.memory_before,
+            "memory_after": rec.memory_after,
+            "weight": rec.weights,
+            "delivery_ratio": rec.delivery_ratio,
+            "lmp": rec.lmp,
             "served_ratio_exact": rec.served_ratio_exact,
         },
-        "branches": {"t": t, "branch": br_idx, "flow_mw": rec.flow_mw,
-                     "rate_mw": net.branch_rate_mw},
-        "generators": {"t": t, "gen": gen_idx, "bus": gen_bus, "p_mw": rec.p_gen_mw,
-                       "available_mw": rec.available_mw},
+        "branches": {
+            "t": t,
+            "branch": br_idx,
+            "flow_mw": rec.flow_mw,
+            "rate_mw": net.branch_rate_mw,
+        },
+        "generators": {
+            "t": t,
+            "gen": gen_idx,
+            "bus": gen_bus,
+            "p_mw": rec.p_gen_mw,
+            "available_mw": rec.available_mw,
+        },
         "iterations": {"t": t, "m": np.arange(res.size, dtype=np.int32), "residual": res},
     }
 
@@ -282,12 +334,17 @@ def run(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out_dir.parent)
     net, sc, cfg = prep.net, prep.scenario, prep.cfg
-    mech = Mechanism(alloc, net, sc.node_tier, sc.tier_priority, prep.policy, cfg,
-                     sc.priority_rng())
+    mech = Mechanism(
+        alloc, net, sc.node_tier, sc.tier_priority, prep.policy, cfg, sc.priority_rng()
+    )
     h = spec_hash(spec)
     manifest = build_manifest(
-        spec.to_dict(), h, seed=prep.seed, policy=prep.policy.value,
-        network=net.summary(), scenario=sc.describe(),
+        spec.to_dict(),
+        h,
+        seed=prep.seed,
+        policy=prep.policy.value,
+        network=net.summary(),
+        scenario=sc.describe(),
         extra={
             "rule": cfg.rule.value,
             "weight_form": cfg.weight_form.value,
@@ -318,8 +375,13 @@ def run(
     if show:
         from tqdm import tqdm
 
-        bar = tqdm(total=prep.intervals, desc=f"{net.name} {prep.policy.value}", unit="int",
-                   file=sys.stderr, mininterval=0.5)
+        bar = tqdm(
+            total=prep.intervals,
+            desc=f"{net.name} {prep.policy.value}",
+            unit="int",
+            file=sys.stderr,
+            mininterval=0.5,
+        )
     n_scarce = n_exec = n_fail = 0
     solve_s = 0.0
     t_loop0 = time.perf_counter()
@@ -339,8 +401,9 @@ def run(
             # kept a verified allocation, but some solve of the interval failed for good
             n_fail += "error:" in rec.status or "failed(" in rec.status
             solve_s += float(rec.solve_s)
-            w.add_interval(_tables_of(rec, si, net, tiers, node_idx, node_bus, br_idx, gen_idx,
-                                      gen_bus))
+            w.add_interval(
+                _tables_of(rec, si, net, tiers, node_idx, node_bus, br_idx, gen_idx, gen_bus)
+            )
             if on_step is not None:
                 on_step(rec)
             if bar is not None:
@@ -348,15 +411,26 @@ def run(
         loop_s = time.perf_counter() - t_loop0
         if bar is not None:
             bar.close()
-        final = w.close({
-            "timings": {"build_s": build_s, "loop_s": loop_s, "solver_s": solve_s,
-                        "total_s": time.perf_counter() - t_start,
-                        "per_interval_ms": 1000 * loop_s / max(prep.intervals, 1)},
-            "summary": {"intervals": prep.intervals, "scarce": n_scarce, "executed": n_exec,
-                        "failed": n_fail, "retries": list(alloc.events[:100]),
-                        "n_retries": len(alloc.events),
-                        "final_memory_max": float(np.max(mech.memory, initial=0.0))},
-        })
+        final = w.close(
+            {
+                "timings": {
+                    "build_s": build_s,
+                    "loop_s": loop_s,
+                    "solver_s": solve_s,
+                    "total_s": time.perf_counter() - t_start,
+                    "per_interval_ms": 1000 * loop_s / max(prep.intervals, 1),
+                },
+                "summary": {
+                    "intervals": prep.intervals,
+                    "scarce": n_scarce,
+                    "executed": n_exec,
+                    "failed": n_fail,
+                    "retries": list(alloc.events[:100]),
+                    "n_retries": len(alloc.events),
+                    "final_memory_max": float(np.max(mech.memory, initial=0.0)),
+                },
+            }
+        )
     from fpamm_opt.io.reader import read_manifest
 
     return RunResult(Path(final), read_manifest(final))
