@@ -10,13 +10,13 @@ from fpamm_opt.errors import InputError
 from fpamm_opt.network import Convention, RatingPolicy
 from fpamm_opt.scenario import ScenarioConfig
 from fpamm_opt.spec import (
-    read_toml,
     Policy,
     RunSpec,
     apply_overrides,
     canonical_json,
     load_spec,
     parse_override,
+    read_toml,
     spec_hash,
 )
 
