@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from fpamm_opt.errors import FpammError, InputError
+from fpamm_opt.errors import FpammError, InputError, one_line_error
 
 EXIT_ERROR = 1
 EXIT_CHECK_FAILED = 3
@@ -39,14 +39,14 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FpammError as exc:
             if debug:
                 raise
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            _fail(one_line_error(exc))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
         except (OSError, ValueError) as exc:
             if debug:
                 raise
-            _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            _fail(one_line_error(exc))
 
     return wrapper
 

@@ -37,3 +37,15 @@ class RunDirectoryError(FpammError):
 
 class VerificationError(FpammError):
     """Raised by ``check_*`` helpers when a consistency check fails hard."""
+
+
+def one_line_error(exc: BaseException) -> str:
+    """First line of an exception's message (with its type unless it is an fpamm error).
+
+    The form every command uses for "one clear line naming the problem".
+    """
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, FpammError):
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

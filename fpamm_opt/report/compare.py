@@ -71,7 +71,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fpamm_opt.errors import FpammError, InputError, RunDirectoryError, SolverError
+from fpamm_opt.errors import (
+    FpammError,
+    InputError,
+    RunDirectoryError,
+    SolverError,
+    one_line_error,
+)
 from fpamm_opt.io.reader import is_run_dir, read_manifest, read_table
 from fpamm_opt.mechanism.config import Policy
 from fpamm_opt.report import metrics as mt
@@ -189,14 +195,6 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    if isinstance(exc, FpammError):
-        return first or type(exc).__name__
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def _run_task(task: Mapping[str, Any]) -> dict[str, Any]:
     """One simulation from a plain spec dict (the unit of work of a worker process).
 
@@ -215,7 +213,7 @@ def _run_task(task: Mapping[str, Any]) -> dict[str, Any]:
             os._exit(130)
         raise
     except Exception as exc:
-        out["error"] = _one_line(exc)
+        out["error"] = one_line_error(exc)
         if not isinstance(exc, FpammError):
             out["traceback"] = traceback.format_exc(limit=20)
     out["wall_s"] = time.perf_counter() - t0

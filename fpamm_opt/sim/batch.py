@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fpamm_opt.errors import FpammError, InputError
+from fpamm_opt.errors import FpammError, InputError, one_line_error
 from fpamm_opt.io.batch import (
     INDEX_NAME,
     RUNS_DIR,
@@ -434,15 +434,6 @@ def load_sweep(path: Path | str) -> Sweep:
 
 
 # ------------------------------------------------------------------ one run
-def one_line_error(exc: BaseException) -> str:
-    """First line of an exception's message (with its type unless it is an fpamm error)."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    if isinstance(exc, FpammError):
-        return first or type(exc).__name__
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def execute_run(task: Mapping[str, Any]) -> dict[str, Any]:
     """Run one sweep point; the unit of work of local and Dask batches.
 
