@@ -212,6 +212,7 @@ def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> Retryi
         voll=prep.cfg.voll,
         solver=solver,
         extensions=(*prep.extensions, *extensions),
+        tier_energy=prep.cfg.tier_energy,
     )
     primary = AllocationProblem(
         prep.net, sc.node_tier, sc.n_tiers, formulation=form, engine=engine, **kw
