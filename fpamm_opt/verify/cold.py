@@ -1,0 +1,646 @@
+"""Cold replay of the lexicographic tier clearing (T3), from NumPy arrays on ``highspy``.
+
+:func:`replay_clearing` rebuilds what :meth:`fpamm_opt.problem.AllocationProblem.clear`
+computes for one scarce interval, independently of Pyomo and of the run's warm-started
+solver: the DC-OPF set ``X(t)`` is written in PTDF form from
+:class:`~fpamm_opt.network.NetworkData` arrays (:class:`ColdClearing`) and **every solve is a
+fresh** ``highspy`` instance (no basis, no state carried over).
+
+The procedure, tier by tier in the stored order (docs/design.md, ``Allocator.clear``):
+
+1. Earlier tiers are fixed at their **stored** allocation (exactly, or within a band when
+   that is infeasible by solver tolerances: :data:`FIX_BANDS`), later tiers at 0.
+2. ``Q_k = max Σ_{i in k} x_i``. When ``Q_k >= D_k - tol`` the tier is fully served
+   (``tol = max(1e-6 Σ d, 1e-5 MW)``, the allocator's own slack on a tier's energy).
+3. ``tier_energy = max``: ``Σ_{i in k} x_i >= Q_k - tol`` is added (the rule redistributes
+   the maximum); ``free``: the rule chooses over ``X(t)``.
+4. The within-tier rule with the stored weights ``w`` (``v = 1/w``):
+
+   - ``qp``: ``min Σ_{i in k} (w_i / (2 d_i)) x_i² - w_i x_i`` (HiGHS QP via
+     ``passHessian``);
+   - ``maxmin``: weighted leximin by successive LPs: ``min λ`` s.t. ``x_i + d_i v_i λ >= d_i``
+     for the free nodes; bottlenecks are the free nodes whose level row has a positive dual
+     share ``|μ_i| d_i v_i > 1e-7`` (``Σ μ_i d_i v_i = 1`` at the optimum), else the tight
+     rows; they keep their level through a lower bound ``x_i >= x_i - band``
+     (:data:`LEVEL_BAND_REL`, :data:`LEVEL_BAND_ABS_MW`); repeat until no node is free.
+
+Both rules have a unique answer in ``x`` on the tier (the QP is strictly convex in the
+tier's loads; the leximin vector is unique and a positive dual row is tight in every optimal
+solution of its round), so the replayed allocation must equal the stored one up to solver
+tolerances and fixing bands, whatever vertex either solver lands on. Where the run recorded
+that a tier's QP failed and the max-min LPs replaced it (``qp[k]:...->maxmin``), either rule's
+answer is accepted for that tier (``qp_fallback_tiers``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from fpamm_opt.network import NetworkData
+
+# ``highspy.Highs`` prints a banner when created; the bare core class is silent.
+_HighsClass: Any = getattr(highspy, "_Highs", highspy.Highs)
+_MS = highspy.HighsModelStatus
+_INF = math.inf
+
+#: Bands ``(rel, abs MW)`` around the stored allocation of the tiers cleared earlier, tried
+#: in order until the tier's cold solves are feasible: exactly the stored values first, then
+#: ``1e-7 d + 1e-9`` (the allocator's fixing band in earlier versions), then ``1e-6 d +
+#: 1e-6`` (its current band; the stored numbers sit within the run's solver tolerances of
+#: ``X(t)``). Tightest first because a band is amplified through congested corridors:
+#: measured on case14 (QP rule, 400 intervals), fixing within ``1e-6 d + 1e-6`` moved a later
+#: tier's replay by up to 4.2e-3 MW (a tier left with 5e-3 MW deliverable), ``1e-7 d`` by
+#: 4.0e-4 MW, exact values by 2.9e-5 MW.
+FIX_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1e-7, 1e-9), (1e-6, 1e-6))
+#: The allocator's band when a max-min bottleneck keeps its level (problem.py; it was
+#: ``1e-7 d + 1e-9`` before the allocator widened it for case118). The replay uses the
+#: current value for runs made with either: the difference moves the replayed leximin by
+#: far less than the comparison tolerance (module docstring of ``feasibility``).
+LEVEL_BAND_REL = 1e-6
+LEVEL_BAND_ABS_MW = 1e-6
+#: The allocator's current fixing band ``(rel, abs MW)`` (problem.py), used to express the
+#: tolerance of a :class:`LeximinCertificate` in level units.
+RUN_BAND: tuple[float, float] = (1e-6, 1e-6)
+#: Tolerance of the certificate's level comparison, in multiples of the allocator's band.
+LEX_TOL_FACTOR = 10.0
+#: Dual share ``|μ_i| coef_i`` above which a level row is a bottleneck (problem.py).
+BOTTLENECK_SHARE = 1e-7
+#: Time limit of one cold solve (s); a solve that hits it counts as failed (next attempt).
+SOLVE_TIME_LIMIT_S = 60.0
+#: ``qp_regularization_value`` tried in order for the QP (0 first, like the run's fast path:
+#: HiGHS's default 1e-7 moves the optimum by ~1e-4 MW on case14).
+QP_REGULARIZATION: tuple[float, ...] = (0.0, 1e-9, 1e-7)
+
+
+def tier_slack_mw(demand_mw: np.ndarray) -> float:
+    """The allocator's slack on a tier's energy: ``max(1e-6 Σ d, 1e-5)`` MW."""
+    return max(1e-6 * float(np.sum(demand_mw)), 1e-5)
+
+
+@dataclass(frozen=True, eq=False)
+class ColdSolve:
+    """Outcome of one cold solve."""
+
+    ok: bool
+    p_mw: np.ndarray
+    served_mw: np.ndarray
+    level: float = math.nan
+    #: ``(n_node,)`` row duals of the level rows (0 for nodes without a row), or None
+    level_duals: np.ndarray | None = None
+    objective: float = math.nan
+    message: str = ""
+
+
+class ColdClearing:
+    """``X(t)`` in PTDF form for ``highspy``; matrices built once, a fresh solver per solve.
+
+    Columns ``(p, x[, λ])``: generator outputs in ``[min(pmin, 0), available]``, served loads
+    in the given bounds, the max-min level ``λ >= 0`` when a level is asked for. Rows: one
+    balance per island ``Σ p - Σ x = Σ fixed withdrawal``; one ranged row per branch with a
+    finite limit, ``lo - c <= PTDF (A_g p - A_n x) <= hi - c`` with
+    ``c = PTDF (shift_inj - fixed) - shift_flow`` and ``(lo, hi)`` the flow limits (rating and
+    angle limits); then the optional level rows and tier-total row.
+    """
+
+    def __init__(self, net: NetworkData) -> None:
+        from fpamm_opt.verify.feasibility import flow_limits, gen_lower_mw
+
+        self.net = net
+        ng, nn = net.n_gen, net.n_node
+        self.n_gen, self.n_node = ng, nn
+        h = np.asarray(net.ptdf, dtype=float)
+        const = h @ (net.shift_injection_mw - net.bus_fixed_withdrawal_mw) - net.shift_flow_mw
+        f_lo, f_hi = flow_limits(net)
+        lim = np.isfinite(f_lo) | np.isfinite(f_hi)
+        hv = np.hstack([h[lim][:, net.gen_bus], -h[lim][:, net.node_bus]])
+        rows: list[sp.csr_matrix] = [sp.csr_matrix(hv)]
+        lo: list[np.ndarray] = [np.where(np.isfinite(f_lo[lim]), f_lo[lim] - const[lim], -_INF)]
+        hi: list[np.ndarray] = [np.where(np.isfinite(f_hi[lim]), f_hi[lim] - const[lim], _INF)]
+        bal, rhs = [], []
+        for isl in np.unique(net.bus_island):
+            g = (net.bus_island[net.gen_bus] == isl).astype(float)
+            n = (net.bus_island[net.node_bus] == isl).astype(float)
+            if not (g.any() or n.any()):
+                continue
+            bal.append(np.r_[g, -n])
+            rhs.append(float(net.bus_fixed_withdrawal_mw[net.bus_island == isl].sum()))
+        if bal:
+            rows.insert(0, sp.csr_matrix(np.array(bal)))
+            lo.insert(0, np.array(rhs))
+            hi.insert(0, np.array(rhs))
+        self.a = sp.vstack(rows, format="csr")
+        self.row_lo = np.concatenate(lo)
+        self.row_hi = np.concatenate(hi)
+        self.p_lower = gen_lower_mw(net)
+
+    def solve(
+        self,
+        available_mw: np.ndarray,
+        x_lower: np.ndarray,
+        x_upper: np.ndarray,
+        *,
+        cost_served: np.ndarray | None = None,
+        hessian_served: np.ndarray | None = None,
+        level: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        tier_total: tuple[np.ndarray, float] | None = None,
+    ) -> ColdSolve:
+        """One cold solve over ``X`` with served loads in ``[x_lower, x_upper]``.
+
+        Parameters
+        ----------
+        available_mw : (n_gen,)
+            Upper bounds of the generator outputs.
+        x_lower, x_upper : (n_node,)
+            Bounds of the served loads.
+        cost_served : (n_node,), optional
+            Linear cost of the served loads (minimised).
+        hessian_served : (n_node,), optional
+            Diagonal ``q`` of ``Σ q_i x_i² / 2`` (a QP).
+        level : (mask, coef, rhs), optional
+            Add ``λ >= 0`` with cost 1 and rows ``x_i + coef_i λ >= rhs_i`` for ``mask``.
+        tier_total : (members, q), optional
+            Add ``Σ_{members} x_i >= q``.
+        """
+        ng, nn = self.n_gen, self.n_node
+        n_col = ng + nn + (1 if level is not None else 0)
+        cost = np.zeros(n_col)
+        if cost_served is not None:
+            cost[ng : ng + nn] = cost_served
+        col_lo = np.r_[self.p_lower, x_lower, [0.0] if level is not None else []]
+        col_hi = np.r_[available_mw, x_upper, [_INF] if level is not None else []]
+        a = self.a
+        r_lo, r_hi = [self.row_lo], [self.row_hi]
+        extra: list[sp.csr_matrix] = []
+        level_rows = np.zeros(0, dtype=int)
+        if level is not None:
+            a = sp.hstack([a, sp.csr_matrix((a.shape[0], 1))], format="csr")
+            mask, coef, rhs = level
+            level_rows = np.flatnonzero(mask)
+            k = level_rows.size
+            data = np.r_[np.ones(k), coef[level_rows]]
+            ri = np.r_[np.arange(k), np.arange(k)]
+            ci = np.r_[ng + level_rows, np.full(k, ng + nn)]
+            extra.append(sp.csr_matrix((data, (ri, ci)), shape=(k, n_col)))
+            r_lo.append(np.asarray(rhs, dtype=float)[level_rows])
+            r_hi.append(np.full(k, _INF))
+            cost[-1] = 1.0
+        if tier_total is not None:
+            members, q = tier_total
+            row = np.zeros((1, n_col))
+            row[0, ng : ng + nn] = np.asarray(members, dtype=float)
+            extra.append(sp.csr_matrix(row))
+            r_lo.append(np.array([float(q)]))
+            r_hi.append(np.array([_INF]))
+        if extra:
+            a = sp.vstack([a, *extra], format="csr")
+        row_lo, row_hi = np.concatenate(r_lo), np.concatenate(r_hi)
+        first_level_row = self.a.shape[0]
+
+        message = ""
+        for opts in _attempts(hessian_served is not None):
+            h = _HighsClass()
+            limits = {"time_limit": SOLVE_TIME_LIMIT_S}
+            if hessian_served is not None:
+                # HiGHS's active-set QP solver can cycle; its default limit is effectively
+                # infinite (the run's fast path caps it the same way).
+                limits["qp_iteration_limit"] = max(1000, 10 * (n_col + a.shape[0]))
+            for key, value in {"output_flag": False, "threads": 1, **limits, **opts}.items():
+                h.setOptionValue(key, value)
+            h.addCols(
+                n_col,
+                cost,
+                col_lo,
+                col_hi,
+                0,
+                np.zeros(0, dtype=np.int32),
+                np.zeros(0, dtype=np.int32),
+                np.zeros(0),
+            )
+            h.addRows(
+                a.shape[0],
+                row_lo,
+                row_hi,
+                int(a.nnz),
+                a.indptr[:-1].astype(np.int32),
+                a.indices.astype(np.int32),
+                a.data.astype(float),
+            )
+            h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+            if hessian_served is not None:
+                _pass_diagonal_hessian(h, n_col, ng, np.asarray(hessian_served, dtype=float))
+            h.run()
+            ms = h.getModelStatus()
+            if ms != _MS.kOptimal:
+                message = h.modelStatusToString(ms)
+                continue
+            sol = h.getSolution()
+            x = np.asarray(sol.col_value)
+            duals = None
+            if level is not None and sol.dual_valid:
+                y = np.asarray(sol.row_dual)
+                duals = np.zeros(nn)
+                duals[level_rows] = y[first_level_row : first_level_row + level_rows.size]
+            tag = " ".join(f"{k}={v}" for k, v in opts.items() if _DEFAULTS.get(k) != v)
+            return ColdSolve(
+                True,
+                x[:ng].copy(),
+                x[ng : ng + nn].copy(),
+                float(x[-1]) if level is not None else math.nan,
+                duals,
+                float(h.getInfo().objective_function_value),
+                tag,
+            )
+        return ColdSolve(False, np.full(ng, np.nan), np.full(nn, np.nan), message=message)
+
+
+#: The options the first attempt sets (a retry's message names what it changed).
+_DEFAULTS: dict[str, Any] = {"qp_regularization_value": QP_REGULARIZATION[0]}
+
+
+def _attempts(qp: bool) -> list[dict[str, Any]]:
+    """HiGHS option sets tried in order, each on a fresh instance.
+
+    A max-min round whose level is already ~0 (``λ ~ 1e-7``, the tier total held at its
+    maximum) leaves a sliver of a feasible set: the previous round's point satisfies every
+    row to 5e-8 and the new round only relaxes bounds, yet HiGHS's dual simplex has called
+    it infeasible (case118, tier_energy max). The retries turn presolve off, allow 1e-6 MW
+    of row infeasibility, use the primal simplex, then the interior point method (with
+    crossover, so the duals of the level rows are still vertex duals). None of this touches
+    the comparison tolerance on the allocation.
+    """
+    if not qp:
+        return [
+            {},
+            {"presolve": "off"},
+            {"primal_feasibility_tolerance": 1e-6},
+            {"simplex_strategy": 4},
+            {"solver": "ipm"},
+        ]
+    out: list[dict[str, Any]] = [
+        {"qp_regularization_value": r, "presolve": p}
+        for r in QP_REGULARIZATION
+        for p in ("choose", "off")
+    ]
+    out[0] = {"qp_regularization_value": QP_REGULARIZATION[0]}
+    return out
+
+
+def _pass_diagonal_hessian(h: Any, n_col: int, ng: int, q: np.ndarray) -> None:
+    """Diagonal Hessian ``q`` on the served-load columns (HiGHS: ``½ x'Qx``)."""
+    nz = np.flatnonzero(q != 0.0)
+    cols = (ng + nz).astype(np.int32)
+    start = np.searchsorted(cols, np.arange(n_col), side="left").astype(np.int32)
+    h.passHessian(
+        n_col, int(nz.size), highspy.HessianFormat.kTriangular, start, cols, q[nz].astype(float)
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class TierReplay:
+    """One tier of a replayed clearing, compared with the stored allocation."""
+
+    tier: int
+    ok: bool  #: every cold solve of the tier was optimal
+    cold_mw: np.ndarray  #: (n_node,) replayed allocation (tier members; nan elsewhere)
+    deliverable_mw: float  #: ``Q_k`` with earlier tiers at their stored values
+    gap_mw: float  #: ``max |x_cold - x_stored|`` over the tier's members (inf when not ok)
+    node: int  #: member with the largest gap (-1 for an empty tier)
+    rule: str = ""  #: rule replayed (``maxmin`` for a recorded QP fallback that matched)
+    rounds: int = 0  #: max-min rounds (1 for the QP, 0 when fully served / empty)
+    message: str = ""
+    notes: list[str] = field(default_factory=list)
+    #: for a max-min tier whose allocation differs by more than the tolerance asked for
+    certificate: LeximinCertificate | None = None
+
+
+@dataclass(frozen=True)
+class LeximinCertificate:
+    """Whether a stored max-min allocation is leximin-optimal within the allocator's band.
+
+    The weighted leximin point is unique, but it is ill-conditioned where a bottleneck's
+    level-row dual is small: the allocator fixes each bottleneck only within ``1e-6 d +
+    1e-6`` MW, and that much slack on many nodes can buy a node whose dual is ~1e-5 almost a
+    megawatt (measured: case118, 0.85 MW for a 2e-5 change of the common level). Two points
+    that both follow the procedure can then differ by far more than the MW tolerance while
+    their level vectors agree to the band. The certificate checks the claim itself:
+
+    - the stored tier allocation, with earlier tiers at their stored values and later ones
+      at 0, lies in ``X(t)`` (and holds the tier total for ``tier_energy = max``);
+    - its weighted shortfall levels ``u_i w_i`` sorted in decreasing order are
+      lexicographically no worse than the replay's: walking the two sorted vectors, the
+      stored one never exceeds the replayed one by more than ``ε_j`` before it is smaller by
+      more than ``ε_j`` (``ε_j`` = :data:`LEX_TOL_FACTOR` times the allocator's band in
+      level units, ``w_i (1e-6 + 1e-6 / d_i)``, of the two nodes at position ``j``).
+
+    A feasible point whose sorted levels are not lexicographically worse than the optimum
+    is the leximin point (it is unique), so in exact arithmetic this accepts only the
+    correct allocation; moving load between nodes of a tier either leaves ``X(t)`` or
+    raises a level above the optimum's.
+    """
+
+    feasible: bool
+    level_excess: float  #: largest ``L_stored[j] - L_cold[j]`` before the walk stopped
+    level_tol: float  #: ``ε_j`` at that position
+    position: int  #: position in the sorted vectors (0 = the worst-off node)
+    node: int  #: stored node at that position
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.feasible and self.level_excess <= self.level_tol
+
+
+def replay_clearing(
+    lp: ColdClearing,
+    demand_mw: np.ndarray,
+    available_mw: np.ndarray,
+    stored_mw: np.ndarray,
+    weights: np.ndarray,
+    node_tier: np.ndarray,
+    tier_order: list[int],
+    rule: str,
+    tier_energy: str,
+    fix_bands: tuple[tuple[float, float], ...] = FIX_BANDS,
+    qp_fallback_tiers: frozenset[int] = frozenset(),
+    certify_above_mw: float | None = None,
+) -> list[TierReplay]:
+    """Replay the clearing of one interval tier by tier (see the module docstring).
+
+    Parameters
+    ----------
+    lp : ColdClearing
+        The network's cold model.
+    demand_mw, stored_mw : (n_node,)
+        Demand and the stored served load.
+    available_mw : (n_gen,)
+        Available capacity.
+    weights : (n_node,)
+        The weights of the interval's final clear (the ``nodes.weight`` column).
+    node_tier : (n_node,) int
+    tier_order : list of int
+        The stored order (first = cleared first).
+    rule : ``"maxmin"`` or ``"qp"``
+    tier_energy : ``"free"`` or ``"max"``
+    fix_bands : tuple of (rel, abs_mw)
+        Bands ``rel · d + abs_mw`` around the stored allocation of earlier tiers, tried in
+        order until the tier's solves are all optimal (:data:`FIX_BANDS`).
+    qp_fallback_tiers : set of int
+        Tiers whose QP the run recorded as replaced by the max-min LPs in some clear of the
+        interval (status note ``qp[k]:...->maxmin``). The status does not say whether the
+        final clear was one of them, so for these tiers the stored allocation may be either
+        rule's: the QP is replayed, and the max-min rule too; the closer one is kept
+        (``rule`` says which).
+    certify_above_mw : float, optional
+        For a tier replayed with the max-min rule whose allocation differs from the stored
+        one by more than this, also compute a :class:`LeximinCertificate`.
+
+    Returns
+    -------
+    list of TierReplay
+        One per tier of ``tier_order``; stops after the first tier whose re-solve failed.
+    """
+    d = np.asarray(demand_mw, dtype=float)
+    xs = np.clip(np.asarray(stored_mw, dtype=float), 0.0, d)
+    w = np.asarray(weights, dtype=float)
+    avail = np.asarray(available_mw, dtype=float)
+    tiers = np.asarray(node_tier, dtype=int)
+    earlier = np.zeros(d.size, dtype=bool)
+    out: list[TierReplay] = []
+    for k in tier_order:
+        mem = tiers == k
+        rules = [rule]
+        if rule == "qp" and int(k) in qp_fallback_tiers:
+            rules.append("maxmin")
+        rep: TierReplay | None = None
+        for i, (rel, abs_mw) in enumerate(fix_bands):
+            band = np.where(earlier, rel * d + abs_mw, 0.0)
+            # Earlier tiers at their stored values (within the band), later tiers at 0.
+            lo = np.where(earlier, np.maximum(xs - band, 0.0), 0.0)
+            hi = np.where(earlier, np.minimum(xs + band, d), np.where(mem, d, 0.0))
+            tries = [
+                _replay_tier(lp, d, avail, xs, w, mem, int(k), lo, hi, r, tier_energy)
+                for r in rules
+            ]
+            good = [r for r in tries if r.ok]
+            rep = min(good, key=lambda r: r.gap_mw) if good else tries[0]
+            if rep.ok:
+                if len(rules) > 1:
+                    rep.notes.append(
+                        f"run recorded qp[{k}]->maxmin; replayed {rep.rule} "
+                        + ", ".join(f"{r.rule} gap {r.gap_mw:.3g} MW" for r in tries)
+                    )
+                if i and earlier.any():
+                    rep.notes.append(f"earlier tiers within {rel:g}·d + {abs_mw:g} MW")
+                if (
+                    certify_above_mw is not None
+                    and rep.rule == "maxmin"
+                    and rep.gap_mw > certify_above_mw
+                ):
+                    cert = leximin_certificate(
+                        lp, d, avail, xs, w, mem, lo, hi, rep, tier_energy, fix_bands
+                    )
+                    rep = dataclasses.replace(rep, certificate=cert)
+                break
+            if not earlier.any():
+                break  # no band to widen
+        assert rep is not None
+        out.append(rep)
+        if not rep.ok:
+            break
+        earlier |= mem
+    return out
+
+
+def _replay_tier(
+    lp: ColdClearing,
+    d: np.ndarray,
+    avail: np.ndarray,
+    xs: np.ndarray,
+    w: np.ndarray,
+    mem: np.ndarray,
+    k: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    rule: str,
+    tier_energy: str,
+) -> TierReplay:
+    """Tier ``k``'s deliverable energy and within-tier rule, served loads in ``[lo, hi]``."""
+    tol_mw = tier_slack_mw(d)
+    notes: list[str] = []
+    base = lp.solve(avail, lo, hi, cost_served=np.where(mem, -1.0, 0.0))
+    if not base.ok:
+        return _failed(k, d, f"deliverable energy: {base.message}", rule=rule)
+    q = float(base.served_mw[mem].sum())
+    x = np.full_like(d, np.nan)
+    rounds = 0
+    total = (mem.astype(float), q - tol_mw) if tier_energy == "max" else None
+    if q >= d[mem].sum() - tol_mw:
+        x[mem] = d[mem]
+    elif rule == "qp":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            qcoef = np.where(mem & (d > 0), w / d, 0.0)
+        sol = lp.solve(
+            avail,
+            lo,
+            hi,
+            cost_served=np.where(mem, -w, 0.0),
+            hessian_served=qcoef,
+            tier_total=total,
+        )
+        if not sol.ok:
+            return _failed(k, d, f"within-tier QP: {sol.message}", q, rule)
+        if sol.message:
+            notes.append(sol.message)
+        x[mem] = np.clip(sol.served_mw, lo, hi)[mem]
+        rounds = 1
+    else:
+        res = _leximin(lp, d, avail, w, mem, lo, hi, np.clip(base.served_mw, 0.0, d), total)
+        if isinstance(res, str):
+            return _failed(k, d, res, q, rule)
+        xr, rounds, more = res
+        notes += more
+        x[mem] = xr[mem]
+    gap = np.where(mem, np.abs(x - xs), -1.0)
+    j = int(np.argmax(gap)) if mem.any() else -1
+    return TierReplay(
+        tier=k,
+        ok=True,
+        cold_mw=x,
+        deliverable_mw=q,
+        gap_mw=float(gap[j]) if j >= 0 else 0.0,
+        node=j,
+        rule=rule,
+        rounds=rounds,
+        notes=notes,
+    )
+
+
+def leximin_certificate(
+    lp: ColdClearing,
+    d: np.ndarray,
+    avail: np.ndarray,
+    xs: np.ndarray,
+    w: np.ndarray,
+    mem: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    rep: TierReplay,
+    tier_energy: str,
+    fix_bands: tuple[tuple[float, float], ...] = FIX_BANDS,
+) -> LeximinCertificate:
+    """:class:`LeximinCertificate` of the stored allocation of the tier ``mem``.
+
+    ``lo``, ``hi`` are the bounds the replay used (earlier tiers at their stored values,
+    later tiers at 0); ``rep`` is the tier's replay (its ``cold_mw`` and ``deliverable_mw``).
+    """
+    total = None
+    if tier_energy == "max":
+        total = (mem.astype(float), rep.deliverable_mw - tier_slack_mw(d))
+    feasible, message = False, ""
+    for rel, abs_mw in fix_bands:
+        band = rel * d + abs_mw
+        f_lo = np.where(mem, np.maximum(xs - band, 0.0), lo)
+        f_hi = np.where(mem, np.minimum(xs + band, d), hi)
+        sol = lp.solve(avail, f_lo, np.maximum(f_hi, f_lo), tier_total=total)
+        if sol.ok:
+            feasible, message = True, (f"within {rel:g}·d + {abs_mw:g} MW" if rel else "")
+            break
+        message = f"the stored tier allocation is not in X(t): {sol.message}"
+    pos = np.flatnonzero(mem & (d > 0))
+    if pos.size == 0:
+        return LeximinCertificate(feasible, 0.0, 0.0, -1, -1, message)
+
+    def levels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lev = np.clip(1.0 - x[pos] / d[pos], 0.0, 1.0) * w[pos]
+        order = np.argsort(-lev, kind="stable")
+        return lev[order], pos[order]
+
+    ls, ns = levels(xs)
+    lc, nc = levels(rep.cold_mw)
+    eps_node = LEX_TOL_FACTOR * w * (RUN_BAND[0] + RUN_BAND[1] / np.where(d > 0, d, 1.0))
+    j_worst, margin = 0, -math.inf  # margin: diff - eps, largest over the walk
+    for j in range(pos.size):
+        eps = float(max(eps_node[ns[j]], eps_node[nc[j]]))
+        diff = float(ls[j] - lc[j])
+        if diff - eps > margin:
+            j_worst, margin = j, diff - eps
+        if abs(diff) > eps:
+            break  # worse beyond tolerance (fails), or better (lexicographically done)
+    eps = float(max(eps_node[ns[j_worst]], eps_node[nc[j_worst]]))
+    excess = max(float(ls[j_worst] - lc[j_worst]), 0.0)
+    return LeximinCertificate(feasible, excess, eps, int(j_worst), int(ns[j_worst]), message)
+
+
+def _leximin(
+    lp: ColdClearing,
+    d: np.ndarray,
+    avail: np.ndarray,
+    w: np.ndarray,
+    mem: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    x0: np.ndarray,
+    total: tuple[np.ndarray, float] | None,
+) -> tuple[np.ndarray, int, list[str]] | str:
+    """Weighted leximin of the tier by successive LPs (problem.py's loop); a message on failure.
+
+    No cap on the rounds (each fixes at least one node, so at most ``|tier|`` rounds); the
+    allocator caps them at 50 and records ``maxmin[k]:rounds-capped`` when it stops early.
+    """
+    with np.errstate(divide="ignore"):
+        v = 1.0 / w
+    tol_mw = tier_slack_mw(d)
+    lvl_band = LEVEL_BAND_REL * d + LEVEL_BAND_ABS_MW
+    r_lo, r_hi = lo.copy(), hi.copy()
+    zero = mem & (d <= 0)
+    r_lo[zero] = r_hi[zero] = 0.0
+    free = mem & (d > 0)
+    xr = x0
+    rounds = 0
+    notes: list[str] = []
+    while free.any():
+        coef = np.where(free, d * v, 1.0)
+        rhs = np.where(free, d, 0.0)
+        sol = lp.solve(avail, r_lo, r_hi, level=(free, coef, rhs), tier_total=total)
+        if not sol.ok:
+            return f"max-min round {rounds + 1}: {sol.message}"
+        if sol.message and sol.message not in notes:
+            notes.append(sol.message)
+        rounds += 1
+        xr = np.clip(sol.served_mw, 0.0, d)
+        lam = sol.level
+        # Bottlenecks: positive dual share on their level row (Σ μ_i coef_i = 1 at the
+        # optimum); fallback: tight rows; last resort (or λ = 0): every free node.
+        if sol.level_duals is not None:
+            bott = free & (np.abs(sol.level_duals) * coef > BOTTLENECK_SHARE)
+        else:
+            bott = np.zeros_like(free)
+        if not bott.any():
+            bott = free & (xr + coef * lam - rhs <= tol_mw)
+        if not bott.any() or lam <= 1e-12:
+            bott = free.copy()
+        r_lo[bott] = np.maximum(xr[bott] - lvl_band[bott], 0.0)
+        free &= ~bott
+        if lam <= 1e-12:
+            break
+    return xr, rounds, notes
+
+
+def _failed(k: int, d: np.ndarray, message: str, q: float = math.nan, rule: str = "") -> TierReplay:
+    return TierReplay(
+        tier=int(k),
+        ok=False,
+        cold_mw=np.full_like(d, np.nan),
+        deliverable_mw=q,
+        gap_mw=math.inf,
+        node=-1,
+        rule=rule,
+        message=message,
+    )
