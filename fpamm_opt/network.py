@@ -327,10 +327,28 @@ class NetworkData:
         p = np.asarray(p_gen_mw, dtype=float)
         x = np.asarray(served_mw, dtype=float)
         lead = np.broadcast_shapes(p.shape[:-1], x.shape[:-1])
-        inj = np.zeros((*lead, self.n_bus))
-        np.add.at(inj, (..., self.gen_bus), p)
-        np.subtract.at(inj, (..., self.node_bus), x)
+        gen = self._gen_to_bus @ p.reshape(-1, self.n_gen).T  # (n_bus, k)
+        load = self._node_to_bus @ x.reshape(-1, self.n_node).T
+        both = (gen - load).T  # (k, n_bus), k = prod(lead) or 1
+        if not lead:
+            return both[0] - self.bus_fixed_withdrawal_mw
+        k = int(np.prod(lead))
+        inj = (
+            both.reshape(*lead, self.n_bus)
+            if both.shape[0] == k
+            else np.broadcast_to(both, (*lead, self.n_bus))
+        )
         return inj - self.bus_fixed_withdrawal_mw
+
+    @functools.cached_property
+    def _gen_to_bus(self) -> sp.csr_matrix:
+        n = self.n_gen
+        return sp.csr_matrix((np.ones(n), (self.gen_bus, np.arange(n))), shape=(self.n_bus, n))
+
+    @functools.cached_property
+    def _node_to_bus(self) -> sp.csr_matrix:
+        n = self.n_node
+        return sp.csr_matrix((np.ones(n), (self.node_bus, np.arange(n))), shape=(self.n_bus, n))
 
     def with_ratings(
         self, policy: RatingPolicy | str, alpha: float = 1.2, min_mw: float = 5.0

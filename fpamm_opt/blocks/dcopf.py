@@ -79,7 +79,9 @@ def build_dcopf_block(b: pyo.Block, net: NetworkData, formulation: Formulation |
     b.pl = pyo.Var(b.node, bounds=lambda _b, i: (_b.pl_lo[i], _b.pl_hi[i]), initialize=0.0)
     f_lo, f_hi = flow_bounds_mw(net)
     b.pf = pyo.Var(
-        b.branch, bounds=lambda _b, k: (_bound(f_lo[k]), _bound(f_hi[k])), initialize=0.0
+        b.branch,
+        bounds=lambda _b, k: (_bound(float(f_lo[k])), _bound(float(f_hi[k]))),
+        initialize=0.0,
     )
 
     @b.Expression(b.node)
@@ -104,10 +106,10 @@ def build_dcopf_block(b: pyo.Block, net: NetworkData, formulation: Formulation |
         r"""LP cost :math:`\sum_g (c_{1,g} + c_{2,g}\,\bar p_g) p_g` ($/h), the secant price."""
         return sum(price[g] * _b.pg[g] for g in _b.gen)
 
-    gens_at = [[] for _ in range(net.n_bus)]
+    gens_at: list[list[int]] = [[] for _ in range(net.n_bus)]
     for g, bus in enumerate(net.gen_bus):
         gens_at[bus].append(g)
-    nodes_at = [[] for _ in range(net.n_bus)]
+    nodes_at: list[list[int]] = [[] for _ in range(net.n_bus)]
     for i, bus in enumerate(net.node_bus):
         nodes_at[bus].append(i)
     fixed = net.bus_fixed_withdrawal_mw
@@ -123,8 +125,8 @@ def build_dcopf_block(b: pyo.Block, net: NetworkData, formulation: Formulation |
         b.va = pyo.Var(b.bus, initialize=0.0)
         for bus in np.flatnonzero(net.bus_ref):
             b.va[int(bus)].fix(0.0)
-        out_of = [[] for _ in range(net.n_bus)]
-        into = [[] for _ in range(net.n_bus)]
+        out_of: list[list[int]] = [[] for _ in range(net.n_bus)]
+        into: list[list[int]] = [[] for _ in range(net.n_bus)]
         for k in range(net.n_branch):
             out_of[net.branch_from[k]].append(k)
             into[net.branch_to[k]].append(k)
