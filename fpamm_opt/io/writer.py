@@ -359,6 +359,10 @@ class RunWriter:
 
     def _flush_table(self, table: str) -> None:
         if self._rows[table] == 0:
+            # Intervals that add no rows (no fixed-point iterations) still buffer empty
+            # pieces; drop them, or memory grows with T.
+            for col in self._buf[table]:
+                self._buf[table][col].clear()
             return
         schema = self._schemas[table]
         buf = self._buf[table]

@@ -361,3 +361,17 @@ def test_no_pyomo_import():
         "assert not any(m == 'pyomo' or m.startswith('pyomo.') for m in sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_empty_intervals_do_not_accumulate_buffers(tmp_path):
+    """A table that gets no rows for many intervals keeps no buffered pieces after a flush."""
+    import numpy as np
+
+    from fpamm_opt.io.writer import RunWriter
+
+    w = RunWriter(tmp_path / "run", "h" * 16, {"status": "running"}, flush_every=10)
+    for t in range(30):
+        w.add("iterations", {"t": t, "m": np.zeros(0, dtype=np.int32), "residual": np.zeros(0)})
+        w.end_interval()
+    assert all(len(pieces) == 0 for pieces in w._buf["iterations"].values())
+    w.abort()
