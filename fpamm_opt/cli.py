@@ -58,6 +58,16 @@ def app(debug: bool) -> None:
     """fpamm: the Fair Play Automatic Market Maker on DC-OPF networks."""
 
 
+#: ``--set KEY=VALUE`` (repeatable), shared by every command that loads a spec.
+_overrides_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a spec field, e.g. --set mechanism.beta=0.1 (repeatable).",
+)
+
+
 @app.command("cases")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
@@ -153,13 +163,7 @@ def _default_out(spec_path: str, policy: str, seed: int | None) -> Path:
 )
 @click.option("--seed", type=int, default=None, help="Scenario and priority seed.")
 @click.option("--intervals", "-T", type=int, default=None, help="Number of intervals.")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a spec field, e.g. --set mechanism.beta=0.1 (repeatable).",
-)
+@_overrides_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
 @handle_errors
@@ -337,13 +341,7 @@ def _compare_and_report(
 )
 @click.option("--seed", type=int, default=None, help="Scenario and priority seed (all runs).")
 @click.option("--intervals", "-T", type=int, default=None, help="Number of intervals.")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a spec field, e.g. --set mechanism.beta=0.1 (repeatable).",
-)
+@_overrides_option
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
