@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
-#: Version of the manifest layout.
-MANIFEST_VERSION = 1
+#: Version of the manifest layout. 2: the ``intervals.status`` of a scarce interval marks
+#: ``final-rule[k]=maxmin`` when the final clear replaced tier ``k``'s QP by the max-min LPs
+#: (version 1 recorded the fallback only as a note of *some* clear of the fixed point).
+MANIFEST_VERSION = 2
 
 #: Distribution names whose versions every manifest records (key: the import-style name).
 PACKAGES: dict[str, str] = {

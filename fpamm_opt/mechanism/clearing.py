@@ -53,10 +53,15 @@ is returned; ``status`` says what failed. A non-optimal dispatch is never presen
 
 ``status`` is ``;``-joined: first the final dispatch's status (``optimal``), then
 ``error:screen:<status>`` / ``error:clear:<status>`` for failures, then the allocators' notes
-(for instance a retry). A clean interval has ``status == "optimal"``.
+(for instance a retry). A clean interval has ``status == "optimal"``. The notes gather every
+clear of the fixed point; when the *final* clear itself replaced a tier's QP by the max-min
+LPs, ``final-rule[k]=maxmin`` follows, so an auditor knows which rule produced the stored
+allocation of tier ``k`` (without the token, the final clear used the run's own rule).
 """
 
 from __future__ import annotations
+
+import re
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -140,6 +145,10 @@ def _measured_q(residuals: Sequence[float], floor_mw: float) -> float:
     return float(max(ratios)) if ratios else float("nan")
 
 
+#: The allocator's note for a tier whose QP the max-min LPs replaced (problem.py).
+_QP_FALLBACK_NOTE = re.compile(r"qp\[(\d+)\]:[^;]*->maxmin")
+
+
 class _Tracker:
     """Accumulates solve counts, notes and the per-tier quantities of the bound."""
 
@@ -190,7 +199,8 @@ class _Tracker:
         return lam
 
     def status(self, final: Dispatch) -> str:
-        return ";".join([str(final.status), *self.errors, *self.notes])
+        marks = [f"final-rule[{k}]=maxmin" for k in _QP_FALLBACK_NOTE.findall(final.note or "")]
+        return ";".join([str(final.status), *self.errors, *self.notes, *marks])
 
 
 def _weighted_normaliser(lam: np.ndarray, m: np.ndarray) -> float:

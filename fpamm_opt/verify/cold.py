@@ -29,7 +29,9 @@ tier's loads; the leximin vector is unique and a positive dual row is tight in e
 solution of its round), so the replayed allocation must equal the stored one up to solver
 tolerances and fixing bands, whatever vertex either solver lands on. Where the run recorded
 that a tier's QP failed and the max-min LPs replaced it (``qp[k]:...->maxmin``), either rule's
-answer is accepted for that tier (``qp_fallback_tiers``).
+answer is accepted for that tier (``qp_fallback_tiers``). Runs with manifest version 2 or
+later mark the tiers whose *final* clear fell back (``final-rule[k]=maxmin``); for them the
+replay uses exactly the rule that produced the stored allocation (``final_maxmin_tiers``).
 """
 
 from __future__ import annotations
@@ -370,6 +372,7 @@ def replay_clearing(
     fix_bands: tuple[tuple[float, float], ...] = FIX_BANDS,
     qp_fallback_tiers: frozenset[int] = frozenset(),
     certify_above_mw: float | None = None,
+    final_maxmin_tiers: frozenset[int] | None = None,
 ) -> list[TierReplay]:
     """Replay the clearing of one interval tier by tier (see the module docstring).
 
@@ -400,6 +403,10 @@ def replay_clearing(
     certify_above_mw : float, optional
         For a tier replayed with the max-min rule whose allocation differs from the stored
         one by more than this, also compute a :class:`LeximinCertificate`.
+    final_maxmin_tiers : set of int, optional
+        The tiers whose final clear used the max-min LPs in place of the QP (status marks
+        ``final-rule[k]=maxmin``, manifest version 2). When given, every tier is replayed
+        with exactly its final rule and ``qp_fallback_tiers`` is ignored.
 
     Returns
     -------
@@ -415,9 +422,12 @@ def replay_clearing(
     out: list[TierReplay] = []
     for k in tier_order:
         mem = tiers == k
-        rules = [rule]
-        if rule == "qp" and int(k) in qp_fallback_tiers:
-            rules.append("maxmin")
+        if final_maxmin_tiers is not None:
+            rules = ["maxmin" if int(k) in final_maxmin_tiers else rule]
+        else:
+            rules = [rule]
+            if rule == "qp" and int(k) in qp_fallback_tiers:
+                rules.append("maxmin")
         rep: TierReplay | None = None
         for i, (rel, abs_mw) in enumerate(fix_bands):
             band = np.where(earlier, rel * d + abs_mw, 0.0)

@@ -460,6 +460,10 @@ ALLOC_TOL_QP: tuple[float, float] = (1e-4, 1e-4)
 #: loop stopped at its round cap (problem.py).
 _QP_FALLBACK = re.compile(r"qp\[(\d+)\]:[^;]*->maxmin")
 _ROUNDS_CAPPED = re.compile(r"maxmin\[(\d+)\]:rounds-capped")
+#: Manifest version 2 marks the tiers whose final clear used the max-min LPs.
+_FINAL_MAXMIN = re.compile(r"final-rule\[(\d+)\]=maxmin")
+#: First manifest version with those marks.
+FINAL_RULE_MANIFEST_VERSION = 2
 
 #: Manifest defaults for runs that predate the keys (docs: the allocator was then MAX).
 DEFAULT_RULE = "maxmin"
@@ -473,6 +477,8 @@ class ClearingClaim:
     #: ``"maxmin"``, ``"qp"``, or None when the manifest records no mechanism at all
     rule: str | None
     tier_energy: str
+    #: the status marks the final clear's rule per tier (manifest version >= 2)
+    final_marks: bool = False
 
     def describe(self) -> str:
         if self.rule is None:
@@ -509,7 +515,11 @@ def clearing_claim(manifest: Mapping[str, Any]) -> ClearingClaim:
         raise VerificationError(f"unknown within-tier rule {rule!r} in the manifest")
     if energy not in ("free", "max"):
         raise VerificationError(f"unknown tier_energy {energy!r} in the manifest")
-    return ClearingClaim(rule, energy)
+    try:
+        version = int(manifest.get("manifest_version", 1))
+    except (TypeError, ValueError):
+        version = 1
+    return ClearingClaim(rule, energy, version >= FINAL_RULE_MANIFEST_VERSION)
 
 
 def check_cold_resolve(
@@ -694,6 +704,11 @@ def _replay(
         d, avail, x, w = a.demand_mw[k], a.available_mw[k], a.served_mw[k], weights[k]
         text_status = str(status.get(t, "")) if status is not None else ""
         fallback = frozenset(int(m) for m in _QP_FALLBACK.findall(text_status))
+        final_maxmin = (
+            frozenset(int(m) for m in _FINAL_MAXMIN.findall(text_status))
+            if claim.final_marks
+            else None
+        )
         capped = {int(m) for m in _ROUNDS_CAPPED.findall(text_status)}
         tol = rel * float(np.max(d, initial=0.0)) + abs_mw
         order = parse_tier_order(orders.get(t) if orders is not None else None)
@@ -716,6 +731,7 @@ def _replay(
             claim.tier_energy,
             qp_fallback_tiers=fallback,
             certify_above_mw=tol,
+            final_maxmin_tiers=final_maxmin,
         )
         for r in replay:
             if not r.ok:
@@ -730,8 +746,10 @@ def _replay(
                 continue
             j = r.node
             how = f"cold {r.rule or claim.rule}, tier_energy {claim.tier_energy}"
-            if r.tier in fallback:
-                how += f" (the run recorded qp[{r.tier}]->maxmin)"
+            if final_maxmin is not None and r.tier in final_maxmin:
+                how += f" (the run's final clear replaced qp[{r.tier}] by maxmin)"
+            elif r.tier in fallback:
+                how += f" (the run recorded qp[{r.tier}]->maxmin in some clear)"
             if r.tier in capped:
                 how += f" (the run recorded maxmin[{r.tier}]:rounds-capped)"
             desc = (

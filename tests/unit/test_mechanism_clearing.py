@@ -293,6 +293,39 @@ def test_clear_failure_returns_last_ok_iterate() -> None:
     assert res.residuals.size == 1 and not res.q_bound_applies
 
 
+class Fallback(CopperPlateAllocator):
+    """Copper plate whose clears number ``marked`` carry the allocator's QP-fallback note."""
+
+    def __init__(self, marked: set[int]) -> None:
+        super().__init__([100.0], [10.0], [0, 0], 1)
+        self.calls = 0
+        self.marked = marked
+
+    def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
+        self.calls += 1
+        disp = super().clear(inp, tier_order, weights)
+        note = "qp[0]:Solve error->maxmin" if self.calls in self.marked else ""
+        return dataclasses.replace(disp, note=note)
+
+
+def _fallback_run(marked: set[int]) -> tuple[ClearingResult, int]:
+    alloc = Fallback(marked)
+    inp = IntervalInput(0, np.array([10.0, 10.0]), np.array([12.0]))
+    res = clear_interval(
+        alloc, inp, np.array([0.0, 0.3]), np.array([0, 0]), 1, [0], Policy.FPAMM, MechanismConfig()
+    )
+    return res, alloc.calls
+
+
+def test_status_marks_the_final_clears_rule() -> None:
+    """An earlier iterate's fallback is a note; only the final clear's earns ``final-rule``."""
+    res, calls = _fallback_run({1})
+    assert calls > 1
+    assert "qp[0]:Solve error->maxmin" in res.status and "final-rule" not in res.status
+    res, calls = _fallback_run(set(range(1, 100)))
+    assert res.status.endswith("final-rule[0]=maxmin")
+
+
 def test_first_clear_failure_falls_back_to_screen() -> None:
     res = _flaky_run(Flaky(fail_at=1))
     assert res.ok and res.dispatch is res.screen

@@ -257,10 +257,33 @@ def test_a_recorded_qp_fallback_accepts_the_max_min_answer(tiny_case: Path) -> N
     iv["status"] = "optimal;qp[0]:Iteration limit reached->maxmin"
     res = check_cold_resolve(run, sample=10)
     assert res.passed, res.detail
-    assert "cold maxmin, tier_energy free (the run recorded qp[0]->maxmin)" in res.detail
+    assert "cold maxmin, tier_energy free (the run recorded qp[0]->maxmin in some clear)" in res.detail
     # The note names tier 0 only: tier 1 of a two-tier run still has to match the QP.
     iv["status"] = "optimal;qp[1]:Iteration limit reached->maxmin"
     assert not check_cold_resolve(run, sample=10).passed
+
+
+def test_the_final_rule_mark_decides_which_rule_is_replayed(tiny_case: Path) -> None:
+    """Manifest version 2 marks the tiers whose *final* clear fell back to max-min."""
+    run = make_run(tiny_case, ("maxmin", "free"), {"rule": "qp", "tier_energy": "free"})
+    run.manifest["manifest_version"] = 2
+    iv = run.tables["intervals"]
+    # A fallback in an earlier iterate only: the final clear was a QP, so the stored max-min
+    # answer must not be accepted.
+    iv["status"] = "optimal;qp[0]:Solve error->maxmin"
+    res = check_cold_resolve(run, sample=10)
+    assert not res.passed
+    assert "cold qp" in res.detail and "(the run recorded qp[0]->maxmin in some clear)" in res.detail
+    iv["status"] = "optimal;qp[0]:Solve error->maxmin;final-rule[0]=maxmin"
+    res = check_cold_resolve(run, sample=10)
+    assert res.passed, res.detail
+    # And a QP answer stored under a max-min mark is caught the other way round.
+    qp_run = make_run(tiny_case, ("qp", "free"), {"rule": "qp", "tier_energy": "free"})
+    qp_run.manifest["manifest_version"] = 2
+    assert check_cold_resolve(qp_run, sample=10).passed
+    qp_run.tables["intervals"]["status"] = "optimal;qp[0]:x->maxmin;final-rule[0]=maxmin"
+    res = check_cold_resolve(qp_run, sample=10)
+    assert not res.passed and "final clear replaced qp[0] by maxmin" in res.detail
 
 
 # ------------------------------------------------------------ leximin certificate
