@@ -759,8 +759,11 @@ class HighsEngine:
             {"presolve": "off"},
         ]
 
-    def solve(self, duals: bool = False) -> LPSolution:
+    def solve(self, duals: bool = False, retry: bool = True) -> LPSolution:
         """Solve in place (hot start); from scratch when that is not optimal.
+
+        ``retry=False`` skips the cold retries: for a trial solve whose infeasibility is an
+        expected answer (the water-fill check of :class:`~fpamm_opt.problem.AllocationProblem`).
 
         LP: a cold retry, then one without presolve. QP: cold retries over
         :data:`QP_REGULARIZATION` and without presolve (HiGHS's active-set QP solver
@@ -781,7 +784,7 @@ class HighsEngine:
                 self._eval_dynamic()
             inst.catch_up(t)
             ms = self._run(inst)
-            if ms != _MS.kOptimal:
+            if ms != _MS.kOptimal and retry:
                 for extra in self._retries(is_qp):
                     ms = self._run(inst, cold=True, extra=extra)
                     message = "cold-retry" + "".join(f":{k}={v}" for k, v in extra.items())

@@ -39,6 +39,7 @@ from fpamm_opt.blocks.allocation import build_allocation_block
 from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
 from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.config import Rule, TierEnergy
+from fpamm_opt.mechanism.copperplate import water_fill
 from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus
 from fpamm_opt.network import NetworkData
 from fpamm_opt.solvers import SolverSpec, make_solver
@@ -174,7 +175,8 @@ class PyomoEngine:
     def set_weights(self, w: np.ndarray) -> None:
         self._set(self.m.alloc.weight, w, self._node)
 
-    def solve(self, duals: bool = False) -> LPSolution:
+    def solve(self, duals: bool = False, retry: bool = True) -> LPSolution:
+        """Solve with the adapter (``retry`` is the fast path's; the adapters do not retry)."""
         res = self.solver.solve()
         dc = self.m.dcopf
         n = self.net
@@ -269,6 +271,7 @@ class AllocationProblem:
         extensions: Sequence[Extension] = (),
         max_rounds: int = 50,
         tier_energy: TierEnergy | str = TierEnergy.FREE,
+        water_fill: bool = True,
     ) -> None:
         self.net = net
         self.node_tier = np.asarray(node_tier, dtype=int)
@@ -291,6 +294,17 @@ class AllocationProblem:
         #: nodes keep the last solution and the dispatch notes "rounds-capped".
         self.max_rounds = max_rounds
         self.tier_energy = TierEnergy(tier_energy)
+        #: Try the exact water-fill shortcut per tier before the rule's solves (see
+        #: :meth:`clear`); False always runs the deliverable LP and the rule.
+        self.water_fill = bool(water_fill)
+        #: How tiers were cleared: ``"cp"`` water-fill at the copper-plate bound accepted,
+        #: ``"rule"`` the trial was infeasible and the rule's solves ran.
+        self.tier_paths: dict[str, int] = {"cp": 0, "rule": 0, "skipped": 0}
+        # Trials found infeasible in the current interval, by (tier, position in the order):
+        # the fixed point clears one interval several times with nearby weights, and a
+        # congested tier stays congested; skipping the repeat trial saves one LP per clear.
+        self._trial_key: tuple[int, float, float] | None = None
+        self._trial_failed: set[tuple[int, int]] = set()
 
     # ---------------------------------------------------------------- helpers
     def _base(self, inp: IntervalInput) -> None:
@@ -343,6 +357,64 @@ class AllocationProblem:
             bus_price = sol.balance_duals[isl] - net.ptdf.T @ flow
         return np.asarray(bus_price)[net.node_bus]
 
+    @staticmethod
+    def _tier_level(
+        d: np.ndarray,
+        x: np.ndarray,
+        w: np.ndarray,
+        v: np.ndarray,
+        mem: np.ndarray,
+        q: float,
+        tol_mw: float,
+    ) -> tuple[float, bool]:
+        """Tier level ``max u_i w_i`` over uncapped nodes, and whether a cap ``u <= 1`` binds."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.where(d > 0, 1.0 - x / d, 0.0)
+        uncapped = mem & (d > 0) & (u < 1.0 - 1e-9)
+        capped = mem & (d > 0) & (u >= 1.0 - 1e-9)
+        level = float(np.max(u[uncapped] * w[uncapped])) if uncapped.any() else 1.0
+        cap = bool(q > tol_mw and capped.any() and np.any(level * v[capped] > 1.0 + 1e-9))
+        return level, cap
+
+    def _water_fill_trial(
+        self,
+        d: np.ndarray,
+        v: np.ndarray,
+        mem: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        q: float,
+        band: np.ndarray,
+    ) -> tuple[np.ndarray, LPSolution]:
+        """Tier ``mem`` water-filled to serve ``q`` MW, then one LP: is it in ``X(t)``?
+
+        Both rules have the copper-plate answer ``u_i = min(1, λ v_i)`` with
+        ``Σ d_i u_i = Σ d_i - q`` over the set ``{0 <= x <= d, Σ_tier x <= q}``; when ``q`` is
+        at least the tier's deliverable energy that set contains the tier's slice of ``X(t)``
+        (earlier tiers fixed, later at zero), so a water-filled point that the LP finds
+        feasible is the rule's unique answer over ``X(t)`` too. The LP (least-cost dispatch
+        with the tier fixed within ``band``) includes every network and extension constraint.
+        """
+        x = np.zeros(self.n_node)
+        pos = mem & (d > 0)
+        u, _ = water_fill(d[pos], v[pos], max(float(d[pos].sum()) - q, 0.0))
+        x[pos] = d[pos] * (1.0 - u)
+        lo_t, hi_t = lo.copy(), hi.copy()
+        if q >= float(d[mem].sum()):
+            lo_t[mem] = hi_t[mem] = d[mem]  # fully served: fixed exactly, as the rule path does
+        else:
+            lo_t[mem] = np.maximum(x[mem] - band[mem], 0.0)
+            hi_t[mem] = np.minimum(x[mem] + band[mem], d[mem])
+        e = self.engine
+        e.set_level(self._ones_node, self._zeros_node)
+        e.set_tier_total(self._ones_node, 0.0)
+        e.set_served_bounds(lo_t, hi_t)
+        e.set_objective(self.price, self._zeros_node, 0.0)
+        sol = e.solve(retry=False)
+        if sol.status is not SolveStatus.OPTIMAL:
+            e.set_served_bounds(lo, hi)  # the rule's solves see the tier free again
+        return x, sol
+
     # ------------------------------------------------------------ Allocator
     def screen(self, inp: IntervalInput) -> Dispatch:
         """Least-cost DC-OPF with one value of lost load (the LMP baseline's clearing)."""
@@ -381,9 +453,40 @@ class AllocationProblem:
         rounds = np.zeros(K, dtype=int)
         cap = False
         n_solves, solve_s = 0, 0.0
-        for k in tier_order:
+        x_fixed = np.zeros(self.n_node)  # allocation of the tiers cleared so far
+        avail_total = float(np.sum(np.asarray(inp.available_mw, dtype=float)))
+        last: LPSolution | None = None  # the final dispatch LP, when a trial already was one
+        key = (int(inp.t), float(d.sum()), avail_total)
+        if key != self._trial_key:
+            self._trial_key, self._trial_failed = key, set()
+        for pos, k in enumerate(tier_order):
             mem = self.node_tier == k
             lo[mem], hi[mem] = 0.0, d[mem]
+            last = None
+            # Shortcut: the copper-plate bound on the tier's energy, water-filled, checked.
+            if self.water_fill and (k, pos) in self._trial_failed:
+                self.tier_paths["skipped"] += 1
+            elif self.water_fill:
+                q_cp = min(float(d[mem].sum()), max(avail_total - float(x_fixed.sum()), 0.0))
+                x, sol = self._water_fill_trial(d, v, mem, lo, hi, q_cp, band)
+                n_solves += 1
+                solve_s += sol.solve_s
+                if sol.status is SolveStatus.OPTIMAL:
+                    self.tier_paths["cp"] += 1
+                    deliver[k] = q_cp
+                    levels[k], capped_now = self._tier_level(d, x, w, v, mem, q_cp, tol_mw)
+                    cap |= capped_now
+                    rounds[k] = 0 if levels[k] == 0.0 else 1
+                    if q_cp >= float(d[mem].sum()):
+                        lo[mem] = hi[mem] = d[mem]
+                    else:
+                        lo[mem] = np.maximum(x[mem] - band[mem], 0.0)
+                        hi[mem] = np.minimum(x[mem] + band[mem], d[mem])
+                    x_fixed[mem] = x[mem]
+                    last = sol
+                    continue
+                self.tier_paths["rule"] += 1
+                self._trial_failed.add((k, pos))
             # (a) the tier's deliverable energy, earlier tiers fixed, later tiers at zero
             e.set_served_bounds(lo, hi)
             e.set_level(self._ones_node, self._zeros_node)
@@ -400,6 +503,7 @@ class AllocationProblem:
             deliver[k] = q
             if q >= d[mem].sum() - tol_mw:
                 lo[mem] = hi[mem] = d[mem]
+                x_fixed[mem] = d[mem]
                 levels[k] = 0.0
                 continue
             if self.tier_energy is TierEnergy.MAX:
@@ -469,28 +573,28 @@ class AllocationProblem:
                 if free.any():
                     notes.append(f"maxmin[{k}]:rounds-capped")
                 x = np.where(mem, np.clip(x, 0.0, d), x)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u = np.where(d > 0, 1.0 - x / d, 0.0)
-            uncapped = mem & (d > 0) & (u < 1.0 - 1e-9)
-            capped = mem & (d > 0) & (u >= 1.0 - 1e-9)
-            levels[k] = float(np.max(u[uncapped] * w[uncapped])) if uncapped.any() else 1.0
-            if q > tol_mw and capped.any() and np.any(levels[k] * v[capped] > 1.0 + 1e-9):
-                cap = True
+            levels[k], capped_now = self._tier_level(d, x, w, v, mem, q, tol_mw)
+            cap |= capped_now
             # The tier's allocation is fixed lexicographically, within the same tiny band.
             lo[mem] = np.maximum(x[mem] - band[mem], 0.0)
             hi[mem] = np.minimum(x[mem] + band[mem], d[mem])
-        # (c) least-cost dispatch of the allocation just fixed
-        e.set_level(self._ones_node, self._zeros_node)
-        e.set_tier_total(self._ones_node, 0.0)
-        e.set_served_bounds(lo, hi)
-        e.set_objective(self.price, self._zeros_node, 0.0)
-        sol = e.solve()
-        if sol.message:
-            notes.append(sol.message)
-        n_solves += 1
-        solve_s += sol.solve_s
-        if sol.status is not SolveStatus.OPTIMAL:
-            return self._failed(sol, n_solves, solve_s, "dispatch")
+            x_fixed[mem] = x[mem]
+        if last is not None:
+            # The last tier's accepted trial was this very LP (same bounds, cost objective).
+            sol = last
+        else:
+            # (c) least-cost dispatch of the allocation just fixed
+            e.set_level(self._ones_node, self._zeros_node)
+            e.set_tier_total(self._ones_node, 0.0)
+            e.set_served_bounds(lo, hi)
+            e.set_objective(self.price, self._zeros_node, 0.0)
+            sol = e.solve()
+            if sol.message:
+                notes.append(sol.message)
+            n_solves += 1
+            solve_s += sol.solve_s
+            if sol.status is not SolveStatus.OPTIMAL:
+                return self._failed(sol, n_solves, solve_s, "dispatch")
         return Dispatch(
             status=SolveStatus.OPTIMAL,
             served_mw=np.clip(sol.pl, 0.0, d),

@@ -62,7 +62,6 @@ allocation of tier ``k`` (without the token, the final clear used the run's own 
 from __future__ import annotations
 
 import re
-
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 

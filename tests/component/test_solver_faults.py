@@ -97,13 +97,15 @@ def _fail_engine_once(alloc: run_mod.RetryingAllocator, method: str, t_fail: int
     state = {"armed": False, "fired": 0, "solves": 0}
     real_solve, real_method = eng.solve, getattr(prim, method)
 
-    def solve(duals: bool = False) -> LPSolution:
+    def solve(duals: bool = False, retry: bool = True) -> LPSolution:
         state["solves"] += 1
-        if state["armed"]:
+        # A water-fill trial (retry=False) that fails only sends the tier to the rule's
+        # solves; the fault is injected into the first solve whose failure counts.
+        if state["armed"] and retry:
             state["armed"] = False
             state["fired"] += 1
             return _error_solution(prim.net)
-        return real_solve(duals=duals)
+        return real_solve(duals=duals, retry=retry)
 
     def wrapped(inp: Any, *args: Any) -> Dispatch:
         if inp.t == t_fail and not state["fired"]:
@@ -289,8 +291,8 @@ def _always_fail_from(alloc: run_mod.RetryingAllocator, t_fail: int) -> None:
     def break_engine(target: Any) -> None:
         eng, net = target.engine, target.net
         real_solve = eng.solve
-        eng.solve = lambda duals=False: (
-            _error_solution(net) if current["t"] >= t_fail else real_solve(duals=duals)
+        eng.solve = lambda duals=False, retry=True: (
+            _error_solution(net) if current["t"] >= t_fail else real_solve(duals=duals, retry=retry)
         )
         for method in ("screen", "clear"):
             real = getattr(target, method)

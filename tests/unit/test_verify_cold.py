@@ -257,7 +257,9 @@ def test_a_recorded_qp_fallback_accepts_the_max_min_answer(tiny_case: Path) -> N
     iv["status"] = "optimal;qp[0]:Iteration limit reached->maxmin"
     res = check_cold_resolve(run, sample=10)
     assert res.passed, res.detail
-    assert "cold maxmin, tier_energy free (the run recorded qp[0]->maxmin in some clear)" in res.detail
+    assert (
+        "cold maxmin, tier_energy free (the run recorded qp[0]->maxmin in some clear)" in res.detail
+    )
     # The note names tier 0 only: tier 1 of a two-tier run still has to match the QP.
     iv["status"] = "optimal;qp[1]:Iteration limit reached->maxmin"
     assert not check_cold_resolve(run, sample=10).passed
@@ -273,7 +275,9 @@ def test_the_final_rule_mark_decides_which_rule_is_replayed(tiny_case: Path) -> 
     iv["status"] = "optimal;qp[0]:Solve error->maxmin"
     res = check_cold_resolve(run, sample=10)
     assert not res.passed
-    assert "cold qp" in res.detail and "(the run recorded qp[0]->maxmin in some clear)" in res.detail
+    assert (
+        "cold qp" in res.detail and "(the run recorded qp[0]->maxmin in some clear)" in res.detail
+    )
     iv["status"] = "optimal;qp[0]:Solve error->maxmin;final-rule[0]=maxmin"
     res = check_cold_resolve(run, sample=10)
     assert res.passed, res.detail
