@@ -2,8 +2,10 @@
 
 ``python -m fpamm_opt.report.seeds DIR`` reads ``DIR/index.parquet`` (a batch whose sweep
 varies ``seed`` and ``policy``), pairs each seed's ``fpamm`` and ``equal`` runs (common random
-numbers), and prints per seed the weak bus, both peak weak-bus errors, the reduction and both
-limiting spreads, then the mean and range of the reductions. ``--json`` prints the same.
+numbers), and prints per seed the weak bus, both peak weak-bus errors, the reduction, both
+limiting spreads and both T5 verdicts, then the mean and range of the reductions and how many
+seeds pass T5 under each policy (T5 judges one path; docs/verification.md). ``--json`` prints
+the same.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from fpamm_opt.io.batch import read_index
 from fpamm_opt.io.reader import read_table
 from fpamm_opt.report.metrics import compare_weak_bus, limiting_spread
+from fpamm_opt.verify.convergence import check_convergence
 
 _NODE_COLS = ["t", "node", "bus", "tier", "demand_mw", "served_mw"]
 
@@ -33,6 +36,8 @@ class SeedResult:
     reduction: float
     spread_fp: float
     spread_ew: float
+    t5_fp: bool  #: T5 verdict of the FP-AMM run
+    t5_ew: bool  #: T5 verdict of the equal-weight run
 
 
 def seed_results(batch_dir: Path | str) -> list[SeedResult]:
@@ -62,6 +67,8 @@ def seed_results(batch_dir: Path | str) -> list[SeedResult]:
                 float(cmp_.reduction),
                 float(limiting_spread(fp).overall),
                 float(limiting_spread(ew).overall),
+                bool(check_convergence(runs["fpamm"]).passed),
+                bool(check_convergence(runs["equal"]).passed),
             )
         )
     return out
@@ -79,6 +86,8 @@ def summary(results: list[SeedResult]) -> dict[str, float]:
         "spread_reduction_mean": float(np.mean(spr)) if spr.size else float("nan"),
         "spread_reduction_min": float(np.min(spr)) if spr.size else float("nan"),
         "spread_reduction_max": float(np.max(spr)) if spr.size else float("nan"),
+        "t5_passed_fpamm": sum(r.t5_fp for r in results),
+        "t5_passed_equal": sum(r.t5_ew for r in results),
     }
 
 
@@ -101,14 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(
             f"seed {r.seed}: weak node {r.weak_node}: peak FP {r.peak_fp:.4f} vs EW "
             f"{r.peak_ew:.4f} (reduction {r.reduction:.1%}); spread FP {r.spread_fp:.4f} "
-            f"vs EW {r.spread_ew:.4f}\n"
+            f"vs EW {r.spread_ew:.4f}; T5 FP {'pass' if r.t5_fp else 'fail'}, EW "
+            f"{'pass' if r.t5_ew else 'fail'}\n"
         )
     sys.stdout.write(
         f"{summ['seeds']} seeds: peak weak-bus error reduction mean "
         f"{summ['reduction_mean']:.1%} (range {summ['reduction_min']:.1%} to "
         f"{summ['reduction_max']:.1%}); spread reduction mean "
         f"{summ['spread_reduction_mean']:.1%} (range {summ['spread_reduction_min']:.1%} to "
-        f"{summ['spread_reduction_max']:.1%})\n"
+        f"{summ['spread_reduction_max']:.1%}); T5 passed on {summ['t5_passed_fpamm']} "
+        f"(FP-AMM) and {summ['t5_passed_equal']} (equal weights) of {summ['seeds']} seeds\n"
     )
     return 0
 

@@ -257,4 +257,7 @@ def test_seed_report_pairs_policies_by_swept_values(local_batch: Path) -> None:
         else:
             assert math.isnan(r.reduction)
         assert r.spread_fp >= 0 and r.spread_ew >= 0
-    assert summary(res)["seeds"] == 4
+    summ = summary(res)
+    assert summ["seeds"] == 4
+    assert summ["t5_passed_fpamm"] == sum(r.t5_fp for r in res)
+    assert summ["t5_passed_equal"] == sum(r.t5_ew for r in res)
