@@ -52,6 +52,7 @@ SCARCE_SHARE = 0.26
 
 BENCHES = {
     "interval": ("bench_interval.py", 900, 600),  # script, timeout full (s), timeout quick
+    "mechanism": ("bench_mechanism.py", 1800, 600),
     "memory": ("bench_memory.py", 1800, 600),
     "scale": ("bench_scale.py", 2700, 900),
 }
@@ -233,6 +234,26 @@ def targets(res: dict, share: float) -> list[dict]:
             _row(k, t, None, "", None, "bench_interval failed")
             for k, t in (("a", "<= 2.0x"), ("b", ">= 10x"), ("c", ">= 10x"))
         ]
+    me = res.get("mechanism", {}).get("result")
+    if me:
+        fp, pp_ms = me["fpamm_water_fill"], me["pandapower_rundcopp"]["wall_ms"]
+        for key, ours, what in (
+            ("b.run", fp["ms_per_interval"], "mean interval"),
+            ("b.run_scarce", fp["ms_per_scarce"], "mean scarce interval"),
+        ):
+            rows.append(
+                _row(
+                    key,
+                    ">= 10x",
+                    pp_ms / ours,
+                    "{:.2f}x",
+                    pp_ms / ours >= 10,
+                    f"{me['spec']} as shipped (QP rule, fixed point, storage), {fp['intervals']} "
+                    f"intervals: one rundcopp {pp_ms:.1f} ms / FP-AMM {what} {ours:.1f} ms",
+                )
+            )
+    else:
+        rows.append(_row("b.run", ">= 10x", None, "", None, "bench_mechanism failed"))
     mem = res.get("memory", {}).get("result")
     if mem:
         for policy, p in mem["pairs"].items():
