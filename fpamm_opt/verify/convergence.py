@@ -118,11 +118,10 @@ def check_convergence(run: RunData | str | Path) -> CheckResult:
             f"{sys_fit.slope:.3g}, E_sys(T/20)={sys_fit.e_lo:.4g}, E_sys(T/2)={sys_fit.e_hi:.4g}"
         )
         if not sys_ok:
-            numbers += " -- it fails the same criterion on this path" + (
-                ""
-                if passed
-                else ": the scenario's scarcity, which no allocation rule changes, "
-                "is enough to fail T5 (docs/verification.md, 'T5 on one path')"
+            numbers += (
+                " -- it fails the same criterion on this path: over this window the scenario's "
+                "own scarcity does not settle at the 1/√t pace, whatever the allocation "
+                "(docs/verification.md, 'T5 on one path')"
             )
     if passed:
         detail = numbers
