@@ -405,15 +405,19 @@ class AllocationProblem:
         else:
             lo_t[mem] = np.maximum(x[mem] - band[mem], 0.0)
             hi_t[mem] = np.minimum(x[mem] + band[mem], d[mem])
+        sol = self._least_cost_lp(lo_t, hi_t, retry=False)
+        if sol.status is not SolveStatus.OPTIMAL:
+            self.engine.set_served_bounds(lo, hi)  # the rule's solves see the tier free again
+        return x, sol
+
+    def _least_cost_lp(self, lo: np.ndarray, hi: np.ndarray, retry: bool = True) -> LPSolution:
+        """Least-cost dispatch with served loads in ``[lo, hi]`` (level rows, tier total off)."""
         e = self.engine
         e.set_level(self._ones_node, self._zeros_node)
         e.set_tier_total(self._ones_node, 0.0)
-        e.set_served_bounds(lo_t, hi_t)
+        e.set_served_bounds(lo, hi)
         e.set_objective(self.price, self._zeros_node, 0.0)
-        sol = e.solve(retry=False)
-        if sol.status is not SolveStatus.OPTIMAL:
-            e.set_served_bounds(lo, hi)  # the rule's solves see the tier free again
-        return x, sol
+        return e.solve(retry=retry)
 
     # ------------------------------------------------------------ Allocator
     def screen(self, inp: IntervalInput) -> Dispatch:
@@ -584,11 +588,7 @@ class AllocationProblem:
             sol = last
         else:
             # (c) least-cost dispatch of the allocation just fixed
-            e.set_level(self._ones_node, self._zeros_node)
-            e.set_tier_total(self._ones_node, 0.0)
-            e.set_served_bounds(lo, hi)
-            e.set_objective(self.price, self._zeros_node, 0.0)
-            sol = e.solve()
+            sol = self._least_cost_lp(lo, hi)
             if sol.message:
                 notes.append(sol.message)
             n_solves += 1
