@@ -298,13 +298,20 @@ class AllocationProblem:
         #: :meth:`clear`); False always runs the deliverable LP and the rule.
         self.water_fill = bool(water_fill)
         #: How tiers were cleared: ``"cp"`` water-fill at the copper-plate bound accepted,
-        #: ``"rule"`` the trial was infeasible and the rule's solves ran.
+        #: ``"rule"`` the trial was infeasible and the rule's solves ran, ``"skipped"`` no
+        #: trial (it failed earlier in the interval, or trials rarely succeed lately).
         self.tier_paths: dict[str, int] = {"cp": 0, "rule": 0, "skipped": 0}
         # Trials found infeasible in the current interval, by (tier, position in the order):
         # the fixed point clears one interval several times with nearby weights, and a
         # congested tier stays congested; skipping the repeat trial saves one LP per clear.
         self._trial_key: tuple[int, float, float] | None = None
         self._trial_failed: set[tuple[int, int]] = set()
+        # Across intervals: the success rate of trials on tiers that cannot be fully served
+        # (an average over about the last ten). On a network whose scarcity always congests
+        # they almost never succeed; below TRIAL_MIN_RATE only every TRIAL_PROBE-th such tier
+        # is tried, so the rate can recover. Speed only: either path gives the rule's answer.
+        self._trial_rate = 1.0
+        self._trial_turns = 0
 
     # ---------------------------------------------------------------- helpers
     def _base(self, inp: IntervalInput) -> None:
@@ -356,6 +363,16 @@ class AllocationProblem:
             flow = sol.flow_duals if sol.flow_duals is not None else np.zeros(net.n_branch)
             bus_price = sol.balance_duals[isl] - net.ptdf.T @ flow
         return np.asarray(bus_price)[net.node_bus]
+
+    #: Below this success rate of weighted water-fill trials, only every TRIAL_PROBE-th
+    #: weighted tier is tried (see ``_trial_rate``).
+    TRIAL_MIN_RATE = 0.2
+    TRIAL_PROBE = 10
+
+    def _trial_due(self) -> bool:
+        """Whether a tier that cannot be fully served gets a water-fill trial."""
+        self._trial_turns += 1
+        return self._trial_rate >= self.TRIAL_MIN_RATE or self._trial_turns % self.TRIAL_PROBE == 0
 
     @staticmethod
     def _tier_level(
@@ -468,14 +485,20 @@ class AllocationProblem:
             lo[mem], hi[mem] = 0.0, d[mem]
             last = None
             # Shortcut: the copper-plate bound on the tier's energy, water-filled, checked.
-            if self.water_fill and (k, pos) in self._trial_failed:
+            q_cp = min(float(d[mem].sum()), max(avail_total - float(x_fixed.sum()), 0.0))
+            weighted = q_cp < float(d[mem].sum())
+            if self.water_fill and (
+                (k, pos) in self._trial_failed or (weighted and not self._trial_due())
+            ):
                 self.tier_paths["skipped"] += 1
             elif self.water_fill:
-                q_cp = min(float(d[mem].sum()), max(avail_total - float(x_fixed.sum()), 0.0))
                 x, sol = self._water_fill_trial(d, v, mem, lo, hi, q_cp, band)
                 n_solves += 1
                 solve_s += sol.solve_s
-                if sol.status is SolveStatus.OPTIMAL:
+                ok = sol.status is SolveStatus.OPTIMAL
+                if weighted:
+                    self._trial_rate = 0.9 * self._trial_rate + 0.1 * ok
+                if ok:
                     self.tier_paths["cp"] += 1
                     deliver[k] = q_cp
                     levels[k], capped_now = self._tier_level(d, x, w, v, mem, q_cp, tol_mw)

@@ -8,6 +8,8 @@ taken (a shortcut that never fires would pass the parity test vacuously).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,27 @@ def test_a_repeat_clear_of_the_same_interval_skips_the_failed_trial() -> None:
             assert again.n_solves < first.n_solves
             return
     pytest.fail("no interval had a failed trial to skip")
+
+
+def test_trials_are_rationed_when_they_rarely_succeed() -> None:
+    """Below TRIAL_MIN_RATE only every TRIAL_PROBE-th weighted tier is tried; the answer is
+    the rule's either way."""
+    net = load_network("case57", ratings="derived", rating_alpha=1.2, rating_min_mw=20.0)
+    tiers = np.zeros(net.n_node, dtype=int)
+    prob = AllocationProblem(net, tiers, 1, rule="maxmin", formulation="ptdf", solver=SPEC)
+    ref = AllocationProblem(
+        net, tiers, 1, rule="maxmin", formulation="ptdf", solver=SPEC, water_fill=False
+    )
+    inp, w, _ = _intervals(net, seed=11)[0]
+    prob._trial_rate = 0.0  # as after a long run of congested intervals
+    probe = AllocationProblem.TRIAL_PROBE
+    tried = []
+    for _ in range(2 * probe):
+        before = prob.tier_paths["cp"] + prob.tier_paths["rule"]
+        got = prob.clear(dataclasses.replace(inp, t=len(tried)), [0], w)
+        tried.append(prob.tier_paths["cp"] + prob.tier_paths["rule"] > before)
+        gap = np.abs(got.served_mw - ref.clear(inp, [0], w).served_mw)
+        assert np.all(gap <= 1e-5 * np.maximum(inp.demand_mw, 1.0))
+        prob._trial_rate = 0.0
+    # One single tier per clear: tried exactly on the probe turns.
+    assert tried == [(i + 1) % probe == 0 for i in range(2 * probe)]
