@@ -249,7 +249,10 @@ def targets(res: dict, share: float) -> list[dict]:
                     "{:.2f}x",
                     pp_ms / ours >= 10,
                     f"{me['spec']} as shipped (QP rule, fixed point, storage), {fp['intervals']} "
-                    f"intervals: one rundcopp {pp_ms:.1f} ms / FP-AMM {what} {ours:.1f} ms",
+                    f"intervals: one converged rundcopp {pp_ms:.1f} ms "
+                    f"({me['pandapower_rundcopp'].get('converged', '?')} of "
+                    f"{me['pandapower_rundcopp'].get('converged', 0) + me['pandapower_rundcopp']['failed']}"
+                    f" converged) / FP-AMM {what} {ours:.1f} ms",
                 )
             )
     else:
