@@ -87,6 +87,27 @@ def extension_is_static(m: pyo.ConcreteModel) -> bool:
     return True
 
 
+def balance_is_own(m: pyo.ConcreteModel) -> bool:
+    """True when the power balance involves only the DC-OPF block's own variables.
+
+    The water-fill shortcut bounds a tier's energy by the generators' available capacity. An
+    extension that only adds constraints (a ramp limit, a zonal import cap) keeps that bound
+    valid; one that puts a new source into the balance (an import, storage) would not, and
+    then :class:`AllocationProblem` always runs the rule's solves.
+    """
+    from pyomo.core.expr.visitor import identify_variables
+
+    dc = m.dcopf
+    own = {id(v) for comp in (dc.pg, dc.pl, dc.pf) for v in comp.values()}
+    if hasattr(dc, "va"):
+        own |= {id(v) for v in dc.va.values()}
+    return all(
+        id(v) in own
+        for con in dc.eq_p_balance.values()
+        for v in identify_variables(con.body, include_fixed=True)
+    )
+
+
 # ----------------------------------------------------------------- engine --
 @dataclass
 class LPSolution:
@@ -296,7 +317,7 @@ class AllocationProblem:
         self.tier_energy = TierEnergy(tier_energy)
         #: Try the exact water-fill shortcut per tier before the rule's solves (see
         #: :meth:`clear`); False always runs the deliverable LP and the rule.
-        self.water_fill = bool(water_fill)
+        self.water_fill = bool(water_fill) and balance_is_own(self.model)
         #: How tiers were cleared: ``"cp"`` water-fill at the copper-plate bound accepted,
         #: ``"rule"`` the trial was infeasible and the rule's solves ran, ``"skipped"`` no
         #: trial (it failed earlier in the interval, or trials rarely succeed lately).

@@ -108,3 +108,37 @@ def test_trials_are_rationed_when_they_rarely_succeed() -> None:
         prob._trial_rate = 0.0
     # One single tier per clear: tried exactly on the probe turns.
     assert tried == [(i + 1) % probe == 0 for i in range(2 * probe)]
+
+
+def _add_import(m, net) -> None:
+    """An extension that puts a 30 MW source into the (PTDF island) power balance."""
+    import pyomo.environ as pyo
+
+    m.imp = pyo.Var(bounds=(0.0, 30.0))
+    con = m.dcopf.eq_p_balance[next(iter(m.dcopf.eq_p_balance))]
+    con.set_value((con.lower, con.body + m.imp, con.upper))
+
+
+def _cap_gen0(m, net) -> None:
+    """An extension that only restricts: generator 0 at most 50 MW."""
+    import pyomo.environ as pyo
+
+    m.cap0 = pyo.Constraint(expr=m.dcopf.pg[next(iter(m.dcopf.gen))] <= 50.0)
+
+
+def test_an_extension_that_adds_supply_turns_the_shortcut_off() -> None:
+    """The copper-plate bound (available generation) is only valid when nothing else feeds
+    the balance; with an added source the allocator runs the rule and uses the source."""
+    net = load_network("case57", ratings="derived", rating_alpha=1.2, rating_min_mw=20.0)
+    tiers = np.zeros(net.n_node, dtype=int)
+    kw = dict(rule="maxmin", formulation="ptdf", solver=SPEC, engine="pyomo")
+    assert AllocationProblem(net, tiers, 1, extensions=[_cap_gen0], **kw).water_fill
+    prob = AllocationProblem(net, tiers, 1, extensions=[_add_import], **kw)
+    assert not prob.water_fill
+    inp, w, _ = _intervals(net, seed=11)[0]
+    got = prob.clear(inp, [0], w)
+    assert got.ok
+    # The source counts: the tier could get more than the generators can supply, which the
+    # copper-plate bound of the shortcut would have missed.
+    assert got.tier_deliverable_mw[0] > float(np.sum(inp.available_mw)) + 1.0
+    assert prob.tier_paths == {"cp": 0, "rule": 0, "skipped": 0}
