@@ -40,7 +40,13 @@ from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
 from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.config import Rule, TierEnergy
 from fpamm_opt.mechanism.copperplate import water_fill
-from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus
+from fpamm_opt.mechanism.types import (
+    Dispatch,
+    IntervalInput,
+    SolveStatus,
+    qp_fallback_note,
+    rounds_capped_note,
+)
 from fpamm_opt.network import NetworkData
 from fpamm_opt.solvers import SolverSpec, make_solver
 
@@ -574,7 +580,7 @@ class AllocationProblem:
                     # HiGHS's QP solver occasionally stops ("Iteration limit reached", "Solve
                     # error") on feasible problems: fall back to the LP rule for this tier,
                     # which gives the same answer on an uncongested network. Recorded.
-                    notes.append(f"qp[{k}]:{sol.termination}->maxmin")
+                    notes.append(qp_fallback_note(k, sol.termination))
                     use_lp = True
             if use_lp:
                 e.set_objective(self._zeros_gen, self._zeros_node, 1.0)
@@ -619,7 +625,7 @@ class AllocationProblem:
                     if lam <= 1e-12:
                         break
                 if free.any():
-                    notes.append(f"maxmin[{k}]:rounds-capped")
+                    notes.append(rounds_capped_note(k))
                 x = np.where(mem, np.clip(x, 0.0, d), x)
             levels[k], capped_now = self._tier_level(d, x, w, v, mem, q, tol_mw)
             cap |= capped_now

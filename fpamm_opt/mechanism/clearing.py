@@ -61,7 +61,6 @@ allocation of tier ``k`` (without the token, the final clear used the run's own 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -69,7 +68,13 @@ import numpy as np
 
 from fpamm_opt.mechanism.config import MechanismConfig, Policy, WeightForm
 from fpamm_opt.mechanism.memory import shortfall_ratio
-from fpamm_opt.mechanism.types import Allocator, Dispatch, IntervalInput
+from fpamm_opt.mechanism.types import (
+    QP_FALLBACK_RE,
+    Allocator,
+    Dispatch,
+    IntervalInput,
+    final_rule_mark,
+)
 from fpamm_opt.mechanism.weights import coupled_memory, fairness_weights, tier_normalisers
 
 __all__ = ["ClearingResult", "clear_interval"]
@@ -144,10 +149,6 @@ def _measured_q(residuals: Sequence[float], floor_mw: float) -> float:
     return float(max(ratios)) if ratios else float("nan")
 
 
-#: The allocator's note for a tier whose QP the max-min LPs replaced (problem.py).
-_QP_FALLBACK_NOTE = re.compile(r"qp\[(\d+)\]:[^;]*->maxmin")
-
-
 class _Tracker:
     """Accumulates solve counts, notes and the per-tier quantities of the bound."""
 
@@ -198,7 +199,7 @@ class _Tracker:
         return lam
 
     def status(self, final: Dispatch) -> str:
-        marks = [f"final-rule[{k}]=maxmin" for k in _QP_FALLBACK_NOTE.findall(final.note or "")]
+        marks = [final_rule_mark(int(k)) for k in QP_FALLBACK_RE.findall(final.note or "")]
         return ";".join([str(final.status), *self.errors, *self.notes, *marks])
 
 

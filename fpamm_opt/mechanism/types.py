@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -17,6 +18,29 @@ class SolveStatus(enum.StrEnum):
     INFEASIBLE = "infeasible"
     TIME_LIMIT = "time_limit"
     ERROR = "error"
+
+
+# Notes an allocator records in ``Dispatch.note`` and the mechanism copies into the interval's
+# ``status`` (``;``-joined); the verifier parses them back (one grammar, written here only).
+def qp_fallback_note(tier: int, termination: str) -> str:
+    """Tier ``tier``'s QP stopped (``termination``) and the max-min LPs replaced it."""
+    return f"qp[{tier}]:{termination}->maxmin"
+
+
+def rounds_capped_note(tier: int) -> str:
+    """Tier ``tier``'s max-min loop stopped at its round cap."""
+    return f"maxmin[{tier}]:rounds-capped"
+
+
+def final_rule_mark(tier: int) -> str:
+    """The *final* clear of the interval used the max-min LPs for tier ``tier``."""
+    return f"final-rule[{tier}]=maxmin"
+
+
+#: Patterns of the three notes above; group 1 is the tier.
+QP_FALLBACK_RE = re.compile(r"qp\[(\d+)\]:[^;]*->maxmin")
+ROUNDS_CAPPED_RE = re.compile(r"maxmin\[(\d+)\]:rounds-capped")
+FINAL_RULE_RE = re.compile(r"final-rule\[(\d+)\]=maxmin")
 
 
 @dataclass(frozen=True)

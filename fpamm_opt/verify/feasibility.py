@@ -38,7 +38,6 @@ test_verify_cold_runs.py).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from fpamm_opt.errors import VerificationError
+from fpamm_opt.mechanism.types import FINAL_RULE_RE, QP_FALLBACK_RE, ROUNDS_CAPPED_RE
 from fpamm_opt.network import NetworkData
 from fpamm_opt.verify.cold import ColdClearing, replay_clearing
 from fpamm_opt.verify.context import CostModel, RunData, as_run
@@ -456,13 +456,8 @@ ALLOC_TOL_LP: tuple[float, float] = (1e-4, 1e-4)
 #: to 0.01 of this bound, so the LP bound is kept rather than a looser 1e-3.
 ALLOC_TOL_QP: tuple[float, float] = (1e-4, 1e-4)
 
-#: Status notes of the allocator: a tier's QP replaced by the max-min LPs, and a max-min
-#: loop stopped at its round cap (problem.py).
-_QP_FALLBACK = re.compile(r"qp\[(\d+)\]:[^;]*->maxmin")
-_ROUNDS_CAPPED = re.compile(r"maxmin\[(\d+)\]:rounds-capped")
-#: Manifest version 2 marks the tiers whose final clear used the max-min LPs.
-_FINAL_MAXMIN = re.compile(r"final-rule\[(\d+)\]=maxmin")
-#: First manifest version with those marks.
+#: First manifest version whose status marks the tiers whose final clear used the max-min
+#: LPs (``final-rule[k]=maxmin``, :data:`~fpamm_opt.mechanism.types.FINAL_RULE_RE`).
 FINAL_RULE_MANIFEST_VERSION = 2
 
 #: Manifest defaults for runs that predate the keys (docs: the allocator was then MAX).
@@ -703,13 +698,13 @@ def _replay(
         k = a.row(t)
         d, avail, x, w = a.demand_mw[k], a.available_mw[k], a.served_mw[k], weights[k]
         text_status = str(status.get(t, "")) if status is not None else ""
-        fallback = frozenset(int(m) for m in _QP_FALLBACK.findall(text_status))
+        fallback = frozenset(int(m) for m in QP_FALLBACK_RE.findall(text_status))
         final_maxmin = (
-            frozenset(int(m) for m in _FINAL_MAXMIN.findall(text_status))
+            frozenset(int(m) for m in FINAL_RULE_RE.findall(text_status))
             if claim.final_marks
             else None
         )
-        capped = {int(m) for m in _ROUNDS_CAPPED.findall(text_status)}
+        capped = {int(m) for m in ROUNDS_CAPPED_RE.findall(text_status)}
         tol = rel * float(np.max(d, initial=0.0)) + abs_mw
         order = parse_tier_order(orders.get(t) if orders is not None else None)
         if order is None:
