@@ -114,6 +114,24 @@ def balance_is_own(m: pyo.ConcreteModel) -> bool:
     )
 
 
+def _fix_tier(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    x: np.ndarray,
+    d: np.ndarray,
+    mem: np.ndarray,
+    band: np.ndarray,
+    exact: bool = False,
+) -> None:
+    """Fix tier ``mem`` at ``x`` in the served-load bounds: within ``band`` (a lower and upper
+    bound, never an equality re-imposed from an LP solution), or exactly when ``exact``."""
+    if exact:
+        lo[mem] = hi[mem] = x[mem]
+    else:
+        lo[mem] = np.maximum(x[mem] - band[mem], 0.0)
+        hi[mem] = np.minimum(x[mem] + band[mem], d[mem])
+
+
 # ----------------------------------------------------------------- engine --
 @dataclass
 class LPSolution:
@@ -429,7 +447,7 @@ class AllocationProblem:
         hi: np.ndarray,
         q: float,
         band: np.ndarray,
-    ) -> tuple[np.ndarray, LPSolution]:
+    ) -> tuple[np.ndarray, LPSolution, np.ndarray, np.ndarray]:
         """Tier ``mem`` water-filled to serve ``q`` MW, then one LP: is it in ``X(t)``?
 
         Both rules have the copper-plate answer ``u_i = min(1, λ v_i)`` with
@@ -438,21 +456,18 @@ class AllocationProblem:
         (earlier tiers fixed, later at zero), so a water-filled point that the LP finds
         feasible is the rule's unique answer over ``X(t)`` too. The LP (least-cost dispatch
         with the tier fixed within ``band``) includes every network and extension constraint.
+        Returns the point, the LP and the served-load bounds that fix the tier at the point.
         """
         x = np.zeros(self.n_node)
         pos = mem & (d > 0)
         u, _ = water_fill(d[pos], v[pos], max(float(d[pos].sum()) - q, 0.0))
         x[pos] = d[pos] * (1.0 - u)
         lo_t, hi_t = lo.copy(), hi.copy()
-        if q >= float(d[mem].sum()):
-            lo_t[mem] = hi_t[mem] = d[mem]  # fully served: fixed exactly, as the rule path does
-        else:
-            lo_t[mem] = np.maximum(x[mem] - band[mem], 0.0)
-            hi_t[mem] = np.minimum(x[mem] + band[mem], d[mem])
+        _fix_tier(lo_t, hi_t, x, d, mem, band, exact=q >= float(d[mem].sum()))
         sol = self._least_cost_lp(lo_t, hi_t, retry=False)
         if sol.status is not SolveStatus.OPTIMAL:
             self.engine.set_served_bounds(lo, hi)  # the rule's solves see the tier free again
-        return x, sol
+        return x, sol, lo_t, hi_t
 
     def _least_cost_lp(self, lo: np.ndarray, hi: np.ndarray, retry: bool = True) -> LPSolution:
         """Least-cost dispatch with served loads in ``[lo, hi]`` (level rows, tier total off)."""
@@ -501,7 +516,7 @@ class AllocationProblem:
         rounds = np.zeros(K, dtype=int)
         cap = False
         n_solves, solve_s = 0, 0.0
-        x_fixed = np.zeros(self.n_node)  # allocation of the tiers cleared so far
+        fixed_mw = 0.0  # energy given to the tiers cleared so far
         avail_total = float(np.sum(np.asarray(inp.available_mw, dtype=float)))
         last: LPSolution | None = None  # the final dispatch LP, when a trial already was one
         key = (int(inp.t), float(d.sum()), avail_total)
@@ -512,14 +527,15 @@ class AllocationProblem:
             lo[mem], hi[mem] = 0.0, d[mem]
             last = None
             # Shortcut: the copper-plate bound on the tier's energy, water-filled, checked.
-            q_cp = min(float(d[mem].sum()), max(avail_total - float(x_fixed.sum()), 0.0))
-            weighted = q_cp < float(d[mem].sum())
+            d_tier = float(d[mem].sum())
+            q_cp = min(d_tier, max(avail_total - fixed_mw, 0.0))
+            weighted = q_cp < d_tier
             if self.water_fill and (
                 (k, pos) in self._trial_failed or (weighted and not self._trial_due())
             ):
                 self.tier_paths["skipped"] += 1
             elif self.water_fill:
-                x, sol = self._water_fill_trial(d, v, mem, lo, hi, q_cp, band)
+                x, sol, lo_t, hi_t = self._water_fill_trial(d, v, mem, lo, hi, q_cp, band)
                 n_solves += 1
                 solve_s += sol.solve_s
                 ok = sol.status is SolveStatus.OPTIMAL
@@ -531,12 +547,8 @@ class AllocationProblem:
                     levels[k], capped_now = self._tier_level(d, x, w, v, mem, q_cp, tol_mw)
                     cap |= capped_now
                     rounds[k] = 0 if levels[k] == 0.0 else 1
-                    if q_cp >= float(d[mem].sum()):
-                        lo[mem] = hi[mem] = d[mem]
-                    else:
-                        lo[mem] = np.maximum(x[mem] - band[mem], 0.0)
-                        hi[mem] = np.minimum(x[mem] + band[mem], d[mem])
-                    x_fixed[mem] = x[mem]
+                    lo[mem], hi[mem] = lo_t[mem], hi_t[mem]
+                    fixed_mw += float(x[mem].sum())
                     last = sol
                     continue
                 self.tier_paths["rule"] += 1
@@ -555,9 +567,9 @@ class AllocationProblem:
                 return self._failed(sol, n_solves, solve_s, f"deliverable[{k}]")
             q = float(sol.pl[mem].sum())
             deliver[k] = q
-            if q >= d[mem].sum() - tol_mw:
-                lo[mem] = hi[mem] = d[mem]
-                x_fixed[mem] = d[mem]
+            if q >= d_tier - tol_mw:
+                _fix_tier(lo, hi, d, d, mem, band, exact=True)
+                fixed_mw += d_tier
                 levels[k] = 0.0
                 continue
             if self.tier_energy is TierEnergy.MAX:
@@ -630,9 +642,8 @@ class AllocationProblem:
             levels[k], capped_now = self._tier_level(d, x, w, v, mem, q, tol_mw)
             cap |= capped_now
             # The tier's allocation is fixed lexicographically, within the same tiny band.
-            lo[mem] = np.maximum(x[mem] - band[mem], 0.0)
-            hi[mem] = np.minimum(x[mem] + band[mem], d[mem])
-            x_fixed[mem] = x[mem]
+            _fix_tier(lo, hi, x, d, mem, band)
+            fixed_mw += float(x[mem].sum())
         if last is not None:
             # The last tier's accepted trial was this very LP (same bounds, cost objective).
             sol = last
