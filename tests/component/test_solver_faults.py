@@ -222,6 +222,24 @@ def test_failed_screen_is_retried_and_recorded(
     assert res.manifest["summary"]["n_retries"] == 1
 
 
+def _patch_allocators(
+    alloc: run_mod.RetryingAllocator, patch: Callable[[Any], None], fallback_too: bool = True
+) -> None:
+    """Apply ``patch`` to the primary allocator and, unless told not to, to every fallback
+    allocator the retry wrapper builds later."""
+    patch(alloc.primary)
+    if not fallback_too:
+        return
+    factory = alloc._factory
+
+    def make() -> Any:
+        fb = factory()
+        patch(fb)
+        return fb
+
+    alloc._factory = make
+
+
 def _dc_infeasible(d: Dispatch, demand: np.ndarray) -> Dispatch:
     return replace(d, served_mw=np.asarray(demand) * 1.1 + 1.0)
 
@@ -236,16 +254,7 @@ def _infeasible_clear(alloc: run_mod.RetryingAllocator, t_bad: int, fallback_too
 
         target.clear = clear
 
-    corrupt(alloc.primary)
-    if fallback_too:
-        factory = alloc._factory
-
-        def make() -> Any:
-            fb = factory()
-            corrupt(fb)
-            return fb
-
-        alloc._factory = make
+    _patch_allocators(alloc, corrupt, fallback_too)
 
 
 def test_dc_infeasible_answer_is_retried_not_stored(
@@ -303,15 +312,7 @@ def _always_fail_from(alloc: run_mod.RetryingAllocator, t_fail: int) -> None:
 
             setattr(target, method, track)
 
-    break_engine(alloc.primary)
-    factory = alloc._factory
-
-    def make() -> Any:
-        fb = factory()
-        break_engine(fb)
-        return fb
-
-    alloc._factory = make
+    _patch_allocators(alloc, break_engine)
 
 
 def test_unrecoverable_fault_aborts_the_run_without_a_directory(
