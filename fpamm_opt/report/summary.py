@@ -200,6 +200,16 @@ def _delivery_figure(
     )
 
 
+def _amm_price_figure(r: _RunArrays, scarce: np.ndarray) -> Any:
+    """AMM price and screened shortfall of run ``r`` (the same in every policy)."""
+    return fg.plot_amm_price(
+        r.t,
+        r.intervals["amm_price"].to_numpy(dtype=float),
+        fg.shortfall_fraction(r.intervals),
+        scarce,
+    )
+
+
 def _deviation(r: _RunArrays) -> np.ndarray:
     f = mt.delivery_ratio(r.panel)[-1]
     agg = mt.tier_delivery_ratio(r.panel)[-1][np.searchsorted(r.panel.tiers, r.panel.tier)]
@@ -255,12 +265,7 @@ def _comparison_report(root: Path, out: Path) -> str:
         "AMM scarcity price p(t) = p_cap (1 - min(1, S/D)) and the screened shortfall "
         "(share of demand the network cannot deliver); the same in every policy (common "
         "random numbers).",
-        lambda: fg.plot_amm_price(
-            fp.t,
-            fp.intervals["amm_price"].to_numpy(dtype=float),
-            fg.shortfall_fraction(fp.intervals),
-            scarce,
-        ),
+        lambda: _amm_price_figure(fp, scarce),
     )
     figs.add(
         "final_deviation.png",
@@ -497,12 +502,7 @@ def _run_report(root: Path, out: Path, verify: bool, cold_sample: int) -> str:
         "amm_price.png",
         "AMM scarcity price and the screened shortfall (share of demand the network cannot "
         "deliver).",
-        lambda: fg.plot_amm_price(
-            r.t,
-            r.intervals["amm_price"].to_numpy(dtype=float),
-            fg.shortfall_fraction(r.intervals),
-            scarce,
-        ),
+        lambda: _amm_price_figure(r, scarce),
     )
     figs.add(
         "final_deviation.png",
