@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from fpamm_opt.io.batch import read_index
-from fpamm_opt.io.reader import read_table
+from fpamm_opt.io.reader import read_manifest, read_table
 from fpamm_opt.report.metrics import compare_weak_bus, limiting_spread
+from fpamm_opt.verify.context import RunData
 from fpamm_opt.verify.convergence import check_convergence
 
 _NODE_COLS = ["t", "node", "bus", "tier", "demand_mw", "served_mw"]
@@ -56,6 +57,11 @@ def seed_results(batch_dir: Path | str) -> list[SeedResult]:
             continue
         fp = read_table(runs["fpamm"], "nodes", columns=_NODE_COLS)
         ew = read_table(runs["equal"], "nodes", columns=_NODE_COLS)
+        # T5 reads the same columns: hand it the tables already loaded.
+        fp_run, ew_run = (
+            RunData(manifest=read_manifest(runs[p]), path=runs[p], tables={"nodes": n})
+            for p, n in (("fpamm", fp), ("equal", ew))
+        )
         iv = read_table(runs["fpamm"], "intervals", columns=["t", "scarce", "window"])
         cmp_ = compare_weak_bus(fp, ew, iv)
         out.append(
@@ -67,8 +73,8 @@ def seed_results(batch_dir: Path | str) -> list[SeedResult]:
                 float(cmp_.reduction),
                 float(limiting_spread(fp).overall),
                 float(limiting_spread(ew).overall),
-                bool(check_convergence(runs["fpamm"]).passed),
-                bool(check_convergence(runs["equal"]).passed),
+                bool(check_convergence(fp_run).passed),
+                bool(check_convergence(ew_run).passed),
             )
         )
     return out
