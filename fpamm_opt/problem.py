@@ -27,6 +27,7 @@ changes between solves when the fast path is used; :func:`extension_is_static` c
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
 from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.config import Rule, TierEnergy
 from fpamm_opt.mechanism.copperplate import water_fill
+from fpamm_opt.mechanism.tierqp import ActiveSet, TierQP
 from fpamm_opt.mechanism.types import (
     Dispatch,
     IntervalInput,
@@ -51,6 +53,20 @@ from fpamm_opt.network import NetworkData
 from fpamm_opt.solvers import SolverSpec, make_solver
 
 Extension = Callable[[pyo.ConcreteModel, NetworkData], None]
+
+
+class QPMethod(enum.StrEnum):
+    """How the within-tier QP (``Rule.QP``) is solved.
+
+    ``auto`` = ``kkt`` for the plain blocks, ``solver`` when extensions are present.
+    ``kkt``: :class:`~fpamm_opt.mechanism.tierqp.TierQP` (exact, certified by the KKT
+    conditions), the solver's QP only when it gives no certified answer.
+    ``solver``: always the solver's QP.
+    """
+
+    AUTO = "auto"
+    KKT = "kkt"
+    SOLVER = "solver"
 
 
 class EngineKind(enum.StrEnum):
@@ -317,6 +333,7 @@ class AllocationProblem:
         max_rounds: int = 50,
         tier_energy: TierEnergy | str = TierEnergy.FREE,
         water_fill: bool = True,
+        qp_method: QPMethod | str = "auto",
     ) -> None:
         self.net = net
         self.node_tier = np.asarray(node_tier, dtype=int)
@@ -357,6 +374,29 @@ class AllocationProblem:
         # is tried, so the rate can recover. Speed only: either path gives the rule's answer.
         self._trial_rate = 1.0
         self._trial_turns = 0
+        #: How within-tier QPs were solved: ``"kkt_*"`` certified by :mod:`tierqp` from the
+        #: same tier earlier in the interval (warm), the previous interval's answer (carry)
+        #: or the deliverable LP's point (lp); ``"solver"`` the solver's QP (the method is
+        #: off, or no search gave a certified answer). ``qp_misses`` counts failed searches.
+        self.qp_method = QPMethod(qp_method)
+        self._tierqp: TierQP | None = None
+        if self.rule is Rule.QP and self.qp_method is not QPMethod.SOLVER:
+            plain = not extensions
+            if self.qp_method is QPMethod.KKT and not plain:
+                raise InputError("qp_method 'kkt' needs the plain blocks (no extensions)")
+            if plain:
+                self._tierqp = TierQP(net)
+        self.qp_paths: dict[str, int] = {"kkt_warm": 0, "kkt_carry": 0, "kkt_lp": 0, "solver": 0}
+        self.kkt_iterations = 0
+        #: Why the KKT search gave no certified answer, by reason (diagnostics).
+        self.qp_misses: dict[str, int] = {}
+        self._qp_guess: dict[tuple[int, int], ActiveSet] = {}
+        self._qp_last: dict[int, ActiveSet] = {}  # the latest certified one per tier
+        # This interval's deliverable LPs by (tier, position), with the served-load bounds
+        # they ran under: the first tier's is the same in every clear of the fixed point.
+        self._deliverable: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, LPSolution]] = {}
+        # Served-load bounds of the latest two deferred clears (see :meth:`complete`).
+        self._deferred: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # ---------------------------------------------------------------- helpers
     def _base(self, inp: IntervalInput) -> None:
@@ -413,6 +453,9 @@ class AllocationProblem:
     #: weighted tier is tried (see ``_trial_rate``).
     TRIAL_MIN_RATE = 0.2
     TRIAL_PROBE = 10
+    #: Active-set corrections allowed from the previous interval's answer before the search
+    #: restarts from the deliverable LP's point.
+    KKT_CARRY_ITER = 4
 
     def _trial_due(self) -> bool:
         """Whether a tier that cannot be fully served gets a water-fill trial."""
@@ -478,6 +521,60 @@ class AllocationProblem:
         e.set_objective(self.price, self._zeros_node, 0.0)
         return e.solve(retry=retry)
 
+    def _kkt_tier(
+        self,
+        inp: IntervalInput,
+        d: np.ndarray,
+        w: np.ndarray,
+        mem: np.ndarray,
+        k: int,
+        pos: int,
+        x_fixed: np.ndarray,
+        q_min: float | None,
+        deliverable: LPSolution,
+    ) -> tuple[np.ndarray | None, float]:
+        """The tier's QP answer from :class:`TierQP` (None when not certified), and the time.
+
+        Warm start: the active set of the same tier earlier in this interval (the fixed point
+        clears it again with nearby weights), else the one read off the deliverable LP.
+        """
+        assert self._tierqp is not None
+        t0 = time.perf_counter()
+        g_hi = np.asarray(inp.available_mw, dtype=float)
+        qp = self._tierqp
+
+        def from_lp() -> ActiveSet:
+            guess = qp.guess_from(
+                deliverable.pf, deliverable.pg, self._pg_lo, g_hi, q_min is not None
+            )
+            # nodes: the copper-plate answer at the deliverable energy caps the same nodes
+            on = mem & (d > 0)
+            short = float(d[on].sum() - deliverable.pl[on].sum())
+            u, _ = water_fill(d[on], 1.0 / w[on], short)
+            guess.node_state = np.zeros(d.size, dtype=np.int8)
+            guess.node_state[np.flatnonzero(on)[u >= 1.0]] = 1
+            return guess
+
+        tries: list[tuple[str, ActiveSet | None, int | None]] = []
+        if (k, pos) in self._qp_guess:
+            tries.append(("warm", self._qp_guess[(k, pos)], None))
+        elif k in self._qp_last:
+            tries.append(("carry", self._qp_last[k], self.KKT_CARRY_ITER))
+        tries.append(("lp", None, None))
+        for how, guess, limit in tries:
+            res = qp.solve(d, w, mem, x_fixed, self._pg_lo, g_hi, q_min, guess or from_lp(), limit)
+            self.kkt_iterations += res.iterations
+            if res.ok:
+                self.qp_paths[f"kkt_{how}"] += 1
+                break
+            reason = f"{how}:{res.reason.split(':')[0]}"
+            self.qp_misses[reason] = self.qp_misses.get(reason, 0) + 1
+        if res.active is not None:
+            self._qp_guess[(k, pos)] = res.active
+            if res.ok:
+                self._qp_last[k] = res.active
+        return (res.served_mw if res.ok else None), time.perf_counter() - t0
+
     # ------------------------------------------------------------ Allocator
     def screen(self, inp: IntervalInput) -> Dispatch:
         """Least-cost DC-OPF with one value of lost load (the LMP baseline's clearing)."""
@@ -492,8 +589,19 @@ class AllocationProblem:
             sol, SolveStatus.OPTIMAL, 1, sol.solve_s, lmp=self.lmp_from_duals(sol), note=sol.message
         )
 
-    def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
-        """Lexicographic tier clearing with the within-tier rule (see docs/design.md)."""
+    def clear(
+        self,
+        inp: IntervalInput,
+        tier_order: Sequence[int],
+        weights: np.ndarray,
+        dispatch: bool = True,
+    ) -> Dispatch:
+        """Lexicographic tier clearing with the within-tier rule (see docs/design.md).
+
+        ``dispatch=False`` leaves out the final least-cost dispatch LP: the result is
+        ``deferred`` (served loads only) and :meth:`complete` solves that LP later. The fixed
+        point of the clearing operator reads only served loads from its iterates.
+        """
         e = self.engine
         d = np.asarray(inp.demand_mw, dtype=float)
         w = np.asarray(weights, dtype=float)
@@ -517,11 +625,15 @@ class AllocationProblem:
         cap = False
         n_solves, solve_s = 0, 0.0
         fixed_mw = 0.0  # energy given to the tiers cleared so far
+        x_fixed = np.zeros(self.n_node)  # the allocations of the tiers cleared so far
         avail_total = float(np.sum(np.asarray(inp.available_mw, dtype=float)))
         last: LPSolution | None = None  # the final dispatch LP, when a trial already was one
         key = (int(inp.t), float(d.sum()), avail_total)
         if key != self._trial_key:
             self._trial_key, self._trial_failed = key, set()
+            self._qp_guess = {}
+            self._deliverable = {}
+            self._deferred = {}
         for pos, k in enumerate(tier_order):
             mem = self.node_tier == k
             lo[mem], hi[mem] = 0.0, d[mem]
@@ -549,6 +661,7 @@ class AllocationProblem:
                     rounds[k] = 0 if levels[k] == 0.0 else 1
                     lo[mem], hi[mem] = lo_t[mem], hi_t[mem]
                     fixed_mw += float(x[mem].sum())
+                    x_fixed[mem] = x[mem]
                     last = sol
                     continue
                 self.tier_paths["rule"] += 1
@@ -558,11 +671,17 @@ class AllocationProblem:
             e.set_level(self._ones_node, self._zeros_node)
             e.set_tier_total(self._ones_node, 0.0)
             e.set_objective(self._zeros_gen, np.where(mem, -1.0, 0.0), 0.0)
-            sol = e.solve()
-            if sol.message:
-                notes.append(sol.message)
-            n_solves += 1
-            solve_s += sol.solve_s
+            seen = self._deliverable.get((k, pos))
+            if seen is not None and np.array_equal(seen[0], lo) and np.array_equal(seen[1], hi):
+                sol = seen[2]  # the same LP earlier in this interval (first tier, usually)
+            else:
+                sol = e.solve()
+                if sol.message:
+                    notes.append(sol.message)
+                n_solves += 1
+                solve_s += sol.solve_s
+                if sol.status is SolveStatus.OPTIMAL:
+                    self._deliverable[(k, pos)] = (lo.copy(), hi.copy(), sol)
             if sol.status is not SolveStatus.OPTIMAL:
                 return self._failed(sol, n_solves, solve_s, f"deliverable[{k}]")
             q = float(sol.pl[mem].sum())
@@ -570,17 +689,29 @@ class AllocationProblem:
             if q >= d_tier - tol_mw:
                 _fix_tier(lo, hi, d, d, mem, band, exact=True)
                 fixed_mw += d_tier
+                x_fixed[mem] = d[mem]
                 levels[k] = 0.0
                 continue
             if self.tier_energy is TierEnergy.MAX:
                 e.set_tier_total(mem.astype(float), q - tol_mw)
             # (b) the within-tier rule
             use_lp = self.rule is Rule.MAXMIN
-            if self.rule is Rule.QP:
+            kkt = None
+            kkt_energy = self.tier_energy is TierEnergy.MAX
+            if self._tierqp is not None:
+                q_min = q - tol_mw if kkt_energy else None
+                kkt = self._kkt_tier(inp, d, w, mem, k, pos, x_fixed, q_min, sol)
+                n_solves += 1
+                solve_s += kkt[1]
+                if kkt[0] is not None:
+                    x = kkt[0]
+                    rounds[k] = 1
+            if self.rule is Rule.QP and (kkt is None or kkt[0] is None):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     qcoef = np.where(mem & (d > 0), w / d, 0.0)
                 e.set_objective(self._zeros_gen, np.where(mem, -w, 0.0), 0.0, q_served=qcoef)
                 sol = e.solve()
+                self.qp_paths["solver"] += 1
                 if sol.message:
                     notes.append(sol.message)
                 n_solves += 1
@@ -588,6 +719,11 @@ class AllocationProblem:
                 if sol.status is SolveStatus.OPTIMAL:
                     x = np.clip(sol.pl, lo, hi)
                     rounds[k] = 1
+                    if self._tierqp is not None:  # the next clear of this tier starts here
+                        g = self._tierqp.guess_from(
+                            sol.pf, sol.pg, self._pg_lo, inp.available_mw, kkt_energy
+                        )
+                        self._qp_guess[(k, pos)] = g
                 else:
                     # HiGHS's QP solver occasionally stops ("Iteration limit reached", "Solve
                     # error") on feasible problems: fall back to the LP rule for this tier,
@@ -644,9 +780,30 @@ class AllocationProblem:
             # The tier's allocation is fixed lexicographically, within the same tiny band.
             _fix_tier(lo, hi, x, d, mem, band)
             fixed_mw += float(x[mem].sum())
+            x_fixed[mem] = x[mem]
         if last is not None:
             # The last tier's accepted trial was this very LP (same bounds, cost objective).
             sol = last
+        elif not dispatch:
+            served = np.clip(x_fixed, lo, hi)
+            # the latest two: a failed clear leaves the fixed point with the one before
+            last_two = list(self._deferred.items())[-1:]
+            self._deferred = dict([*last_two, (id(served), (lo.copy(), hi.copy()))])
+            nan_g, nan_f = np.full(self.n_gen, np.nan), np.full(self.n_branch, np.nan)
+            return Dispatch(
+                status=SolveStatus.OPTIMAL,
+                served_mw=served,
+                p_gen_mw=nan_g,
+                flow_mw=nan_f,
+                n_solves=n_solves,
+                solve_s=solve_s,
+                tier_level=levels,
+                tier_deliverable_mw=deliver,
+                rounds=rounds,
+                cap_active=cap,
+                note=";".join(notes),
+                deferred=True,
+            )
         else:
             # (c) least-cost dispatch of the allocation just fixed
             sol = self._least_cost_lp(lo, hi)
@@ -669,6 +826,32 @@ class AllocationProblem:
             rounds=rounds,
             cap_active=cap,
             note=";".join(notes),
+        )
+
+    def complete(self, inp: IntervalInput, disp: Dispatch) -> Dispatch:
+        """The least-cost dispatch of the deferred clear ``disp`` (one of the latest two)."""
+        if not disp.deferred:
+            return disp
+        bounds = self._deferred.get(id(disp.served_mw))
+        if bounds is None:
+            raise ValueError("complete() takes one of the latest two deferred clears")
+        lo, hi = bounds
+        self._base(inp)
+        sol = self._least_cost_lp(lo, hi)
+        note = ";".join(n for n in (disp.note, sol.message) if n)
+        if sol.status is not SolveStatus.OPTIMAL:
+            return self._failed(sol, 1, sol.solve_s, "dispatch")
+        d = np.asarray(inp.demand_mw, dtype=float)
+        return dataclasses.replace(
+            disp,
+            served_mw=np.clip(sol.pl, 0.0, d),
+            p_gen_mw=sol.pg,
+            flow_mw=sol.pf,
+            objective=sol.objective,
+            n_solves=1,
+            solve_s=sol.solve_s,
+            note=note,
+            deferred=False,
         )
 
     # ------------------------------------------------------------- DC-OPF

@@ -316,7 +316,22 @@ def clear_interval(
         tr.errors.append(f"error:clear:{disp.status}")
         return result(last_ok if last_ok is not None else screen, weights, [])
 
-    x = allocator.clear(inp, tier_order, w_start)
+    defer = callable(getattr(allocator, "complete", None))
+
+    def clear(weights: np.ndarray) -> Dispatch:
+        if defer:
+            return allocator.clear(inp, tier_order, weights, dispatch=False)  # type: ignore[call-arg]
+        return allocator.clear(inp, tier_order, weights)
+
+    def completed(disp: Dispatch) -> Dispatch:
+        """The kept allocation with its least-cost dispatch (deferred clears only)."""
+        if not disp.deferred:
+            return disp
+        done = allocator.complete(inp, disp)  # type: ignore[attr-defined]
+        tr.account(done)
+        return done
+
+    x = clear(w_start)
     tr.account(x)
     if not x.ok:
         return failed(x, None, w_start)
@@ -324,6 +339,9 @@ def clear_interval(
 
     if not fpamm_weights:
         lam_max = float(np.nanmax(lam0)) if np.any(np.isfinite(lam0)) else nan
+        x = completed(x)
+        if not x.ok:
+            return failed(x, None, ones)
         return result(x, ones, [0.0], q_bound=0.0, applies=True, gamma=0.0, lam_max=lam_max)
 
     beta = cfg.beta
@@ -341,7 +359,7 @@ def clear_interval(
     while True:
         s_g = coupled_memory(s, shortfall_ratio(x.served_mw, d), beta, gamma)
         w = fairness_weights(s_g, node_tier, m, cfg.epsilon, cfg.weight_form)
-        nxt = allocator.clear(inp, tier_order, w)
+        nxt = clear(w)
         tr.account(nxt)
         if not nxt.ok:
             failure = nxt
@@ -360,6 +378,9 @@ def clear_interval(
     lam_max = float(np.nanmax(tr.lam_tier)) if np.any(np.isfinite(tr.lam_tier)) else nan
     if failure is not None:
         tr.errors.append(f"error:clear:{failure.status}")
+    x = completed(x)
+    if not x.ok:
+        return failed(x, None, w_final)
     return result(
         x,
         w_final,

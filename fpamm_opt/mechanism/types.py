@@ -73,6 +73,9 @@ class Dispatch:
     rounds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     cap_active: bool = False
     note: str = ""
+    #: Served loads fixed, dispatch not solved yet (``p_gen_mw``, ``flow_mw`` are NaN): an
+    #: allocator with ``complete`` returns these from ``clear(..., dispatch=False)``.
+    deferred: bool = False
 
     @property
     def ok(self) -> bool:
@@ -93,4 +96,25 @@ class Allocator(Protocol):
 
     def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
         """Lexicographic tier clearing with the within-tier rule and weights ``w``."""
+        ...
+
+
+class DeferringAllocator(Allocator, Protocol):
+    """An allocator that can leave the least-cost dispatch of a clear for later.
+
+    The fixed point of the clearing operator only reads the served loads of its iterates;
+    :func:`~fpamm_opt.mechanism.clearing.clear_interval` asks for ``dispatch=False`` and
+    completes the one allocation it keeps.
+    """
+
+    def clear(  # type: ignore[override]
+        self,
+        inp: IntervalInput,
+        tier_order: Sequence[int],
+        weights: np.ndarray,
+        dispatch: bool = True,
+    ) -> Dispatch: ...
+
+    def complete(self, inp: IntervalInput, disp: Dispatch) -> Dispatch:
+        """The least-cost dispatch of a deferred clear's served loads (same note)."""
         ...

@@ -90,6 +90,8 @@ class RetryingAllocator:
         self.n_node, self.n_gen = primary.n_node, primary.n_gen
         self.n_branch, self.n_tier = primary.n_branch, primary.n_tier
         self.events: list[str] = []
+        # (tier order, weights) of the latest two deferred clears, by their served array
+        self._pending: dict[int, tuple[Sequence[int], np.ndarray]] = {}
 
     def _ok(self, inp: IntervalInput, d: Dispatch) -> bool:
         return (
@@ -121,8 +123,32 @@ class RetryingAllocator:
             return d
         return self._retry("screen", inp, d, lambda a: a.screen(inp))
 
-    def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
-        d = self.primary.clear(inp, tier_order, weights)
+    def clear(
+        self,
+        inp: IntervalInput,
+        tier_order: Sequence[int],
+        weights: np.ndarray,
+        dispatch: bool = True,
+    ) -> Dispatch:
+        """As the primary's; a deferred answer is DC-checked when :meth:`complete` solves it."""
+        if dispatch or not callable(getattr(self.primary, "complete", None)):
+            d = self.primary.clear(inp, tier_order, weights)
+        else:
+            d = self.primary.clear(inp, tier_order, weights, dispatch=False)
+        if d.deferred and d.status is SolveStatus.OPTIMAL:
+            last = list(self._pending.items())[-1:]
+            self._pending = dict([*last, (id(d.served_mw), (tier_order, weights))])
+            return d
+        if self._ok(inp, d):
+            return d
+        return self._retry("clear", inp, d, lambda a: a.clear(inp, tier_order, weights))
+
+    def complete(self, inp: IntervalInput, disp: Dispatch) -> Dispatch:
+        """The primary's dispatch of a deferred clear, checked; else the clear on the fallback."""
+        if not disp.deferred:
+            return disp
+        tier_order, weights = self._pending[id(disp.served_mw)]
+        d = self.primary.complete(inp, disp)
         if self._ok(inp, d):
             return d
         return self._retry("clear", inp, d, lambda a: a.clear(inp, tier_order, weights))
