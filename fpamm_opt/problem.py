@@ -398,6 +398,11 @@ class AllocationProblem:
         # Served-load bounds of the latest two deferred clears (see :meth:`complete`).
         self._deferred: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+    @property
+    def kkt_enabled(self) -> bool:
+        """Whether the QP rule's tier problems go to :class:`TierQP` first."""
+        return self._tierqp is not None
+
     # ---------------------------------------------------------------- helpers
     def _base(self, inp: IntervalInput) -> None:
         e = self.engine

@@ -26,7 +26,9 @@ Sections
     which validates the values; unknown keys are rejected here already (against its fields).
 ``[solver]``
     ``name`` (default ``highs``), ``time_limit_s``, ``options`` (a table passed to the solver),
-    ``engine`` (auto|pyomo|highs, :class:`fpamm_opt.problem.EngineKind`).
+    ``engine`` (auto|pyomo|highs, :class:`fpamm_opt.problem.EngineKind`), ``qp_method``
+    (auto|kkt|solver, :class:`fpamm_opt.problem.QPMethod`: how the QP rule's tier problems
+    are solved).
 ``[run]``
     ``intervals``, ``seed``, ``policy`` (fpamm|equal|lmp,
     :class:`fpamm_opt.mechanism.config.Policy`), ``flush_every``, ``name``.
@@ -84,6 +86,9 @@ FORMULATIONS: tuple[str, ...] = ("btheta", "ptdf")
 
 #: ``[solver].engine`` values (``fpamm_opt.problem.EngineKind``).
 ENGINES: tuple[str, ...] = ("auto", "pyomo", "highs")
+
+#: ``[solver].qp_method`` values (``fpamm_opt.problem.QPMethod``).
+QP_METHODS: tuple[str, ...] = ("auto", "kkt", "solver")
 
 SECTIONS: tuple[str, ...] = (
     "network",
@@ -226,10 +231,14 @@ class SolverSpec:
     time_limit_s: float = 10.0
     options: dict[str, Any] = field(default_factory=dict, hash=False)
     engine: str = "auto"
+    qp_method: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", _str("solver.name", self.name))
         object.__setattr__(self, "engine", _one_of("solver.engine", ENGINES, self.engine))
+        object.__setattr__(
+            self, "qp_method", _one_of("solver.qp_method", QP_METHODS, self.qp_method)
+        )
         object.__setattr__(
             self, "time_limit_s", _float("solver.time_limit_s", self.time_limit_s, positive=True)
         )

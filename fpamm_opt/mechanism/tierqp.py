@@ -387,8 +387,8 @@ class TierQP:
         over = np.maximum(f - self.flow_hi, self.flow_lo - f) / scale
         if act.branches:
             over[np.fromiter(act.branches, dtype=int, count=len(act.branches))] = -np.inf
-        b = int(np.argmax(over))
-        if over[b] * scale[b] > tol:
+        b = int(np.argmax(over)) if over.size else -1
+        if b >= 0 and over[b] * scale[b] > tol:
             act.branches[b] = 1 if f[b] > self.flow_hi[b] else -1
             return True
         # tier energy below its minimum

@@ -99,6 +99,16 @@ class RetryingAllocator:
             and dispatch_violation_mw(self.net, inp.demand_mw, inp.available_mw, d) <= self.tol_mw
         )
 
+    def _served_ok(self, inp: IntervalInput, d: Dispatch) -> bool:
+        """What can be checked of a deferred answer: served loads finite, within [0, d]."""
+        x = np.asarray(d.served_mw, dtype=float)
+        demand = np.asarray(inp.demand_mw, dtype=float)
+        return (
+            d.status is SolveStatus.OPTIMAL
+            and bool(np.all(np.isfinite(x)))
+            and float(np.max(np.maximum(-x, x - demand), initial=0.0)) <= self.tol_mw
+        )
+
     def _retry(
         self, what: str, inp: IntervalInput, first: Dispatch, call: Callable[[Any], Dispatch]
     ) -> Dispatch:
@@ -135,11 +145,11 @@ class RetryingAllocator:
             d = self.primary.clear(inp, tier_order, weights)
         else:
             d = self.primary.clear(inp, tier_order, weights, dispatch=False)
-        if d.deferred and d.status is SolveStatus.OPTIMAL:
+        if d.deferred and self._served_ok(inp, d):
             last = list(self._pending.items())[-1:]
             self._pending = dict([*last, (id(d.served_mw), (tier_order, weights))])
             return d
-        if self._ok(inp, d):
+        if not d.deferred and self._ok(inp, d):
             return d
         return self._retry("clear", inp, d, lambda a: a.clear(inp, tier_order, weights))
 
@@ -149,7 +159,9 @@ class RetryingAllocator:
             return disp
         tier_order, weights = self._pending[id(disp.served_mw)]
         d = self.primary.complete(inp, disp)
-        if self._ok(inp, d):
+        # the dispatch must be in X(t) and serve what the fixed point worked with
+        moved = float(np.max(np.abs(d.served_mw - disp.served_mw), initial=0.0))
+        if self._ok(inp, d) and moved <= self.tol_mw:
             return d
         return self._retry("clear", inp, d, lambda a: a.clear(inp, tier_order, weights))
 
@@ -220,6 +232,17 @@ def prepare(spec: RunSpec) -> PreparedRun:
     )
 
 
+def _solve_paths(alloc: Any) -> dict[str, Any]:
+    """How the primary allocator cleared tiers and solved QPs (counts, for the manifest)."""
+    prim = getattr(alloc, "primary", alloc)
+    out: dict[str, Any] = {}
+    for name in ("tier_paths", "qp_paths", "qp_misses", "kkt_iterations"):
+        if hasattr(prim, name):
+            val = getattr(prim, name)
+            out[name] = dict(val) if isinstance(val, dict) else int(val)
+    return out
+
+
 def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> RetryingAllocator:
     """Phase 2: the model is built once per run; a fallback on the other formulation."""
     from fpamm_opt.blocks.dcopf import Formulation
@@ -239,6 +262,7 @@ def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> Retryi
         solver=solver,
         extensions=(*prep.extensions, *extensions),
         tier_energy=prep.cfg.tier_energy,
+        qp_method=getattr(s.solver, "qp_method", "auto"),
     )
     primary = AllocationProblem(
         prep.net, sc.node_tier, sc.n_tiers, formulation=form, engine=engine, **kw
@@ -254,6 +278,10 @@ def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> Retryi
     wrapped = RetryingAllocator(primary, fallback, prep.net, tol)
     wrapped.engine_kind = primary.engine_kind  # type: ignore[attr-defined]
     wrapped.formulation = form.value  # type: ignore[attr-defined]
+    # what actually solves the QP rule's tier problems (kkt: mechanism/tierqp.py)
+    wrapped.qp_method = (  # type: ignore[attr-defined]
+        ("kkt" if primary.kkt_enabled else "solver") if prep.cfg.rule.value == "qp" else None
+    )
     return wrapped
 
 
@@ -378,6 +406,7 @@ def run(
             "formulation": alloc.formulation,  # type: ignore[attr-defined]
             "engine": alloc.engine_kind,  # type: ignore[attr-defined]
             "solver": spec.solver.name,
+            "qp_method": alloc.qp_method,  # type: ignore[attr-defined]
             "cost_model": "linear",
             "cost_model_note": "LP price per MW = c1 + c2*pmax (secant of the case's cost)",
             "lower_bounds_relaxed": "generator minimum outputs relaxed to 0 so X(t) is never empty",
@@ -456,6 +485,7 @@ def run(
                     "n_retries": len(alloc.events),
                     "final_memory_max": float(np.max(mech.memory, initial=0.0)),
                 },
+                "solve_paths": _solve_paths(alloc),
             }
         )
     from fpamm_opt.io.reader import read_manifest

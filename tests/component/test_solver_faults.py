@@ -107,10 +107,10 @@ def _fail_engine_once(alloc: run_mod.RetryingAllocator, method: str, t_fail: int
             return _error_solution(prim.net)
         return real_solve(duals=duals, retry=retry)
 
-    def wrapped(inp: Any, *args: Any) -> Dispatch:
+    def wrapped(inp: Any, *args: Any, **kw: Any) -> Dispatch:
         if inp.t == t_fail and not state["fired"]:
             state["armed"] = True
-        return real_method(inp, *args)
+        return real_method(inp, *args, **kw)
 
     eng.solve = solve
     setattr(prim, method, wrapped)
@@ -209,6 +209,27 @@ def test_failed_clear_is_retried_and_recorded(
     assert _stored_violation(out, _spec()) <= _tol(_spec())
 
 
+def test_failed_dispatch_of_the_kept_allocation_is_retried(
+    clean: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The least-cost dispatch solved after the fixed point (``complete``) fails: the clear
+    is redone on the fallback and the interval records it."""
+    t_fail = clean["t_scarce"]
+    states: list[dict] = []
+    _patch_build(monkeypatch, lambda a: states.append(_fail_engine_once(a, "complete", t_fail)))
+    out = tmp_path / "run"
+    res = run(_spec(), out, progress=False)
+    assert states[0]["fired"] == 1
+    iv = pd.read_parquet(out / "intervals.parquet").set_index("t")
+    status = iv.loc[t_fail, "status"]
+    assert status.startswith("optimal") and "retried(clear:dispatch:injected)" in status
+    assert res.manifest["summary"]["n_retries"] == 1
+    nodes = pd.read_parquet(out / "nodes.parquet")
+    diff = np.abs(nodes.served_mw.to_numpy() - clean["nodes"].served_mw.to_numpy())
+    assert diff.max() <= MW_TOL
+    assert _stored_violation(out, _spec()) <= _tol(_spec())
+
+
 def test_failed_screen_is_retried_and_recorded(
     clean: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -248,8 +269,8 @@ def _infeasible_clear(alloc: run_mod.RetryingAllocator, t_bad: int, fallback_too
     def corrupt(target: Any) -> None:
         real = target.clear
 
-        def clear(inp: Any, order: Any, w: Any) -> Dispatch:
-            d = real(inp, order, w)
+        def clear(inp: Any, order: Any, w: Any, **kw: Any) -> Dispatch:
+            d = real(inp, order, w, **kw)
             return _dc_infeasible(d, inp.demand_mw) if inp.t == t_bad else d
 
         target.clear = clear
@@ -306,9 +327,9 @@ def _always_fail_from(alloc: run_mod.RetryingAllocator, t_fail: int) -> None:
         for method in ("screen", "clear"):
             real = getattr(target, method)
 
-            def track(inp: Any, *args: Any, _real: Any = real) -> Dispatch:
+            def track(inp: Any, *args: Any, _real: Any = real, **kw: Any) -> Dispatch:
                 current["t"] = inp.t
-                return _real(inp, *args)
+                return _real(inp, *args, **kw)
 
             setattr(target, method, track)
 

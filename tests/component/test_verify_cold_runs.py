@@ -62,6 +62,11 @@ def test_cold_resolve_passes_on_a_real_run(
     assert data.manifest["mechanism_resolved"]["tier_energy"] == energy
     n_scarce = _scarce(data).size
     assert n_scarce >= 3
+    if rule == "qp":
+        # the stored QP answers come (mostly) from the KKT tier solver; HiGHS re-checks them
+        assert data.manifest["qp_method"] == "kkt"
+        paths = data.manifest["solve_paths"]["qp_paths"]
+        assert paths["kkt_warm"] + paths["kkt_carry"] + paths["kkt_lp"] > 0, paths
     res = check_cold_resolve(data, sample=INTERVALS, seed=0)
     assert res.passed and res.applicable, res.detail
     assert f"{n_scarce} scarce intervals (rule {rule}, tier_energy {energy})" in res.detail

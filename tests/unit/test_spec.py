@@ -151,6 +151,7 @@ def test_parse_override_values():
         ("network.convention=x", "network.convention"),
         ("network.formulation=acopf", "network.formulation: 'acopf' is not one of btheta, ptdf"),
         ("solver.engine=gurobi", "solver.engine"),
+        ("solver.qp_method=ipm", "solver.qp_method: 'ipm' is not one of auto, kkt, solver"),
         ("mechanism.betta=0.1", "unknown key mechanism.betta"),
     ],
 )

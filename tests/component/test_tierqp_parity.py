@@ -1,0 +1,156 @@
+"""The KKT tier solver inside AllocationProblem, against HiGHS's QP; the deferred dispatch.
+
+``qp_method="kkt"`` (the default for the plain blocks) must give the solver's QP answer;
+``qp_method="solver"`` is the reference. With one tier nothing else is fixed, so the two
+describe exactly the same problem and must agree to solver tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+from fpamm_opt.errors import InputError
+from fpamm_opt.mechanism.types import IntervalInput
+from fpamm_opt.network import load_network
+from fpamm_opt.problem import AllocationProblem
+
+pytestmark = pytest.mark.component
+
+
+def _scarce_inputs(net, seed: int, n: int, cover: tuple[float, float] = (0.75, 0.92)):
+    """Scarce intervals: available capacity covers ``cover`` of demand (the shipped specs'
+    scarcity windows), spread over the generators at random."""
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        d = net.node_demand_mw * rng.uniform(0.8, 1.2, net.n_node)
+        share = rng.uniform(0.2, 1.0, net.n_gen) * net.gen_pmax_mw
+        a = np.minimum(share * rng.uniform(*cover) * d.sum() / share.sum(), net.gen_pmax_mw)
+        yield IntervalInput(t, d, a), rng.uniform(1.0, 20.0, net.n_node)
+
+
+@pytest.mark.parametrize(
+    "case, formulation, cover",
+    [
+        ("case14", "btheta", (0.75, 0.92)),
+        ("case57", "ptdf", (0.75, 0.92)),
+        # IEEE-118 from a cold start: the search from the deliverable LP's point mostly fails
+        # here (dozens of binding branches at that vertex) and HiGHS's QP answers; the
+        # answers must agree all the same. The warm path is tested below.
+        ("case118", "btheta", (0.75, 0.92)),
+    ],
+)
+def test_kkt_tier_answers_equal_the_solver_qp(case, formulation, cover):
+    net = load_network(case, ratings="derived")
+    tiers = np.zeros(net.n_node, dtype=int)
+    kw = dict(rule="qp", formulation=formulation, engine="highs", water_fill=False)
+    kkt = AllocationProblem(net, tiers, 1, qp_method="kkt", **kw)
+    ref = AllocationProblem(net, tiers, 1, qp_method="solver", **kw)
+    assert kkt.kkt_enabled and not ref.kkt_enabled
+    compared = 0
+    for inp, w in _scarce_inputs(net, seed=len(case), n=20, cover=cover):
+        a, b = kkt.clear(inp, [0], w), ref.clear(inp, [0], w)
+        assert a.ok and b.ok
+        if "->maxmin" in b.note:  # HiGHS's QP gave up on this one; nothing to compare
+            continue
+        compared += 1
+        scale = float(inp.demand_mw.max())
+        np.testing.assert_allclose(a.served_mw, b.served_mw, rtol=0, atol=1e-6 * scale)
+        np.testing.assert_allclose(a.tier_level, b.tier_level, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a.objective, b.objective, rtol=1e-7)
+    assert compared >= 15
+    n_qp = ref.qp_paths["solver"]
+    assert n_qp >= 15 and sum(ref.qp_paths.values()) == n_qp
+    certified = kkt.qp_paths["kkt_warm"] + kkt.qp_paths["kkt_carry"] + kkt.qp_paths["kkt_lp"]
+    # every tier problem has an answer; most come from the KKT search (the rest from HiGHS)
+    assert certified + kkt.qp_paths["solver"] == n_qp
+    if case != "case118":
+        assert certified >= n_qp // 2
+
+
+def test_warm_kkt_answers_along_a_fixed_point_equal_the_solver_qp():
+    """What the mechanism does: one interval cleared again and again with nearby weights.
+
+    From the second clear on, the search starts from the previous answer's active set and is
+    certified almost every time, on IEEE-118 too.
+    """
+    net = load_network("case118", ratings="derived")
+    tiers = np.zeros(net.n_node, dtype=int)
+    kw = dict(rule="qp", engine="highs", water_fill=False)
+    kkt = AllocationProblem(net, tiers, 1, qp_method="kkt", **kw)
+    ref = AllocationProblem(net, tiers, 1, qp_method="solver", **kw)
+    rng = np.random.default_rng(3)
+    n = 0
+    for inp, w in _scarce_inputs(net, seed=9, n=5):
+        for _ in range(6):
+            w = np.clip(w * rng.uniform(0.98, 1.02, w.size), 1.0, 20.0)
+            a, b = kkt.clear(inp, [0], w), ref.clear(inp, [0], w)
+            assert a.ok and b.ok
+            if "->maxmin" in b.note or not np.isfinite(b.tier_level).all():
+                continue
+            n += 1
+            scale = float(inp.demand_mw.max())
+            np.testing.assert_allclose(a.served_mw, b.served_mw, rtol=0, atol=1e-6 * scale)
+    assert n >= 25
+    assert kkt.qp_paths["kkt_warm"] >= 20
+    assert sum(kkt.qp_paths.values()) == 30
+
+
+@pytest.mark.parametrize("rule", ["qp", "maxmin"])
+def test_deferred_clear_then_complete_equals_a_full_clear(rule):
+    net = load_network("case57", ratings="derived")
+    tiers = np.random.default_rng(1).integers(0, 2, net.n_node)
+    full = AllocationProblem(net, tiers, 2, rule=rule, engine="highs")
+    lazy = AllocationProblem(net, tiers, 2, rule=rule, engine="highs")
+    deferred = failed = 0
+    for inp, w in _scarce_inputs(net, seed=5, n=12):
+        a = full.clear(inp, [1, 0], w)
+        b = lazy.clear(inp, [1, 0], w, dispatch=False)
+        if b.deferred:
+            deferred += 1
+            assert np.all(np.isnan(b.p_gen_mw)) and np.isnan(b.objective)
+            b = lazy.complete(inp, b)
+        if not (a.ok and b.ok):
+            # HiGHS now and then ends a hot-started max-min LP in status "Unknown" (runs
+            # retry it on the fallback allocator); the two problems' histories differ
+            failed += 1
+            continue
+        assert not b.deferred
+        scale = float(inp.demand_mw.max())
+        np.testing.assert_allclose(b.served_mw, a.served_mw, rtol=0, atol=1e-6 * scale)
+        assert b.objective == pytest.approx(a.objective, rel=1e-7)
+        assert a.note == b.note
+    assert deferred >= 6 and failed <= 1
+
+
+def test_complete_only_takes_its_own_deferred_clears():
+    net = load_network("case14", ratings="derived")
+    prob = AllocationProblem(net, np.zeros(net.n_node, dtype=int), 1, rule="qp", water_fill=False)
+    inp, w = next(_scarce_inputs(net, seed=2, n=1))
+    first = prob.clear(inp, [0], w, dispatch=False)
+    assert first.deferred
+    forged = type(first)(**{**first.__dict__, "served_mw": first.served_mw.copy()})
+    with pytest.raises(ValueError, match="deferred"):
+        prob.complete(inp, forged)
+    assert prob.complete(inp, first).ok
+
+
+def _cap_first_gen(m, net):
+    m.cap = pyo.Constraint(expr=m.dcopf.pg[0] <= 0.5 * float(net.gen_pmax_mw[0]))
+
+
+def test_kkt_is_not_used_under_extensions():
+    """The KKT solver knows only the plain blocks: with an extension the solver's QP runs."""
+    net = load_network("case14", ratings="derived")
+    tiers = np.zeros(net.n_node, dtype=int)
+    auto = AllocationProblem(
+        net, tiers, 1, rule="qp", extensions=[_cap_first_gen], water_fill=False
+    )
+    assert not auto.kkt_enabled
+    with pytest.raises(InputError, match="qp_method 'kkt'"):
+        AllocationProblem(net, tiers, 1, rule="qp", qp_method="kkt", extensions=[_cap_first_gen])
+    inp, w = next(_scarce_inputs(net, seed=4, n=1))
+    res = auto.clear(inp, [0], w)
+    assert res.ok and auto.qp_paths["solver"] == 1
+    assert res.p_gen_mw[0] <= 0.5 * net.gen_pmax_mw[0] + 1e-6
