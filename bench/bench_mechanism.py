@@ -1,17 +1,27 @@
-"""A full FP-AMM interval of the shipped IEEE-118 spec against one pandapower ``rundcopp``.
+"""A full FP-AMM interval of the shipped IEEE-118 spec: against ``rundcopp`` and a rebuild.
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_mechanism.py [--intervals 300] [--spec models/ieee118.toml]
+    .venv/bin/python bench/bench_mechanism.py [--intervals 300] [--rebuild 100]
+                                              [--spec models/ieee118.toml]
                                               [--out bench/results_mechanism.json]
 
 ``bench_interval.py`` times one screen + one clear on synthetic inputs; this script times what
-a user's run does per interval: ``fpamm run`` of the shipped spec (QP rule, PTDF, relative
-weights, the fixed point of the clearing operator, storage to Parquet), measured between
-consecutive intervals of the loop, once with the water-fill shortcut of
-``AllocationProblem.clear`` (default) and once without it. Then one pandapower ``rundcopp``
-(the screening LP: one VOLL, same network, ratings, demand and availability) on a sample of
-the same intervals. Times are this machine's; ratios are what carries over.
+a user's run does per interval: ``fpamm run`` of the shipped spec (QP rule, B-θ, relative
+weights, the fixed point of the clearing operator, the NumPy feasibility check, storage to
+Parquet), measured between consecutive intervals of the loop. Variants, same spec and inputs:
+
+1. as shipped: ``[solver] qp_method = "auto"``, i.e. the within-tier QPs solved from their
+   KKT conditions (``fpamm_opt.mechanism.tierqp``), HiGHS's QP only when no certified answer;
+2. ``qp_method = "solver"``: every within-tier QP solved by HiGHS's QP (the previous code);
+3. rebuild: a new Pyomo model and solver every interval (``engine = "pyomo"``,
+   ``qp_method = "solver"``), what a user scripting it without persistence would do; over
+   the first ``--rebuild`` intervals only (it is slow), compared with variant 1 on the same
+   intervals;
+4. one pandapower ``rundcopp`` (the screening LP: one VOLL, same network, ratings, demand and
+   availability) on a sample of the same intervals; converged calls only.
+
+Times are this machine's; ratios are what carries over.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,14 +43,63 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_interval import run_pandapower  # noqa: E402
 from run_all import machine_block  # noqa: E402
 
-import fpamm_opt.problem as problem_mod  # noqa: E402
+import fpamm_opt.sim.run as run_mod  # noqa: E402
 from fpamm_opt.mechanism.types import IntervalInput  # noqa: E402
+from fpamm_opt.problem import AllocationProblem  # noqa: E402
 from fpamm_opt.sim.run import prepare, run  # noqa: E402
 from fpamm_opt.spec import load_spec  # noqa: E402
 
 
-def timed_run(spec, water_fill: bool) -> dict:
-    """Run ``spec`` and time every interval (wall between loop steps)."""
+class Rebuilding:
+    """An allocator that builds a new ``AllocationProblem`` at the start of every interval."""
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self.cur = factory()
+        self.n_node, self.n_gen = self.cur.n_node, self.cur.n_gen
+        self.n_branch, self.n_tier = self.cur.n_branch, self.cur.n_tier
+
+    def screen(self, inp: IntervalInput) -> Any:
+        self.cur = self._factory()
+        return self.cur.screen(inp)
+
+    def clear(self, inp: IntervalInput, order: Any, w: Any, dispatch: bool = True) -> Any:
+        return self.cur.clear(inp, order, w, dispatch=dispatch)
+
+    def complete(self, inp: IntervalInput, disp: Any) -> Any:
+        return self.cur.complete(inp, disp)
+
+
+def _rebuilding_build(prep: Any, extensions: Any = ()) -> Any:
+    alloc = ORIGINAL_BUILD(prep, extensions)
+    sc, cfg, s = prep.scenario, prep.cfg, prep.spec
+    prim = alloc.primary
+
+    def factory() -> AllocationProblem:
+        return AllocationProblem(
+            prep.net,
+            sc.node_tier,
+            sc.n_tiers,
+            rule=cfg.rule,
+            voll=cfg.voll,
+            formulation=prim.formulation,
+            solver=prim.solver_spec,
+            engine="pyomo",
+            extensions=(*prep.extensions, *extensions),
+            tier_energy=cfg.tier_energy,
+            qp_method="solver",
+        )
+
+    del s
+    alloc.primary = Rebuilding(factory)
+    return alloc
+
+
+ORIGINAL_BUILD = run_mod.build_allocator
+
+
+def timed_run(spec, variant: str) -> dict:
+    """Run ``spec`` as ``variant`` (shipped | solver | rebuild); time every interval."""
     steps: list[tuple[int, bool, float, np.ndarray, np.ndarray]] = []
     clock = [time.perf_counter()]
 
@@ -48,51 +108,78 @@ def timed_run(spec, water_fill: bool) -> dict:
         steps.append((rec.t, bool(rec.scarce), now - clock[0], rec.demand_mw, rec.available_mw))
         clock[0] = now
 
-    real_init = problem_mod.AllocationProblem.__init__
-
-    def init(self, *args, **kw):
-        kw["water_fill"] = water_fill
-        real_init(self, *args, **kw)
-
-    problem_mod.AllocationProblem.__init__ = init  # type: ignore[method-assign]
+    if variant == "solver":
+        spec = load_spec(spec.source, [*OVERRIDES, "solver.qp_method=solver"])
+    if variant == "rebuild":
+        run_mod.build_allocator = _rebuilding_build
     try:
         with tempfile.TemporaryDirectory() as tmp:
             res = run(spec, Path(tmp) / "run", progress=False, on_step=on_step)
     finally:
-        problem_mod.AllocationProblem.__init__ = real_init  # type: ignore[method-assign]
+        run_mod.build_allocator = ORIGINAL_BUILD
     steps = steps[1:]  # the first step also carries the loop's start-up
     wall = np.array([s[2] for s in steps])
     scarce = np.array([s[1] for s in steps])
+    man = res.manifest
     return {
-        "water_fill": water_fill,
+        "variant": variant,
         "intervals": len(steps),
         "scarce": int(scarce.sum()),
         "ms_per_interval": 1e3 * float(wall.mean()),
         "ms_per_scarce": 1e3 * float(wall[scarce].mean()) if scarce.any() else float("nan"),
         "ms_per_normal": 1e3 * float(wall[~scarce].mean()) if (~scarce).any() else float("nan"),
-        "solver_s": float(res.manifest["timings"]["solver_s"]),
+        "loop_s": float(man["timings"]["loop_s"]),
+        "solver_s": float(man["timings"]["solver_s"]),
+        "qp_method": man.get("qp_method"),
+        "solve_paths": man.get("solve_paths", {}),
         "_steps": steps,
     }
+
+
+def _matched(a: dict, b: dict) -> dict:
+    """Per-interval means of two runs over the intervals both timed (same t)."""
+    ta = {s[0]: (s[1], s[2]) for s in a["_steps"]}
+    tb = {s[0]: (s[1], s[2]) for s in b["_steps"]}
+    ts = sorted(set(ta) & set(tb))
+    sc = np.array([ta[t][0] for t in ts])
+    wa = np.array([ta[t][1] for t in ts])
+    wb = np.array([tb[t][1] for t in ts])
+    return {
+        "intervals": len(ts),
+        "scarce": int(sc.sum()),
+        "ms_a": 1e3 * float(wa.mean()),
+        "ms_b": 1e3 * float(wb.mean()),
+        "ms_a_scarce": 1e3 * float(wa[sc].mean()),
+        "ms_b_scarce": 1e3 * float(wb[sc].mean()),
+    }
+
+
+OVERRIDES: list[str] = []
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default=str(ROOT / "models" / "ieee118.toml"))
     ap.add_argument("--intervals", type=int, default=300)
+    ap.add_argument("--rebuild", type=int, default=100, help="intervals of the rebuild run")
     ap.add_argument("--sample", type=int, default=60, help="intervals given to rundcopp")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_mechanism.json"))
     ap.add_argument("--quick", action="store_true", help="60 intervals, 10 rundcopp samples")
     a = ap.parse_args(argv)
     if a.quick:
-        a.intervals, a.sample = min(a.intervals, 60), min(a.sample, 10)
-    spec = load_spec(a.spec, [f"run.intervals={a.intervals}"])
+        a.intervals, a.sample, a.rebuild = min(a.intervals, 60), min(a.sample, 10), 30
+    OVERRIDES[:] = [f"run.intervals={a.intervals}"]
+    spec = load_spec(a.spec, OVERRIDES)
     info = machine_block()
     # Warm-up (imports, first model build, caches): the first timed run would pay for it.
-    timed_run(load_spec(a.spec, ["run.intervals=20"]), water_fill=True)
-    fast = timed_run(spec, water_fill=True)
-    full = timed_run(spec, water_fill=False)
+    timed_run(load_spec(a.spec, ["run.intervals=20"]), "shipped")
+    fast = timed_run(spec, "shipped")
+    solver = timed_run(spec, "solver")
+    rebuild = timed_run(load_spec(a.spec, [f"run.intervals={a.rebuild}"]), "rebuild")
+    match = _matched(rebuild, fast)
     steps = fast.pop("_steps")
-    full.pop("_steps")
+    solver.pop("_steps")
+    rebuild.pop("_steps")
     net = prepare(spec).net
     rng = np.random.default_rng(0)
     pick = rng.choice(len(steps), size=min(a.sample, len(steps)), replace=False)
@@ -107,32 +194,45 @@ def main(argv: list[str] | None = None) -> int:
         "rundcopp_over_fpamm_interval": pp["wall_ms"] / fast["ms_per_interval"],
         "rundcopp_over_fpamm_scarce": pp["wall_ms"] / fast["ms_per_scarce"],
         "rundcopp_over_fpamm_normal": pp["wall_ms"] / fast["ms_per_normal"],
-        "shortcut_speedup_scarce": full["ms_per_scarce"] / fast["ms_per_scarce"],
+        "rebuild_over_fpamm_interval": match["ms_a"] / match["ms_b"],
+        "rebuild_over_fpamm_scarce": match["ms_a_scarce"] / match["ms_b_scarce"],
+        "kkt_speedup_scarce": solver["ms_per_scarce"] / fast["ms_per_scarce"],
+        "loop_over_solver": fast["loop_s"] / fast["solver_s"],
     }
     out = {
         "spec": str(Path(a.spec).name),
         "machine": info,
-        "fpamm_water_fill": fast,
-        "fpamm_rule_only": full,
+        "fpamm_shipped": fast,
+        "fpamm_qp_by_solver": solver,
+        "rebuild_each_interval": rebuild,
+        "rebuild_matched": match,
         "pandapower_rundcopp": {k: v for k, v in pp.items() if k != "objective"},
         "ratios": ratio,
     }
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"{out['spec']}: {fast['intervals']} intervals ({fast['scarce']} scarce), this machine")
-    print(f"{'per interval':<44}{'mean ms':>10}")
-    for label, r in (("FP-AMM, water-fill shortcut", fast), ("FP-AMM, rule only", full)):
-        print(f"{label + ': all':<44}{r['ms_per_interval']:>10.2f}")
-        print(f"{label + ': scarce':<44}{r['ms_per_scarce']:>10.2f}")
-        print(f"{label + ': not scarce':<44}{r['ms_per_normal']:>10.2f}")
+    print(f"{'per interval, ms':<52}{'mean':>9}{'scarce':>9}{'normal':>9}")
+    for label, r in (
+        ("FP-AMM as shipped (QPs by KKT)", fast),
+        ("FP-AMM, QPs by HiGHS (qp_method=solver)", solver),
+        (f"rebuild model each interval ({rebuild['intervals']} int.)", rebuild),
+    ):
+        print(
+            f"{label:<52}{r['ms_per_interval']:>9.2f}{r['ms_per_scarce']:>9.2f}"
+            f"{r['ms_per_normal']:>9.2f}"
+        )
     print(
-        f"{'pandapower rundcopp (one LP, converged calls)':<44}{pp['wall_ms']:>10.2f}"
+        f"{'pandapower rundcopp (one LP, converged calls)':<52}{pp['wall_ms']:>9.2f}"
         f"  ({pp['converged']} of {pp['converged'] + pp['failed']} converged)"
     )
+    print(f"QP paths as shipped: {fast['solve_paths'].get('qp_paths')}")
     print(
-        f"rundcopp / FP-AMM interval: {ratio['rundcopp_over_fpamm_interval']:.2f}x over the mix, "
-        f"{ratio['rundcopp_over_fpamm_scarce']:.2f}x scarce, "
-        f"{ratio['rundcopp_over_fpamm_normal']:.2f}x not scarce; water-fill shortcut speeds a "
-        f"scarce interval up {ratio['shortcut_speedup_scarce']:.2f}x"
+        f"rundcopp / FP-AMM interval: {ratio['rundcopp_over_fpamm_interval']:.2f}x mean, "
+        f"{ratio['rundcopp_over_fpamm_scarce']:.2f}x scarce; rebuild / FP-AMM (same "
+        f"{match['intervals']} intervals): {ratio['rebuild_over_fpamm_interval']:.1f}x mean, "
+        f"{ratio['rebuild_over_fpamm_scarce']:.1f}x scarce; KKT vs HiGHS QP on a scarce "
+        f"interval: {ratio['kkt_speedup_scarce']:.2f}x; loop / solver time "
+        f"{ratio['loop_over_solver']:.2f}x"
     )
     print(f"wrote {a.out}")
     return 0

@@ -8,7 +8,10 @@ Runs, each as its own subprocess (one failing does not stop the others; ``--quic
 through), one after the other so they do not compete for the cores:
 
 * ``bench_interval.py``: per-interval cost on case118 (fast path, Pyomo engine, rebuild,
-  pandapower ``rundcopp``), 40 scarce intervals (``--quick``: 12);
+  pandapower ``rundcopp``), 40 synthetic scarce intervals, max-min rule (``--quick``: 12);
+* ``bench_mechanism.py``: the shipped ``models/ieee118.toml`` run interval by interval (QP
+  rule, fixed point, storage): as shipped, with every QP by HiGHS, rebuilt every interval,
+  and one ``rundcopp`` per sampled interval;
 * ``bench_memory.py``: peak RSS at T and 10T (lmp 5000/50000 and fpamm 500/5000 on IEEE-14;
   ``--quick``: 300/3000);
 * ``bench_scale.py``: 1000 FP-AMM intervals on a 2000-bus network (``--quick``: 150).
@@ -17,18 +20,16 @@ Each writes ``bench/results_<name>.json`` (``--quick``: ``results_<name>_quick.j
 script writes ``bench/results.json`` (``--quick``: ``bench/results_quick.json``, so a quick run
 never overwrites the full results) with a machine block and the targets of the issue:
 
-(a) the IEEE-118 FP-AMM clearing loop (screen + clear on the fast path) takes at most 2x the
-    bare solver time inside it;
+(a) the IEEE-118 FP-AMM clearing loop takes at most 2x the bare solver time inside it;
 (b) an interval is at least 10x faster than one pandapower ``rundcopp`` call;
 (c) an interval is at least 10x faster than rebuilding the model;
 (d) peak memory at 10T is at most 1.3x that at T.
 
-For (b) and (c) three readings are reported, because a scarce FP-AMM interval is ~35 LPs
-(the max-min clearing) while ``rundcopp`` is one LP: the full scarce interval, one LP (the
-screening LP on the fast path against one ``rundcopp`` / against building a new model and
-solving that LP), and the average over a realistic mix (26 % scarce intervals, as in the
-IEEE-118 model run: 1301 of 5000; a non-scarce interval is a single screening LP). Each reading
-is marked met or not met on its own; the issue's wording ("full interval") is the first.
+Every reading is marked met or not met on its own. The ``.run`` rows are the user's run
+(``bench_mechanism``): the mean interval of the shipped IEEE-118 run and its scarce intervals
+alone. The others come from ``bench_interval``'s synthetic max-min intervals: the full scarce
+interval (~35 LPs), one LP (the screening LP against one ``rundcopp`` / against building a
+new model and solving that LP), and a 26 % scarce mix.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -236,7 +239,22 @@ def targets(res: dict, share: float) -> list[dict]:
         ]
     me = res.get("mechanism", {}).get("result")
     if me:
-        fp, pp_ms = me["fpamm_water_fill"], me["pandapower_rundcopp"]["wall_ms"]
+        fp, pp_ms = me["fpamm_shipped"], me["pandapower_rundcopp"]["wall_ms"]
+        ppr = me["pandapower_rundcopp"]
+        conv = f"{ppr.get('converged', '?')} of {ppr.get('converged', 0) + ppr['failed']}"
+        shipped = f"{me['spec']} as shipped (QP rule, fixed point, storage)"
+        a_run = me["ratios"]["loop_over_solver"]
+        rows.append(
+            _row(
+                "a.run",
+                "<= 2.0x",
+                a_run,
+                "{:.2f}x",
+                a_run <= 2.0,
+                f"{shipped}, {fp['intervals']} intervals: loop {fp['loop_s']:.2f} s / time "
+                f"solving inside it {fp['solver_s']:.2f} s (HiGHS runs + KKT tier solves)",
+            )
+        )
         for key, ours, what in (
             ("b.run", fp["ms_per_interval"], "mean interval"),
             ("b.run_scarce", fp["ms_per_scarce"], "mean scarce interval"),
@@ -248,11 +266,26 @@ def targets(res: dict, share: float) -> list[dict]:
                     pp_ms / ours,
                     "{:.2f}x",
                     pp_ms / ours >= 10,
-                    f"{me['spec']} as shipped (QP rule, fixed point, storage), {fp['intervals']} "
-                    f"intervals: one converged rundcopp {pp_ms:.1f} ms "
-                    f"({me['pandapower_rundcopp'].get('converged', '?')} of "
-                    f"{me['pandapower_rundcopp'].get('converged', 0) + me['pandapower_rundcopp']['failed']}"
-                    f" converged) / FP-AMM {what} {ours:.1f} ms",
+                    f"{shipped}, {fp['intervals']} intervals: one converged rundcopp "
+                    f"{pp_ms:.1f} ms ({conv} converged) / FP-AMM {what} {ours:.1f} ms",
+                )
+            )
+        mt = me["rebuild_matched"]
+        for key, num, den, what in (
+            ("c.run", mt["ms_a"], mt["ms_b"], "mean interval"),
+            ("c.run_scarce", mt["ms_a_scarce"], mt["ms_b_scarce"], "mean scarce interval"),
+        ):
+            ok = bool(np.isfinite(num / den)) if den else False
+            rows.append(
+                _row(
+                    key,
+                    ">= 10x",
+                    num / den if ok else None,
+                    "{:.1f}x",
+                    (num / den >= 10) if ok else None,
+                    f"{shipped}, the same {mt['intervals']} intervals ({mt['scarce']} scarce): "
+                    f"new Pyomo model + Pyomo engine every interval {num:.1f} ms / as shipped "
+                    f"{den:.1f} ms ({what})",
                 )
             )
     else:
