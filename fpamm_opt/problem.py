@@ -392,6 +392,8 @@ class AllocationProblem:
         self.qp_misses: dict[str, int] = {}
         self._qp_guess: dict[tuple[int, int], ActiveSet] = {}
         self._qp_last: dict[int, ActiveSet] = {}  # the latest certified one per tier
+        # (tier, position) whose KKT search failed in this interval: the solver's QP from then on
+        self._qp_sticky: set[tuple[int, int]] = set()
         # This interval's deliverable LPs by (tier, position), with the served-load bounds
         # they ran under: the first tier's is the same in every clear of the fixed point.
         self._deliverable: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, LPSolution]] = {}
@@ -458,6 +460,13 @@ class AllocationProblem:
     #: weighted tier is tried (see ``_trial_rate``).
     TRIAL_MIN_RATE = 0.2
     TRIAL_PROBE = 10
+    #: Band (relative to demand, plus MW) within which a water-fill trial's tier is fixed in
+    #: its check LP: near HiGHS's own feasibility tolerance, so an accepted trial is the rule's
+    #: answer to ~1e-9 MW. The rule's band (1e-6 d + 1e-6) would also accept a point that a
+    #: line limit misses by up to that band, and the fixed point would then alternate between
+    #: it and the exact answer (residuals of ~1e-3 MW on IEEE-57, above the T2 floor).
+    TRIAL_BAND_REL = 1e-9
+    TRIAL_BAND_ABS = 1e-9
     #: Active-set corrections allowed from the previous interval's answer before the search
     #: restarts from the deliverable LP's point.
     KKT_CARRY_ITER = 4
@@ -631,12 +640,14 @@ class AllocationProblem:
         n_solves, solve_s = 0, 0.0
         fixed_mw = 0.0  # energy given to the tiers cleared so far
         x_fixed = np.zeros(self.n_node)  # the allocations of the tiers cleared so far
+        banded = np.zeros(self.n_node, dtype=bool)  # nodes fixed within ``band`` (not exactly)
         avail_total = float(np.sum(np.asarray(inp.available_mw, dtype=float)))
         last: LPSolution | None = None  # the final dispatch LP, when a trial already was one
         key = (int(inp.t), float(d.sum()), avail_total)
         if key != self._trial_key:
             self._trial_key, self._trial_failed = key, set()
             self._qp_guess = {}
+            self._qp_sticky = set()
             self._deliverable = {}
             self._deferred = {}
         for pos, k in enumerate(tier_order):
@@ -652,7 +663,9 @@ class AllocationProblem:
             ):
                 self.tier_paths["skipped"] += 1
             elif self.water_fill:
-                x, sol, lo_t, hi_t = self._water_fill_trial(d, v, mem, lo, hi, q_cp, band)
+                x, sol, lo_t, hi_t = self._water_fill_trial(
+                    d, v, mem, lo, hi, q_cp, self.TRIAL_BAND_REL * d + self.TRIAL_BAND_ABS
+                )
                 n_solves += 1
                 solve_s += sol.solve_s
                 ok = sol.status is SolveStatus.OPTIMAL
@@ -703,7 +716,7 @@ class AllocationProblem:
             use_lp = self.rule is Rule.MAXMIN
             kkt = None
             kkt_energy = self.tier_energy is TierEnergy.MAX
-            if self._tierqp is not None:
+            if self._tierqp is not None and (k, pos) not in self._qp_sticky:
                 q_min = q - tol_mw if kkt_energy else None
                 kkt = self._kkt_tier(inp, d, w, mem, k, pos, x_fixed, q_min, sol)
                 n_solves += 1
@@ -711,16 +724,35 @@ class AllocationProblem:
                 if kkt[0] is not None:
                     x = kkt[0]
                     rounds[k] = 1
+                else:
+                    # The solver's QP answers this tier for the rest of the interval: the two
+                    # paths agree only to solver tolerances, and a fixed point whose clears
+                    # alternated between them would see that difference as a residual.
+                    self._qp_sticky.add((k, pos))
             if self.rule is Rule.QP and (kkt is None or kkt[0] is None):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     qcoef = np.where(mem & (d > 0), w / d, 0.0)
                 e.set_objective(self._zeros_gen, np.where(mem, -w, 0.0), 0.0, q_served=qcoef)
-                sol = e.solve()
                 self.qp_paths["solver"] += 1
+                if banded.any():
+                    # Earlier tiers first as the KKT solver takes them: at their allocation
+                    # (within HiGHS's tolerance). Through congested corridors the fixing band
+                    # can move this tier's answer by MW (5 MW seen on IEEE-118), and a fixed
+                    # point whose clears alternate between the two paths would not settle.
+                    tight = self.TRIAL_BAND_REL * d + self.TRIAL_BAND_ABS
+                    lo_x, hi_x = lo.copy(), hi.copy()
+                    _fix_tier(lo_x, hi_x, x_fixed, d, banded, tight)
+                    e.set_served_bounds(lo_x, hi_x)
+                    sol = e.solve(retry=False)
+                    n_solves += 1
+                    solve_s += sol.solve_s
+                    e.set_served_bounds(lo, hi)
+                if not banded.any() or sol.status is not SolveStatus.OPTIMAL:
+                    sol = e.solve()
+                    n_solves += 1
+                    solve_s += sol.solve_s
                 if sol.message:
                     notes.append(sol.message)
-                n_solves += 1
-                solve_s += sol.solve_s
                 if sol.status is SolveStatus.OPTIMAL:
                     x = np.clip(sol.pl, lo, hi)
                     rounds[k] = 1
@@ -784,6 +816,7 @@ class AllocationProblem:
             cap |= capped_now
             # The tier's allocation is fixed lexicographically, within the same tiny band.
             _fix_tier(lo, hi, x, d, mem, band)
+            banded |= mem
             fixed_mw += float(x[mem].sum())
             x_fixed[mem] = x[mem]
         if last is not None:
