@@ -392,8 +392,9 @@ class AllocationProblem:
         self.qp_misses: dict[str, int] = {}
         self._qp_guess: dict[tuple[int, int], ActiveSet] = {}
         self._qp_last: dict[int, ActiveSet] = {}  # the latest certified one per tier
-        # (tier, position) whose KKT search failed in this interval: the solver's QP from then on
-        self._qp_sticky: set[tuple[int, int]] = set()
+        # KKT search failures in this interval by (tier, position); from two on, the solver's QP
+        self._qp_failed: dict[tuple[int, int], int] = {}
+        self._qp_answered: set[tuple[int, int]] = set()  # tiers cleared in this interval
         # This interval's deliverable LPs by (tier, position), with the served-load bounds
         # they ran under: the first tier's is the same in every clear of the fixed point.
         self._deliverable: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, LPSolution]] = {}
@@ -647,7 +648,8 @@ class AllocationProblem:
         if key != self._trial_key:
             self._trial_key, self._trial_failed = key, set()
             self._qp_guess = {}
-            self._qp_sticky = set()
+            self._qp_failed = {}
+            self._qp_answered = set()
             self._deliverable = {}
             self._deferred = {}
         for pos, k in enumerate(tier_order):
@@ -716,7 +718,7 @@ class AllocationProblem:
             use_lp = self.rule is Rule.MAXMIN
             kkt = None
             kkt_energy = self.tier_energy is TierEnergy.MAX
-            if self._tierqp is not None and (k, pos) not in self._qp_sticky:
+            if self._tierqp is not None and self._qp_failed.get((k, pos), 0) < 2:
                 q_min = q - tol_mw if kkt_energy else None
                 kkt = self._kkt_tier(inp, d, w, mem, k, pos, x_fixed, q_min, sol)
                 n_solves += 1
@@ -725,10 +727,15 @@ class AllocationProblem:
                     x = kkt[0]
                     rounds[k] = 1
                 else:
-                    # The solver's QP answers this tier for the rest of the interval: the two
-                    # paths agree only to solver tolerances, and a fixed point whose clears
-                    # alternated between them would see that difference as a residual.
-                    self._qp_sticky.add((k, pos))
+                    # The two paths agree only to solver tolerances, and a fixed point whose
+                    # clears alternated between them would see that difference as a residual
+                    # that does not contract. So: after the tier's first clear of the interval
+                    # fails (a cold start), the next clear starts from the solver's answer and
+                    # nearly always succeeds; once a search fails after that (the tier has
+                    # had an answer in this interval), the solver's QP keeps the tier.
+                    warm = (k, pos) in self._qp_answered
+                    self._qp_failed[(k, pos)] = 2 if warm else 1
+                self._qp_answered.add((k, pos))
             if self.rule is Rule.QP and (kkt is None or kkt[0] is None):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     qcoef = np.where(mem & (d > 0), w / d, 0.0)
