@@ -826,29 +826,15 @@ class AllocationProblem:
             banded |= mem
             fixed_mw += float(x[mem].sum())
             x_fixed[mem] = x[mem]
+        deferred = last is None and not dispatch
         if last is not None:
             # The last tier's accepted trial was this very LP (same bounds, cost objective).
             sol = last
-        elif not dispatch:
+        elif deferred:
             served = np.clip(x_fixed, lo, hi)
             # the latest two: a failed clear leaves the fixed point with the one before
             last_two = list(self._deferred.items())[-1:]
             self._deferred = dict([*last_two, (id(served), (lo.copy(), hi.copy()))])
-            nan_g, nan_f = np.full(self.n_gen, np.nan), np.full(self.n_branch, np.nan)
-            return Dispatch(
-                status=SolveStatus.OPTIMAL,
-                served_mw=served,
-                p_gen_mw=nan_g,
-                flow_mw=nan_f,
-                n_solves=n_solves,
-                solve_s=solve_s,
-                tier_level=levels,
-                tier_deliverable_mw=deliver,
-                rounds=rounds,
-                cap_active=cap,
-                note=";".join(notes),
-                deferred=True,
-            )
         else:
             # (c) least-cost dispatch of the allocation just fixed
             sol = self._least_cost_lp(lo, hi)
@@ -858,12 +844,13 @@ class AllocationProblem:
             solve_s += sol.solve_s
             if sol.status is not SolveStatus.OPTIMAL:
                 return self._failed(sol, n_solves, solve_s, "dispatch")
+        nan = float("nan")
         return Dispatch(
             status=SolveStatus.OPTIMAL,
-            served_mw=np.clip(sol.pl, 0.0, d),
-            p_gen_mw=sol.pg,
-            flow_mw=sol.pf,
-            objective=sol.objective,
+            served_mw=served if deferred else np.clip(sol.pl, 0.0, d),
+            p_gen_mw=np.full(self.n_gen, nan) if deferred else sol.pg,
+            flow_mw=np.full(self.n_branch, nan) if deferred else sol.pf,
+            objective=nan if deferred else sol.objective,
             n_solves=n_solves,
             solve_s=solve_s,
             tier_level=levels,
@@ -871,6 +858,7 @@ class AllocationProblem:
             rounds=rounds,
             cap_active=cap,
             note=";".join(notes),
+            deferred=deferred,
         )
 
     def complete(self, inp: IntervalInput, disp: Dispatch) -> Dispatch:
