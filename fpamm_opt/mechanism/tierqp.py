@@ -326,7 +326,7 @@ class TierQP:
         z = self._lin_solve(M, r)
         if z is None:
             return None
-        consistent = bool(np.allclose(M @ z, r, rtol=1e-9, atol=1e-6))
+        consistent = bool(np.all(np.abs(M @ z - r) <= 1e-6 + 1e-9 * np.abs(r)))
         lam = z[:K]
         mu_b = z[K : K + nb]
         eta = float(z[K + nb]) if ne else 0.0
