@@ -214,3 +214,67 @@ def test_a_tier_whose_search_keeps_failing_goes_to_the_solver(monkeypatch):
     inp2, w2 = inputs[1]
     assert prob.clear(inp2, [0], w2).ok
     assert seen["n"] >= 1  # a new interval tries the KKT search again
+
+
+TWO_ISLANDS_M = """\
+function mpc = two_islands
+mpc.version = '2';
+mpc.baseMVA = 100;
+%% bus_i type Pd Qd Gs Bs area Vm Va baseKV zone Vmax Vmin
+mpc.bus = [
+\t1\t3\t0\t0\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+\t2\t2\t50\t0\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+\t3\t1\t100\t0\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+\t4\t3\t20\t0\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+\t5\t1\t60\t0\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+\t6\t1\t40\t0\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+];
+%% bus Pg Qg Qmax Qmin Vg mBase status Pmax Pmin
+mpc.gen = [
+\t1\t0\t0\t100\t-100\t1\t100\t1\t200\t0;
+\t2\t0\t0\t100\t-100\t1\t100\t1\t100\t0;
+\t4\t0\t0\t100\t-100\t1\t100\t1\t150\t0;
+];
+%% fbus tbus r x b rateA rateB rateC ratio angle status angmin angmax
+mpc.branch = [
+\t1\t2\t0\t0.1\t0\t0\t0\t0\t0\t0\t1\t-360\t360;
+\t2\t3\t0\t0.1\t0\t0\t0\t0\t0\t0\t1\t-360\t360;
+\t1\t3\t0\t0.1\t0\t80\t0\t0\t0\t0\t1\t-360\t360;
+\t4\t5\t0\t0.1\t0\t45\t0\t0\t0\t0\t1\t-360\t360;
+\t4\t6\t0\t0.2\t0\t0\t0\t0\t0\t0\t1\t-360\t360;
+\t5\t6\t0\t0.1\t0\t0\t0\t0\t0\t0\t1\t-360\t360;
+];
+%% model startup shutdown n c1 c0
+mpc.gencost = [
+\t2\t0\t0\t2\t10\t0;
+\t2\t0\t0\t2\t20\t0;
+\t2\t0\t0\t2\t15\t0;
+];
+"""
+
+
+def test_kkt_on_two_islands_equals_the_solver_qp(tmp_path):
+    """Each island has its own balance (and its own λ): the KKT solver against HiGHS's QP."""
+    path = tmp_path / "two_islands.m"
+    path.write_text(TWO_ISLANDS_M)
+    net = load_network(path)
+    assert np.unique(net.bus_island).size == 2
+    tiers = np.zeros(net.n_node, dtype=int)
+    kw = dict(rule="qp", engine="highs", water_fill=False)
+    kkt = AllocationProblem(net, tiers, 1, qp_method="kkt", **kw)
+    ref = AllocationProblem(net, tiers, 1, qp_method="solver", **kw)
+    rng = np.random.default_rng(4)
+    congested = 0
+    for t in range(12):
+        d = net.node_demand_mw * rng.uniform(0.8, 1.2, net.n_node)
+        a = net.gen_pmax_mw * rng.uniform(0.3, 0.9, net.n_gen)
+        inp, w = IntervalInput(t, d, a), rng.uniform(1.0, 20.0, net.n_node)
+        x, y = kkt.clear(inp, [0], w), ref.clear(inp, [0], w)
+        assert x.ok and y.ok
+        np.testing.assert_allclose(x.served_mw, y.served_mw, rtol=0, atol=1e-6 * d.max())
+        lo, hi = net.flow_limits_mw()
+        congested += bool(
+            np.any(np.isclose(y.flow_mw, hi, atol=1e-6) | np.isclose(y.flow_mw, lo, atol=1e-6))
+        )
+    assert kkt.qp_paths["kkt_lp"] + kkt.qp_paths["kkt_carry"] >= 8
+    assert congested >= 3
