@@ -72,7 +72,7 @@ class Rebuilding:
 
 def _rebuilding_build(prep: Any, extensions: Any = ()) -> Any:
     alloc = ORIGINAL_BUILD(prep, extensions)
-    sc, cfg, s = prep.scenario, prep.cfg, prep.spec
+    sc, cfg = prep.scenario, prep.cfg
     prim = alloc.primary
 
     def factory() -> AllocationProblem:
@@ -90,7 +90,6 @@ def _rebuilding_build(prep: Any, extensions: Any = ()) -> Any:
             qp_method="solver",
         )
 
-    del s
     alloc.primary = Rebuilding(factory)
     return alloc
 
@@ -98,8 +97,8 @@ def _rebuilding_build(prep: Any, extensions: Any = ()) -> Any:
 ORIGINAL_BUILD = run_mod.build_allocator
 
 
-def timed_run(spec, variant: str) -> dict:
-    """Run ``spec`` as ``variant`` (shipped | solver | rebuild); time every interval."""
+def timed_run(spec_path: str, intervals: int, variant: str) -> dict:
+    """Run the spec for ``intervals`` as ``variant`` (shipped | solver | rebuild), timed."""
     steps: list[tuple[int, bool, float, np.ndarray, np.ndarray]] = []
     clock = [time.perf_counter()]
 
@@ -108,8 +107,10 @@ def timed_run(spec, variant: str) -> dict:
         steps.append((rec.t, bool(rec.scarce), now - clock[0], rec.demand_mw, rec.available_mw))
         clock[0] = now
 
+    overrides = [f"run.intervals={intervals}"]
     if variant == "solver":
-        spec = load_spec(spec.source, [*OVERRIDES, "solver.qp_method=solver"])
+        overrides.append("solver.qp_method=solver")
+    spec = load_spec(spec_path, overrides)
     if variant == "rebuild":
         run_mod.build_allocator = _rebuilding_build
     try:
@@ -154,9 +155,6 @@ def _matched(a: dict, b: dict) -> dict:
     }
 
 
-OVERRIDES: list[str] = []
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default=str(ROOT / "models" / "ieee118.toml"))
@@ -168,14 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.quick:
         a.intervals, a.sample, a.rebuild = min(a.intervals, 60), min(a.sample, 10), 30
-    OVERRIDES[:] = [f"run.intervals={a.intervals}"]
-    spec = load_spec(a.spec, OVERRIDES)
+    spec = load_spec(a.spec, [f"run.intervals={a.intervals}"])
     info = machine_block()
     # Warm-up (imports, first model build, caches): the first timed run would pay for it.
-    timed_run(load_spec(a.spec, ["run.intervals=20"]), "shipped")
-    fast = timed_run(spec, "shipped")
-    solver = timed_run(spec, "solver")
-    rebuild = timed_run(load_spec(a.spec, [f"run.intervals={a.rebuild}"]), "rebuild")
+    timed_run(a.spec, 20, "shipped")
+    fast = timed_run(a.spec, a.intervals, "shipped")
+    solver = timed_run(a.spec, a.intervals, "solver")
+    rebuild = timed_run(a.spec, a.rebuild, "rebuild")
     match = _matched(rebuild, fast)
     steps = fast.pop("_steps")
     solver.pop("_steps")

@@ -394,7 +394,6 @@ class AllocationProblem:
         self._qp_last: dict[int, ActiveSet] = {}  # the latest certified one per tier
         # KKT search failures in this interval by (tier, position); from two on, the solver's QP
         self._qp_failed: dict[tuple[int, int], int] = {}
-        self._qp_answered: set[tuple[int, int]] = set()  # tiers cleared in this interval
         # This interval's deliverable LPs by (tier, position), with the served-load bounds
         # they ran under: the first tier's is the same in every clear of the fixed point.
         self._deliverable: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, LPSolution]] = {}
@@ -461,13 +460,14 @@ class AllocationProblem:
     #: weighted tier is tried (see ``_trial_rate``).
     TRIAL_MIN_RATE = 0.2
     TRIAL_PROBE = 10
-    #: Band (relative to demand, plus MW) within which a water-fill trial's tier is fixed in
-    #: its check LP: near HiGHS's own feasibility tolerance, so an accepted trial is the rule's
-    #: answer to ~1e-9 MW. The rule's band (1e-6 d + 1e-6) would also accept a point that a
-    #: line limit misses by up to that band, and the fixed point would then alternate between
-    #: it and the exact answer (residuals of ~1e-3 MW on IEEE-57, above the T2 floor).
-    TRIAL_BAND_REL = 1e-9
-    TRIAL_BAND_ABS = 1e-9
+    #: Tight fixing band (relative to demand, plus MW), near HiGHS's own feasibility
+    #: tolerance, where an answer must match an exact one: a water-fill trial's check LP (the
+    #: rule's band 1e-6 d + 1e-6 would also accept a point that a line limit misses by up to
+    #: that band, and the fixed point then alternated between it and the exact answer:
+    #: residuals of ~1e-3 MW on IEEE-57, above the T2 floor), and the earlier tiers of the
+    #: solver's QP fallback (as the KKT solver fixes them).
+    TIGHT_BAND_REL = 1e-9
+    TIGHT_BAND_ABS = 1e-9
     #: Active-set corrections allowed from the previous interval's answer before the search
     #: restarts from the deliverable LP's point.
     KKT_CARRY_ITER = 4
@@ -550,8 +550,10 @@ class AllocationProblem:
     ) -> tuple[np.ndarray | None, float]:
         """The tier's QP answer from :class:`TierQP` (None when not certified), and the time.
 
-        Warm start: the active set of the same tier earlier in this interval (the fixed point
-        clears it again with nearby weights), else the one read off the deliverable LP.
+        Guesses tried in turn: the active set of the same tier earlier in this interval (warm:
+        the fixed point clears it again with nearby weights), else the tier's latest certified
+        one from an earlier interval (carry, a few corrections only); then the one read off the
+        deliverable LP.
         """
         assert self._tierqp is not None
         t0 = time.perf_counter()
@@ -630,6 +632,7 @@ class AllocationProblem:
         # tolerances (primal infeasibility ~1e-5 MW); 1e-6 d + 1e-6 MW solves them and stays
         # below every tolerance the checks use.
         band = 1e-6 * d + 1e-6
+        tight = self.TIGHT_BAND_REL * d + self.TIGHT_BAND_ABS
         self._base(inp)
         e.set_weights(w)
         lo = np.zeros(self.n_node)
@@ -649,7 +652,6 @@ class AllocationProblem:
             self._trial_key, self._trial_failed = key, set()
             self._qp_guess = {}
             self._qp_failed = {}
-            self._qp_answered = set()
             self._deliverable = {}
             self._deferred = {}
         for pos, k in enumerate(tier_order):
@@ -665,9 +667,7 @@ class AllocationProblem:
             ):
                 self.tier_paths["skipped"] += 1
             elif self.water_fill:
-                x, sol, lo_t, hi_t = self._water_fill_trial(
-                    d, v, mem, lo, hi, q_cp, self.TRIAL_BAND_REL * d + self.TRIAL_BAND_ABS
-                )
+                x, sol, lo_t, hi_t = self._water_fill_trial(d, v, mem, lo, hi, q_cp, tight)
                 n_solves += 1
                 solve_s += sol.solve_s
                 ok = sol.status is SolveStatus.OPTIMAL
@@ -719,6 +719,8 @@ class AllocationProblem:
             kkt = None
             kkt_energy = self.tier_energy is TierEnergy.MAX
             if self._tierqp is not None and self._qp_failed.get((k, pos), 0) < 2:
+                # the tier already went through the rule in this interval (KKT or solver)
+                warm = (k, pos) in self._qp_guess
                 q_min = q - tol_mw if kkt_energy else None
                 kkt = self._kkt_tier(inp, d, w, mem, k, pos, x_fixed, q_min, sol)
                 n_solves += 1
@@ -733,9 +735,7 @@ class AllocationProblem:
                     # fails (a cold start), the next clear starts from the solver's answer and
                     # nearly always succeeds; once a search fails after that (the tier has
                     # had an answer in this interval), the solver's QP keeps the tier.
-                    warm = (k, pos) in self._qp_answered
                     self._qp_failed[(k, pos)] = 2 if warm else 1
-                self._qp_answered.add((k, pos))
             if self.rule is Rule.QP and (kkt is None or kkt[0] is None):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     qcoef = np.where(mem & (d > 0), w / d, 0.0)
@@ -746,7 +746,6 @@ class AllocationProblem:
                     # (within HiGHS's tolerance). Through congested corridors the fixing band
                     # can move this tier's answer by MW (5 MW seen on IEEE-118), and a fixed
                     # point whose clears alternate between the two paths would not settle.
-                    tight = self.TRIAL_BAND_REL * d + self.TRIAL_BAND_ABS
                     lo_x, hi_x = lo.copy(), hi.copy()
                     _fix_tier(lo_x, hi_x, x_fixed, d, banded, tight)
                     e.set_served_bounds(lo_x, hi_x)

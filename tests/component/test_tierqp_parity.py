@@ -158,7 +158,7 @@ def test_kkt_is_not_used_under_extensions():
 
 def test_two_tiers_kkt_and_solver_fix_the_earlier_tier_alike():
     """With an earlier tier fixed, the solver's QP first takes it at its allocation (within
-    1e-9 MW), as the KKT solver does: the two paths answer the same problem and agree to
+    1e-9 d + 1e-9 MW), as the KKT solver does: the two paths answer the same problem and agree to
     1e-9 of the largest demand here. Within the rule's 1e-6 band they differ by up to 1.4e-6
     here (and congested IEEE-118 corridors once moved the later tier by 5 MW)."""
     net = load_network("case57", ratings="derived")
