@@ -46,6 +46,7 @@ from fpamm_opt.mechanism.types import (
     Dispatch,
     IntervalInput,
     SolveStatus,
+    keep_deferred,
     qp_fallback_note,
     rounds_capped_note,
 )
@@ -831,9 +832,7 @@ class AllocationProblem:
             sol = last
         elif deferred:
             served = np.clip(x_fixed, lo, hi)
-            # the latest two: a failed clear leaves the fixed point with the one before
-            last_two = list(self._deferred.items())[-1:]
-            self._deferred = dict([*last_two, (id(served), (lo.copy(), hi.copy()))])
+            self._deferred = keep_deferred(self._deferred, served, (lo.copy(), hi.copy()))
         else:
             # (c) least-cost dispatch of the allocation just fixed
             sol = self._least_cost_lp(lo, hi)
@@ -861,7 +860,7 @@ class AllocationProblem:
         )
 
     def complete(self, inp: IntervalInput, disp: Dispatch) -> Dispatch:
-        """The least-cost dispatch of the deferred clear ``disp`` (one of the latest two)."""
+        """The least-cost dispatch of a deferred clear ``disp`` (one of the latest kept)."""
         if not disp.deferred:
             return disp
         bounds = self._deferred.get(id(disp.served_mw))

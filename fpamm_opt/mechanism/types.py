@@ -6,7 +6,7 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -97,6 +97,18 @@ class Allocator(Protocol):
     def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
         """Lexicographic tier clearing with the within-tier rule and weights ``w``."""
         ...
+
+
+#: How many deferred clears an allocator keeps completable: the fixed point keeps its last
+#: iterate, or the one before when the last clear failed.
+DEFERRED_KEPT = 2
+
+
+def keep_deferred(store: dict[int, Any], served: np.ndarray, value: Any) -> dict[int, Any]:
+    """``store`` with ``value`` filed under a deferred clear's ``served_mw`` array (by
+    identity), keeping the latest :data:`DEFERRED_KEPT` entries."""
+    kept = list(store.items())[-(DEFERRED_KEPT - 1) :]
+    return dict([*kept, (id(served), value)])
 
 
 class DeferringAllocator(Allocator, Protocol):

@@ -31,7 +31,7 @@ from fpamm_opt.io.manifest import build_manifest
 from fpamm_opt.io.writer import RunWriter, clean_stale_temporaries
 from fpamm_opt.mechanism.config import MechanismConfig, Policy
 from fpamm_opt.mechanism.engine import Mechanism, StepRecord
-from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus
+from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus, keep_deferred
 from fpamm_opt.network import NetworkData
 from fpamm_opt.scenario import Scenario
 from fpamm_opt.spec import RunSpec, spec_hash
@@ -90,7 +90,7 @@ class RetryingAllocator:
         self.n_node, self.n_gen = primary.n_node, primary.n_gen
         self.n_branch, self.n_tier = primary.n_branch, primary.n_tier
         self.events: list[str] = []
-        # (tier order, weights) of the latest two deferred clears, by their served array
+        # (tier order, weights) of the latest deferred clears, by their served array
         self._pending: dict[int, tuple[Sequence[int], np.ndarray]] = {}
 
     def _ok(self, inp: IntervalInput, d: Dispatch) -> bool:
@@ -146,8 +146,7 @@ class RetryingAllocator:
         else:
             d = self.primary.clear(inp, tier_order, weights, dispatch=False)
         if d.deferred and self._served_ok(inp, d):
-            last = list(self._pending.items())[-1:]
-            self._pending = dict([*last, (id(d.served_mw), (tier_order, weights))])
+            self._pending = keep_deferred(self._pending, d.served_mw, (tier_order, weights))
             return d
         if not d.deferred and self._ok(inp, d):
             return d
