@@ -21,7 +21,7 @@ from typing import Any
 
 from fpamm_opt.errors import InputError
 
-__all__ = ["MechanismConfig", "Policy", "Rule", "WeightForm"]
+__all__ = ["MechanismConfig", "Policy", "Rule", "WeightForm", "WeightSource"]
 
 
 class WeightForm(enum.StrEnum):
@@ -30,6 +30,32 @@ class WeightForm(enum.StrEnum):
     RAW = "raw"  #: ``phi = 1 - s``
     RELATIVE = "relative"  #: ``phi = clip(1 - s / M_tier, 0, 1)`` (shipped default)
     EQUAL = "equal"  #: ``w = 1`` (the equal-weight baseline's weights)
+
+
+class WeightSource(enum.StrEnum):
+    """What a node's within-tier weight rises with (MECHANISM.md section 3, the Fair Play rule).
+
+    Each source gives a level ``s_hat_i`` in ``[0, 1]`` (RELATIVE: against the most-short node
+    of the tier); the weight is ``w_i = 1 / (epsilon + 1 - s_hat_i)``.
+    """
+
+    #: The shortage memory: ``s_hat = s / max(max_{j in tier} s_j, s_floor)``.
+    MEMORY = "memory"
+    #: The positive under-service ``delta+ = max(D, 0) / sum_{tau<t} d dt`` of the deficit
+    #: recursion: ``s_hat = delta+ / max(max_{j in tier} delta+_j, deficit_floor)``.
+    DEFICIT = "deficit"
+    #: Per node the larger of the two levels above.
+    BOTH = "both"
+
+    @property
+    def uses_memory(self) -> bool:
+        """The weights read the memory."""
+        return self is not WeightSource.DEFICIT
+
+    @property
+    def uses_deficit(self) -> bool:
+        """The weights read the deficit."""
+        return self is not WeightSource.MEMORY
 
 
 class Rule(enum.StrEnum):
@@ -61,6 +87,7 @@ class Policy(enum.StrEnum):
 
 _ENUM_FIELDS: dict[str, type[enum.StrEnum]] = {
     "weight_form": WeightForm,
+    "weight_source": WeightSource,
     "rule": Rule,
     "tier_energy": TierEnergy,
 }
@@ -79,8 +106,13 @@ class MechanismConfig:
         Weight offset ``epsilon > 0``; weights run from about 1 to ``1 / epsilon``.
     weight_form : WeightForm
         RAW, RELATIVE (default) or EQUAL.
+    weight_source : WeightSource
+        What the weights rise with: MEMORY, DEFICIT or BOTH (see :class:`WeightSource`).
     s_floor : float
         Floor of the tier normaliser ``M_k = max(max_{j in k} s_j, s_floor)``, in ``(0, 1]``.
+    deficit_floor : float
+        Floor of the deficit normaliser ``M_k = max(max_{j in k} delta+_j, deficit_floor)``,
+        in ``(0, 1]``.
     gamma_max : float
         Largest coupling ``gamma`` of the clearing operator, in ``(0, 1]``.
     q_target : float
@@ -112,7 +144,9 @@ class MechanismConfig:
     beta: float = 0.05
     epsilon: float = 0.05
     weight_form: WeightForm = WeightForm.RELATIVE
+    weight_source: WeightSource = WeightSource.MEMORY
     s_floor: float = 0.01
+    deficit_floor: float = 1e-4
     gamma_max: float = 0.5
     q_target: float = 0.5
     tol: float = 1e-6
@@ -158,6 +192,7 @@ class MechanismConfig:
             ("beta", 0.0 < self.beta <= 1.0, "in (0, 1]"),
             ("epsilon", self.epsilon > 0.0, "> 0"),
             ("s_floor", 0.0 < self.s_floor <= 1.0, "in (0, 1]"),
+            ("deficit_floor", 0.0 < self.deficit_floor <= 1.0, "in (0, 1]"),
             ("gamma_max", 0.0 < self.gamma_max <= 1.0, "in (0, 1]"),
             ("q_target", 0.0 < self.q_target < 1.0, "in (0, 1)"),
             ("tol", self.tol > 0.0, "> 0"),

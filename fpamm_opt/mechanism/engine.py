@@ -3,7 +3,8 @@
 Role
 ----
 "Mechanism state lives outside the model": :class:`Mechanism` owns the memory ``s``, the
-cumulative served and requested energy, the priority stream and the trigger state; the
+deficit ``D`` (:mod:`~fpamm_opt.mechanism.deficit`), the cumulative served and requested
+energy, the priority stream and the trigger state; the
 allocator (a solver model or the copper plate) only ever sees one interval. :meth:`Mechanism.step`
 runs one interval and returns a frozen :class:`StepRecord` with everything the run loop writes.
 
@@ -19,8 +20,9 @@ One step
    exact clearing ``r*`` with the held tier order and the current memory, **without** changing
    any state; ``tracking_error = ||r - r*||_inf``. Audit solves are counted in
    ``audit_n_solves``, not in ``n_solves``.
-5. Memory update ``s <- sat((1 - beta) s + beta u)`` (every policy records its memory),
-   cumulative delivery ratio through ``t``, AMM price, generation cost.
+5. Memory update ``s <- sat((1 - beta) s + beta u)`` and deficit update
+   ``D <- D + (r_l d - x) dt`` with the applied allocation, held or cleared (every policy
+   records both), cumulative delivery ratio through ``t``, AMM price, generation cost.
 
 Held intervals have no screen: ``scarce`` then means "the held allocation sheds more than
 ``scarcity_tol * sum d``", the AMM price uses the copper-plate estimate
@@ -31,8 +33,9 @@ Held intervals have no screen: ``scarce`` then means "the held allocation sheds 
 when the applied allocation is a verified point of ``X(t)``.
 
 A step is atomic: if no usable allocation is found it raises
-:class:`~fpamm_opt.errors.SolverError` and leaves every state, including the priority stream,
-as it was, so the caller may retry the interval.
+:class:`~fpamm_opt.errors.SolverError` and leaves every state (memory, deficit, cumulative
+energy, trigger, counters) and the priority stream as it was, so the caller may retry the
+interval: everything is computed first and committed at the end of the step.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import numpy as np
 from fpamm_opt.errors import InputError, SolverError
 from fpamm_opt.mechanism.clearing import clear_interval
 from fpamm_opt.mechanism.config import MechanismConfig, Policy
+from fpamm_opt.mechanism.deficit import DeficitState, update_deficit
 from fpamm_opt.mechanism.memory import shortfall_ratio, update_memory
 from fpamm_opt.mechanism.price import amm_price
 from fpamm_opt.mechanism.priority import plackett_luce
@@ -63,7 +67,8 @@ class StepRecord:
 
     Node arrays have shape ``(n_node,)``, generator arrays ``(n_gen,)``, branch arrays
     ``(n_branch,)``. ``delivery_ratio`` is cumulative **through** ``t``
-    (``sum_{tau<=t} x / sum_{tau<=t} d``; 1 while nothing was requested).
+    (``sum_{tau<=t} x / sum_{tau<=t} d``; 1 while nothing was requested). ``deficit_mwh`` is
+    ``D(t+1)``, the deficit after the interval's update (MWh).
     """
 
     t: int
@@ -75,6 +80,7 @@ class StepRecord:
     shortfall_ratio: np.ndarray
     memory_before: np.ndarray
     memory_after: np.ndarray
+    deficit_mwh: np.ndarray
     weights: np.ndarray
     delivery_ratio: np.ndarray
     lmp: np.ndarray
@@ -120,6 +126,9 @@ class Mechanism:
         The priority stream (advanced by ``K`` draws per interval).
     initial_memory : (n_node,) array, optional
         ``s(0)`` in ``[0, 1]``; zeros by default.
+    interval_h : float
+        Interval length ``dt`` (h) of the deficit recursion (the scenario's
+        ``interval_minutes / 60``; 0.5 by default).
     """
 
     def __init__(
@@ -132,6 +141,7 @@ class Mechanism:
         cfg: MechanismConfig,
         rng_priority: np.random.Generator,
         initial_memory: np.ndarray | None = None,
+        interval_h: float = 0.5,
     ) -> None:
         self.allocator = allocator
         self.net = net
@@ -163,6 +173,7 @@ class Mechanism:
                 raise InputError(f"initial_memory must be ({n},) with values in [0, 1]")
         self._rng = rng_priority
         self._s = s0
+        self._deficit = DeficitState.zero(n, interval_h)
         self._cum_served = np.zeros(n)
         self._cum_demand = np.zeros(n)
         self._trigger = TriggerState(cfg.trigger_theta)
@@ -175,6 +186,16 @@ class Mechanism:
     def memory(self) -> np.ndarray:
         """Current memory ``s`` (a copy)."""
         return self._s.copy()
+
+    @property
+    def deficit(self) -> np.ndarray:
+        """Current deficit ``D`` (MWh, a copy)."""
+        return self._deficit.deficit_mwh.copy()
+
+    @property
+    def interval_h(self) -> float:
+        """Interval length ``dt`` (h) of the deficit recursion."""
+        return self._deficit.interval_h
 
     @property
     def z_last(self) -> np.ndarray | None:
@@ -211,6 +232,8 @@ class Mechanism:
             )
         total = float(d.sum())
         s = self._s
+        deficit = self._deficit  # D(t), C(t) = sum_{tau<t} d dt: what the weights read
+        dt = deficit.interval_h
         nan = float("nan")
         drawn = plackett_luce(self._rng, self.tier_priority)
         z = trigger_vector(d, net.node_demand_mw, a, net.gen_pmax_mw, s)
@@ -235,6 +258,7 @@ class Mechanism:
                 order.tolist(),
                 self.policy,
                 cfg,
+                deficit,
             )
             if not res.ok:
                 raise SolverError(f"interval {inp.t}: no usable allocation ({res.status})")
@@ -271,6 +295,7 @@ class Mechanism:
                     order.tolist(),
                     self.policy,
                     cfg,
+                    deficit,
                 )
                 audit_n_solves = exact.n_solves
                 if exact.ok:
@@ -284,6 +309,7 @@ class Mechanism:
         p = np.asarray(dispatch.p_gen_mw, dtype=float)
         u = shortfall_ratio(served, d)
         s_after = update_memory(s, u, cfg.beta)
+        d_after = update_deficit(deficit.deficit_mwh, served, d, self.node_tier, self.n_tier, dt)
         cum_x = self._cum_served + served
         cum_d = self._cum_demand + d
         committed = p > COMMIT_TOL_MW
@@ -301,6 +327,7 @@ class Mechanism:
             shortfall_ratio=u,
             memory_before=s.copy(),
             memory_after=s_after.copy(),
+            deficit_mwh=d_after.copy(),
             weights=np.asarray(weights, dtype=float).copy(),
             delivery_ratio=served_ratio(cum_x, cum_d),
             lmp=lmp,
@@ -327,6 +354,7 @@ class Mechanism:
 
         # Commit: nothing above mutated the mechanism's state.
         self._s = s_after
+        self._deficit = DeficitState(d_after, deficit.demand_mwh + d * dt, dt)
         self._cum_served, self._cum_demand = cum_x, cum_d
         if held is None:
             self.n_executed += 1

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from fpamm_opt.errors import InputError
-from fpamm_opt.mechanism.config import MechanismConfig, Policy, Rule, WeightForm
+from fpamm_opt.mechanism.config import MechanismConfig, Policy, Rule, WeightForm, WeightSource
 
 pytestmark = pytest.mark.unit
 
@@ -42,6 +42,8 @@ def test_defaults_match_design() -> None:
         ("voll", 0.0),
         ("voll", math.inf),
         ("audit_every", -1),
+        ("deficit_floor", 0.0),
+        ("deficit_floor", 2.0),
     ],
 )
 def test_invalid_values_raise_with_field_name(field: str, value: float) -> None:
@@ -73,6 +75,17 @@ def test_from_dict_rejects_unknown_key_and_bad_enum() -> None:
         MechanismConfig.from_dict({"weight_form": "fancy"})
     with pytest.raises(InputError, match=r"mechanism\.beta"):
         MechanismConfig.from_dict({"beta": "0.1"})
+
+
+def test_weight_source_is_an_enum_from_strings() -> None:
+    cfg = MechanismConfig.from_dict({"weight_source": "Deficit", "deficit_floor": 1e-3})
+    assert cfg.weight_source is WeightSource.DEFICIT and cfg.deficit_floor == 1e-3
+    assert cfg.to_dict()["weight_source"] == "deficit"
+    assert MechanismConfig.from_dict(cfg.to_dict()) == cfg
+    assert WeightSource.BOTH.uses_memory and WeightSource.BOTH.uses_deficit
+    assert not WeightSource.MEMORY.uses_deficit and not WeightSource.DEFICIT.uses_memory
+    with pytest.raises(InputError, match=r"mechanism\.weight_source must be one of memory, "):
+        MechanismConfig.from_dict({"weight_source": "oracle"})
 
 
 def test_frozen() -> None:
