@@ -84,6 +84,7 @@ NODES = pa.schema(
         pa.field("weight", _F),
         pa.field("delivery_ratio", _F),  # cumulative through t
         pa.field("lmp", _F),  # $/MWh
+        pa.field("deficit_mwh", _F),  # D(t+1), after the interval's update (MECHANISM.md s.3)
         # extra column (docs/design.md)
         pa.field("served_ratio_exact", _F),
     ]

@@ -286,7 +286,7 @@ def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> Retryi
 
 def applicable_checks(cfg: MechanismConfig, policy: Policy) -> list[str]:
     """Which theorem checks apply to a run (T4 only with a trigger threshold above zero)."""
-    checks = ["T1", "T2", "T3", "T5"]
+    checks = ["T1", "T2", "T3", "T5", "deficit-replay"]
     if cfg.trigger_theta > 0:
         checks.insert(3, "T4")
     return checks
@@ -342,6 +342,7 @@ def _tables_of(
             "weight": rec.weights,
             "delivery_ratio": rec.delivery_ratio,
             "lmp": rec.lmp,
+            "deficit_mwh": rec.deficit_mwh,
             "served_ratio_exact": rec.served_ratio_exact,
         },
         "branches": {
@@ -389,7 +390,14 @@ def run(
     clean_stale_temporaries(out_dir.parent)
     net, sc, cfg = prep.net, prep.scenario, prep.cfg
     mech = Mechanism(
-        alloc, net, sc.node_tier, sc.tier_priority, prep.policy, cfg, sc.priority_rng()
+        alloc,
+        net,
+        sc.node_tier,
+        sc.tier_priority,
+        prep.policy,
+        cfg,
+        sc.priority_rng(),
+        interval_h=float(spec.scenario.interval_minutes) / 60.0,
     )
     h = spec_hash(spec)
     manifest = build_manifest(
@@ -402,6 +410,8 @@ def run(
         extra={
             "rule": cfg.rule.value,
             "weight_form": cfg.weight_form.value,
+            "weight_source": cfg.weight_source.value,
+            "interval_hours": float(spec.scenario.interval_minutes) / 60.0,
             "formulation": alloc.formulation,  # type: ignore[attr-defined]
             "engine": alloc.engine_kind,  # type: ignore[attr-defined]
             "solver": spec.solver.name,

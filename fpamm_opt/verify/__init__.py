@@ -16,6 +16,7 @@ T3-feasibility         :func:`check_dc_feasibility`
 T3-cold-resolve        :func:`check_cold_resolve`
 T4-tracking            :func:`check_tracking` (and :func:`tradeoff_table`)
 T5-convergence         :func:`check_convergence`
+deficit-replay         :func:`check_deficit_replay`
 fairness-spread        :func:`check_fairness_spread`
 =====================  ======================================================================
 """
@@ -31,6 +32,7 @@ from fpamm_opt.verify.context import (
     read_table,
 )
 from fpamm_opt.verify.convergence import check_convergence, check_fairness_spread, limiting_spread
+from fpamm_opt.verify.deficit import check_deficit_replay, replay_deficit
 from fpamm_opt.verify.feasibility import ColdDCOPF, check_cold_resolve, check_dc_feasibility
 from fpamm_opt.verify.fixed_point import check_fixed_point, check_fixed_point_bound, residual_ratios
 from fpamm_opt.verify.memory import (
@@ -55,6 +57,7 @@ __all__ = [
     "check_cold_resolve",
     "check_convergence",
     "check_dc_feasibility",
+    "check_deficit_replay",
     "check_fairness_spread",
     "check_fixed_point",
     "check_fixed_point_bound",
@@ -66,6 +69,7 @@ __all__ = [
     "lipschitz_estimate",
     "read_manifest",
     "read_table",
+    "replay_deficit",
     "residual_ratios",
     "select_checks",
     "tradeoff_table",

@@ -27,6 +27,8 @@ Other keys:
 - ``cost_model``, ``spec.cost_model``, ``spec.solver.cost_model`` (default ``"linear"``)
 - ``checks``: list of check names (or prefixes such as ``"T1"``) the run loop asks for
 - weak bus: ``spec.report.weak_node`` or ``spec.scenario.weak_node`` (a node index)
+- interval length: ``interval_hours``, else ``spec.scenario.interval_minutes / 60`` (default
+  0.5 h)
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ class RunContext:
         Value of lost load ($/MWh) of the LMP baseline.
     scarcity_tol : float
         Shedding (share of total demand) below which an interval is not scarce.
+    interval_h : float
+        Interval length ``dt`` (h) of the deficit recursion.
     """
 
     beta: float = 0.05
@@ -162,6 +166,7 @@ class RunContext:
     weak_node: int | None = None
     voll: float = 10000.0
     scarcity_tol: float = 1e-6
+    interval_h: float = 0.5
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any]) -> RunContext:
@@ -186,6 +191,10 @@ class RunContext:
         )
         checks = manifest.get("checks")
         weak = _first(manifest, ("spec", "report", "weak_node"), ("spec", "scenario", "weak_node"))
+        hours = manifest.get("interval_hours")
+        if hours is None:
+            minutes = _get(manifest, "spec", "scenario", "interval_minutes")
+            hours = 0.5 if minutes is None else float(minutes) / 60.0
         return cls(
             beta=float(beta),
             policy=str(policy or "fpamm"),
@@ -198,6 +207,7 @@ class RunContext:
             weak_node=None if weak is None else int(weak),
             voll=float(mech.get("voll", 10000.0)),
             scarcity_tol=float(mech.get("scarcity_tol", 1e-6)),
+            interval_h=float(hours),
         )
 
     def target_of_tier(self, tier: int) -> float | None:

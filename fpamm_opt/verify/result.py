@@ -27,6 +27,7 @@ class CheckName(enum.StrEnum):
     T3_COLD_RESOLVE = "T3-cold-resolve"
     T4_TRACKING = "T4-tracking"
     T5_CONVERGENCE = "T5-convergence"
+    DEFICIT_REPLAY = "deficit-replay"
     FAIRNESS_SPREAD = "fairness-spread"
 
 

@@ -15,6 +15,7 @@ from fpamm_opt.verify.convergence import (
     check_convergence,
     check_fairness_spread,
 )
+from fpamm_opt.verify.deficit import STATEMENT_DEFICIT, check_deficit_replay
 from fpamm_opt.verify.feasibility import (
     STATEMENT_COLD,
     STATEMENT_FEASIBILITY,
@@ -48,6 +49,7 @@ STATEMENTS: dict[CheckName, str] = {
     CheckName.T3_COLD_RESOLVE: STATEMENT_COLD,
     CheckName.T4_TRACKING: STATEMENT_TRACKING,
     CheckName.T5_CONVERGENCE: STATEMENT_CONVERGENCE,
+    CheckName.DEFICIT_REPLAY: STATEMENT_DEFICIT,
     CheckName.FAIRNESS_SPREAD: STATEMENT_SPREAD,
 }
 
@@ -62,8 +64,13 @@ REQUIRED_TABLES: dict[CheckName, tuple[str, ...]] = {
     CheckName.T3_COLD_RESOLVE: ("intervals", "nodes", "generators"),
     CheckName.T4_TRACKING: ("intervals", "nodes", "generators"),
     CheckName.T5_CONVERGENCE: ("nodes",),
+    CheckName.DEFICIT_REPLAY: ("nodes",),
     CheckName.FAIRNESS_SPREAD: ("nodes",),
 }
+
+#: Checks run whatever the manifest's ``checks`` list says: the informational spread, and the
+#: deficit replay (which says itself when a run recorded no deficit).
+_ALWAYS = (CheckName.FAIRNESS_SPREAD, CheckName.DEFICIT_REPLAY)
 
 #: Policies that use the Fair Play priority rule (Thm 5 is about them).
 _PRIORITY_POLICIES = ("fpamm", "equal")
@@ -105,7 +112,7 @@ def _reasons(ctx: RunContext) -> dict[CheckName, str]:
     if ctx.checks is not None:
         wanted = select_checks(ctx.checks, strict=False)
         for c in CheckName:
-            if c not in wanted and c is not CheckName.FAIRNESS_SPREAD:
+            if c not in wanted and c not in _ALWAYS:
                 why.setdefault(c, "not requested by the run (manifest checks)")
     return why
 
@@ -115,7 +122,7 @@ def applicable_checks(manifest: Mapping[str, Any]) -> tuple[CheckName, ...]:
 
     All checks, except T4 when the trigger threshold is 0 and T5 for the ``lmp`` policy; a
     ``checks`` list in the manifest (names or prefixes) further restricts the theorem checks
-    (the informational fairness spread is always reported).
+    (the informational fairness spread and the deficit replay are always reported).
     """
     why = _reasons(RunContext.from_manifest(manifest))
     return tuple(c for c in CheckName if c not in why)
@@ -134,6 +141,7 @@ def _runner(
         CheckName.T3_COLD_RESOLVE: lambda r: check_cold_resolve(r, sample=cold_sample, seed=seed),
         CheckName.T4_TRACKING: check_tracking,
         CheckName.T5_CONVERGENCE: check_convergence,
+        CheckName.DEFICIT_REPLAY: check_deficit_replay,
         CheckName.FAIRNESS_SPREAD: lambda r: check_fairness_spread(r, baseline=baseline),
     }
     return table[name]

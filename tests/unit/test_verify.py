@@ -574,6 +574,7 @@ def test_manifest_checks_list_is_honoured(run: SyntheticRun) -> None:
         CheckName.T3_FEASIBILITY,
         CheckName.T3_COLD_RESOLVE,
         CheckName.T5_CONVERGENCE,
+        CheckName.DEFICIT_REPLAY,  # always run; says itself when no deficit was recorded
         CheckName.FAIRNESS_SPREAD,  # informational, always reported
     )
     report = verify_run(run.data(), cold_sample=2)
