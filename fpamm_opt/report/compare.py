@@ -19,7 +19,8 @@ differ only in ``run.policy``, their hashes are under ``policies``), ``seed``, `
 (``T``), ``case``, ``interval_hours``;
 
 ``policies.<policy>``: ``peak_weak_bus_error`` (and ``peak_weak_bus_t``) at the weak bus,
-``peak_underserved_error`` (and ``_t``) at the most under-served node,
+``peak_weak_bus_abs_error`` (and ``peak_weak_bus_abs_t``) at the node with the largest absolute
+final error, ``under_service`` (limiting under-service ``max_i (F^agg_l(T) - F_i(T))^+``),
 ``final_max_fairness_error`` (``max_i e_i(T)``), ``decay_slope`` (log-log slope of
 ``E(t) = max_i |F_i(t) - F*_i|`` over ``[T/20, T/2]``), ``t5_passed`` (``null`` when T5 does not
 apply), ``t5_detail``, ``checks_passed`` / ``checks_failed`` / ``checks_not_applicable`` (check
@@ -30,23 +31,24 @@ F^agg_l(T)|``) and ``spread_per_tier``, ``served_energy_mwh``, ``shed_energy_mwh
 (relative to the comparison directory), ``spec_hash``, ``wall_s`` (the run's own wall time from
 its manifest), ``reused``, ``verify_s``;
 
-``weak_bus``: the paper's weak bus, the node with the largest final fairness error under the
-equal-weight baseline (or ``scenario.weak_node`` of the spec): ``node``, ``bus``, ``tier``,
-``chosen_by``, ``final_error_equal``, ``over_served`` (its final ratio is *above* its tier's),
-``final_delivery_ratio`` and ``final_tier_ratio`` per policy, ``peak`` per policy
+``weak_bus``: MECHANISM.md section 6's weak bus, the most under-served node under the
+equal-weight baseline (lowest ``F_i(T) - F^agg_l(T)``), or ``scenario.weak_node`` of the spec:
+``node``, ``bus``, ``tier``, ``chosen_by``, ``final_error_equal``, ``final_gap_equal``
+(``F^agg - F_i`` under equal weights), ``over_served`` (its final ratio is *above* its
+tier's), ``final_delivery_ratio`` and ``final_tier_ratio`` per policy, ``peak`` per policy
 (``value``, ``t``), ``reduction`` (``1 - FP/EW``) and ``reduction_vs_lmp``;
 
-``weak_bus_underserved``: the same for the node with the largest final ``F^agg - F_i`` under
-equal weights (``final_gap_equal``). An over-served weak bus usually sits next to generation
-stranded behind a congested corridor: that energy can reach no other node, so no weighting can
-lower its ratio; the under-served node is where weighting can help;
+``weak_bus_abs``: the same for the node with the largest absolute final error
+``|F_i(T) - F^agg_l(T)|`` under equal weights (the second row). It is often an over-served
+node beside generation stranded behind a congested corridor: that energy can reach no other
+node, so no weighting can lower its ratio;
 
 ``burn_in``: ``intervals`` excluded (through the end of the first scarcity window),
 ``scarce_after`` (scarce intervals left), ``rule``; ``scarcity``: ``scarce_intervals``,
 ``windows``;
 
-``reductions``: ``peak_weak_bus_error``, ``spread``, ``peak_underserved_error`` (each
-``1 - FP/EW``) and the same against LMP (``*_vs_lmp``). Numbers that cannot be computed (no
+``reductions``: ``peak_weak_bus_error``, ``peak_weak_bus_abs_error``, ``spread``,
+``under_service`` (each ``1 - FP/EW``) and the same against LMP (``*_vs_lmp``). Numbers that cannot be computed (no
 scarce interval after the burn-in, a zero baseline) are ``null``.
 
 No Pyomo here (the worker processes import it through :mod:`fpamm_opt.sim.run`).
@@ -326,14 +328,14 @@ def _policy_metrics(
     tables: _RunTables,
     report: VerificationReport,
     weak: int,
-    under: int,
+    abs_node: int,
     burn_in: int,
     hours: float,
 ) -> dict[str, Any]:
     panel, iv = tables.panel, tables.intervals
     ctx = RunContext.from_manifest(tables.manifest)
     peak = mt.peak_weak_bus_error(panel, iv, weak, burn_in)
-    peak_u = mt.peak_weak_bus_error(panel, iv, under, burn_in)
+    peak_a = mt.peak_weak_bus_error(panel, iv, abs_node, burn_in)
     err = mt.max_fairness_error(panel)
     spread = mt.limiting_spread(panel)
     fit = mt.decay_slope(panel, _targets(ctx, panel))
@@ -347,8 +349,9 @@ def _policy_metrics(
     return {
         "peak_weak_bus_error": peak.value,
         "peak_weak_bus_t": peak.t,
-        "peak_underserved_error": peak_u.value,
-        "peak_underserved_t": peak_u.t,
+        "peak_weak_bus_abs_error": peak_a.value,
+        "peak_weak_bus_abs_t": peak_a.t,
+        "under_service": mt.limiting_under_service(panel),
         "final_max_fairness_error": float(err[-1]) if err.size else math.nan,
         "decay_slope": fit.slope,
         "t5_passed": None if t5 is None or not t5.applicable else bool(t5.passed),
@@ -419,7 +422,7 @@ def summarise(
     Returns
     -------
     dict
-        ``policies``, ``weak_bus``, ``weak_bus_underserved``, ``burn_in``, ``scarcity``,
+        ``policies``, ``weak_bus``, ``weak_bus_abs``, ``burn_in``, ``scarcity``,
         ``reductions`` (see the module docstring), not yet JSON-cleaned.
     """
     _check_policies(list(run_dirs))
@@ -433,14 +436,14 @@ def summarise(
     scarce = bool_array(fp.intervals["scarce"])
     named = RunContext.from_manifest(ew.manifest).weak_node
     weak = mt.weak_node(ew.panel, named)
-    under = mt.underserved_node(ew.panel)
+    abs_node = mt.largest_error_node(ew.panel)
     hours = (
         float(((fp.manifest.get("spec") or {}).get("scenario") or {}).get("interval_minutes", 30))
         / 60.0
     )
     pol: dict[str, Any] = {}
     for p, r in runs.items():
-        pol[p] = _policy_metrics(r, reports[p], weak, under, skip, hours)
+        pol[p] = _policy_metrics(r, reports[p], weak, abs_node, skip, hours)
         pol[p]["run_dir"] = str(run_dirs[p])
 
     def node_block(node: int, key: str, chosen_by: str) -> dict[str, Any]:
@@ -457,10 +460,10 @@ def summarise(
     weak_by = (
         "named in the spec (scenario.weak_node)"
         if named is not None
-        else "largest final fairness error |F_i(T) - F_tier(T)| under equal weights"
+        else "most under-served under equal weights: lowest F_i(T) - F_tier(T)"
     )
     red: dict[str, Any] = {}
-    for key in ("peak_weak_bus_error", "spread", "peak_underserved_error"):
+    for key in ("peak_weak_bus_error", "peak_weak_bus_abs_error", "spread", "under_service"):
         red[key] = mt.reduction(pol["fpamm"][key], pol["equal"][key])
         if "lmp" in pol:
             red[f"{key}_vs_lmp"] = mt.reduction(pol["fpamm"][key], pol["lmp"][key])
@@ -470,10 +473,10 @@ def summarise(
     return {
         "policies": pol,
         "weak_bus": node_block(weak, "peak_weak_bus_error", weak_by),
-        "weak_bus_underserved": node_block(
-            under,
-            "peak_underserved_error",
-            "largest final shortfall below its tier F_tier(T) - F_i(T) under equal weights",
+        "weak_bus_abs": node_block(
+            abs_node,
+            "peak_weak_bus_abs_error",
+            "largest final fairness error |F_i(T) - F_tier(T)| under equal weights",
         ),
         "burn_in": {
             "intervals": int(skip),
@@ -691,14 +694,14 @@ def headline_lines(data: Mapping[str, Any]) -> list[str]:
     """A few plain-text lines summarising a comparison (what ``fpamm compare`` prints)."""
     pol = data["policies"]
     wb = data["weak_bus"]
-    ub = data["weak_bus_underserved"]
+    ab = data["weak_bus_abs"]
     red = data["reductions"]
     lines = [
         f"{data.get('case') or 'case'}: T={data.get('intervals')}, seed={data.get('seed')}, "
         f"{data['scarcity']['scarce_intervals']} scarce intervals in "
         f"{data['scarcity']['windows']} windows; burn-in {data['burn_in']['intervals']} "
         f"intervals ({data['burn_in']['scarce_after']} scarce intervals after it)",
-        f"weak bus (largest final fairness error under equal weights): node {wb['node']} "
+        f"weak bus ({wb['chosen_by']}): node {wb['node']} "
         f"(bus {wb['bus']}, tier {wb['tier']}, "
         f"{'over' if wb['over_served'] else 'under'}-served)",
         f"  peak weak-bus error  FP-AMM {_num(pol['fpamm']['peak_weak_bus_error'])}  vs  "
@@ -710,10 +713,14 @@ def headline_lines(data: Mapping[str, Any]) -> list[str]:
             if "lmp" in pol
             else ""
         ),
-        f"most under-served node: node {ub['node']} (bus {ub['bus']}, tier {ub['tier']})",
-        f"  peak error           FP-AMM {_num(pol['fpamm']['peak_underserved_error'])}  vs  "
-        f"equal {_num(pol['equal']['peak_underserved_error'])}: reduction "
-        f"{_pct(red['peak_underserved_error'])}",
+        f"largest absolute final error under equal weights: node {ab['node']} "
+        f"(bus {ab['bus']}, tier {ab['tier']}, {'over' if ab['over_served'] else 'under'}-served)",
+        f"  peak error           FP-AMM {_num(pol['fpamm']['peak_weak_bus_abs_error'])}  vs  "
+        f"equal {_num(pol['equal']['peak_weak_bus_abs_error'])}: reduction "
+        f"{_pct(red['peak_weak_bus_abs_error'])}",
+        "limiting under-service "
+        + "  ".join(f"{POLICY_LABELS.get(p, p)} {_num(v['under_service'])}" for p, v in pol.items())
+        + f": reduction {_pct(red['under_service'])}",
         "limiting spread       "
         + "  ".join(f"{POLICY_LABELS.get(p, p)} {_num(v['spread'])}" for p, v in pol.items())
         + f": reduction {_pct(red['spread'])}",

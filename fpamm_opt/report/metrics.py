@@ -9,7 +9,10 @@ Definitions
 - ``F_i(t) = Σ_{τ<=t} x_i / Σ_{τ<=t} d_i`` (cumulative *through* ``t``; 1 while nothing was
   requested); tier aggregate ``F^agg_l(t)`` = tier energy served / requested.
 - Fairness error ``e_i(t) = |F_i(t) - F^agg_{tier(i)}(t)|``.
-- Weak bus: the node with the largest *final* fairness error under a (baseline) run, or named.
+- Weak bus (MECHANISM.md section 6): the most *under-served* node of a (baseline) run, lowest
+  ``F_i(T) - F^agg_l(T)``, or named in the spec; the node with the largest absolute final error
+  (often an over-served one no weighting can help) is reported beside it.
+- Limiting under-service: ``max_i (F^agg_l(T) - F_i(T))^+``.
 - Peak weak-bus error: ``max e_weak(t)`` over scarce intervals after the burn-in (default:
   through the end of the first scarcity window). Reduction: ``1 - peak_FP / peak_EW``.
 - Limiting spread: ``max_{i in l} |F_i(T) - F^agg_l(T)|`` per tier, and the largest of them.
@@ -55,7 +58,9 @@ __all__ = [
     "delivery_ratio",
     "fairness_error",
     "feasible_fraction",
+    "largest_error_node",
     "limiting_spread",
+    "limiting_under_service",
     "max_fairness_error",
     "node_delivery_series",
     "node_targets",
@@ -91,7 +96,7 @@ def max_fairness_error(nodes: NodePanel | pd.DataFrame) -> np.ndarray:
 
 
 def weak_node(nodes: NodePanel | pd.DataFrame, named: int | None = None) -> int:
-    """The weak bus: the node with the largest final fairness error, or ``named``.
+    """The weak bus: ``named``, else the most under-served node (:func:`underserved_node`).
 
     Parameters
     ----------
@@ -110,10 +115,57 @@ def weak_node(nodes: NodePanel | pd.DataFrame, named: int | None = None) -> int:
         if int(named) not in set(panel.node.tolist()):
             raise InputError(f"weak node {named} is not a node of the run")
         return int(named)
+    return underserved_node(panel)
+
+
+def _final_gap(panel: NodePanel) -> np.ndarray:
+    """``F^agg_{tier(i)}(T) - F_i(T)`` per node (positive: under-served)."""
+    final = delivery_ratio(panel)[-1]
+    agg = tier_delivery_ratio(panel)[-1][np.searchsorted(panel.tiers, panel.tier)]
+    return agg - final
+
+
+def underserved_node(nodes: NodePanel | pd.DataFrame) -> int:
+    """The most under-served node: the largest final ``F^agg_{tier(i)}(T) - F_i(T)``.
+
+    MECHANISM.md section 6's weak bus. Unlike :func:`largest_error_node` this ignores nodes
+    served *above* their tier's ratio, which no weighting can bring down when they sit next to
+    generation stranded behind a congested corridor.
+
+    Raises
+    ------
+    InputError
+        When the run has no interval.
+    """
+    panel = as_panel(nodes)
     if panel.n_interval == 0:
         raise InputError("the run has no interval: no weak bus")
+    return int(panel.node[int(np.argmax(_final_gap(panel)))])
+
+
+def largest_error_node(nodes: NodePanel | pd.DataFrame) -> int:
+    """The node with the largest final fairness error ``|F_i(T) - F^agg_{tier(i)}(T)|``.
+
+    Reported beside the weak bus (the second row of MECHANISM.md section 6).
+
+    Raises
+    ------
+    InputError
+        When the run has no interval.
+    """
+    panel = as_panel(nodes)
+    if panel.n_interval == 0:
+        raise InputError("the run has no interval: no largest-error node")
     final = fairness_error(panel)[-1]
     return int(panel.node[int(np.argmax(final))])
+
+
+def limiting_under_service(nodes: NodePanel | pd.DataFrame) -> float:
+    """``max_i (F^agg_{tier(i)}(T) - F_i(T))^+`` (``nan`` for a run without intervals)."""
+    panel = as_panel(nodes)
+    if panel.n_interval == 0 or panel.node.size == 0:
+        return math.nan
+    return float(max(np.max(_final_gap(panel)), 0.0))
 
 
 def _sorted_intervals(intervals: pd.DataFrame) -> pd.DataFrame:
@@ -180,7 +232,7 @@ def peak_weak_bus_error(
     intervals : DataFrame
         Its ``intervals`` table (``t``, ``scarce``, ``window``).
     node : int, optional
-        The weak bus (default: this run's own, see :func:`weak_node`).
+        The node (default: this run's own weak bus, see :func:`weak_node`).
     burn_in : int, optional
         See :func:`burn_in_end`.
     """
@@ -363,26 +415,6 @@ def shortfall_distribution(
 # ---------------------------------------------------------------------------------------------
 # Additions for comparisons and figures (fpamm_opt.report.compare / figures / summary).
 # ---------------------------------------------------------------------------------------------
-def underserved_node(nodes: NodePanel | pd.DataFrame) -> int:
-    """The most under-served node: the largest final ``F^agg_{tier(i)}(T) - F_i(T)``.
-
-    Unlike :func:`weak_node` (largest *absolute* final fairness error), this ignores nodes
-    served *above* their tier's ratio, which no weighting can bring down when they sit next
-    to generation stranded behind a congested corridor.
-
-    Raises
-    ------
-    InputError
-        When the run has no interval.
-    """
-    panel = as_panel(nodes)
-    if panel.n_interval == 0:
-        raise InputError("the run has no interval: no under-served node")
-    final = delivery_ratio(panel)[-1]
-    agg = tier_delivery_ratio(panel)[-1][np.searchsorted(panel.tiers, panel.tier)]
-    return int(panel.node[int(np.argmax(agg - final))])
-
-
 def node_delivery_series(
     nodes: NodePanel | pd.DataFrame, node: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -224,7 +224,7 @@ def _comparison_report(root: Path, out: Path) -> str:
     runs = {p: _load_run(root / str(pol[p]["run_dir"])) for p in order}
     fp = runs["fpamm"]
     scarce = fg.scarce_mask(fp.intervals)
-    wb, ub = data["weak_bus"], data["weak_bus_underserved"]
+    wb, ab = data["weak_bus"], data["weak_bus_abs"]
     red = data["reductions"]
     skip = int(data["burn_in"]["intervals"])
     figs = _Figures(out)
@@ -236,12 +236,12 @@ def _comparison_report(root: Path, out: Path) -> str:
         "scarce intervals after the burn-in.",
         lambda: _delivery_figure(runs, int(wb["node"]), scarce, "weak bus", skip),
     )
-    if int(ub["node"]) != int(wb["node"]):
+    if int(ab["node"]) != int(wb["node"]):
         figs.add(
-            "underserved_delivery.png",
-            f"Delivery ratio of the most under-served node ({_node_name(fp, ub['node'])}) "
-            "against its tier's aggregate (dashed).",
-            lambda: _delivery_figure(runs, int(ub["node"]), scarce, "most under-served node", skip),
+            "largest_error_delivery.png",
+            f"Delivery ratio of the node with the largest absolute final error under equal "
+            f"weights ({_node_name(fp, ab['node'])}) against its tier's aggregate (dashed).",
+            lambda: _delivery_figure(runs, int(ab["node"]), scarce, "largest-error node", skip),
         )
     figs.add(
         "fairness_decay.png",
@@ -276,7 +276,7 @@ def _comparison_report(root: Path, out: Path) -> str:
             {p: _deviation(r) for p, r in runs.items()},
             {
                 "weak bus": fp.position(int(wb["node"])),
-                "most under-served": fp.position(int(ub["node"])),
+                "largest |error|": fp.position(int(ab["node"])),
             },
         ),
     )
@@ -295,16 +295,25 @@ def _comparison_report(root: Path, out: Path) -> str:
             ],
         ),
         (
-            f"peak error, most under-served (node {ub['node']}, bus {ub['bus']})",
-            *[_f(pol[p]["peak_underserved_error"]) for p in order],
+            f"peak error, largest |final error| (node {ab['node']}, bus {ab['bus']})",
+            *[_f(pol[p]["peak_weak_bus_abs_error"]) for p in order],
         ),
         (
             "reduction by FP-AMM",
             "",
             *[
-                _pct(red["peak_underserved_error" + ("" if p == "equal" else "_vs_" + p)])
+                _pct(red["peak_weak_bus_abs_error" + ("" if p == "equal" else "_vs_" + p)])
                 for p in order[1:]
             ],
+        ),
+        (
+            "limiting under-service max (F_tier(T) - F_i(T))+",
+            *[_f(pol[p]["under_service"]) for p in order],
+        ),
+        (
+            "reduction by FP-AMM",
+            "",
+            *[_pct(red["under_service" + ("" if p == "equal" else "_vs_" + p)]) for p in order[1:]],
         ),
         ("limiting spread max |F_i(T) - F_tier(T)|", *[_f(pol[p]["spread"]) for p in order]),
         (
@@ -396,44 +405,51 @@ def _comparison_report(root: Path, out: Path) -> str:
 
 
 def _comparison_notes(data: Mapping[str, Any], fp: _RunArrays) -> list[str]:
-    wb, ub = data["weak_bus"], data["weak_bus_underserved"]
+    wb, ab = data["weak_bus"], data["weak_bus_abs"]
     pol = data["policies"]
-    ew_f = wb["final_delivery_ratio"]["equal"]
-    ew_agg = wb["final_tier_ratio"]["equal"]
+    ab_f = ab["final_delivery_ratio"]["equal"]
+    ab_agg = ab["final_tier_ratio"]["equal"]
     notes = [
         "- **Delivery ratio and fairness error.** A node's delivery ratio F_i(t) is the energy "
         "it was served divided by the energy it asked for, from the first interval through t. "
         "Its fairness error is how far that ratio stands from its tier's common ratio "
         "(the tier's served energy over the tier's demand): |F_i(t) - F_tier(t)|.",
-        f"- **The weak bus** is, as in the paper, the node with the largest final fairness "
-        f"error under the equal-weight baseline: {_node_name(fp, int(wb['node']))}, "
-        f"{wb['chosen_by']}. Its **peak weak-bus error** is the largest fairness error it "
-        "shows during scarce intervals after the burn-in (the first scarcity window is "
-        "skipped: ratios there rest on very little history). The reduction is "
+        f"- **The weak bus** is the most under-served node under the equal-weight baseline, "
+        f"the lowest F_i(T) - F_tier(T) (MECHANISM.md section 6): "
+        f"{_node_name(fp, int(wb['node']))}, {wb['chosen_by']} (F = "
+        f"{wb['final_delivery_ratio']['equal']:.4f} against its tier's "
+        f"{wb['final_tier_ratio']['equal']:.4f}). In a power system a weak bus is a weakly "
+        "connected one, which the network leaves short: the case inverse-fairness weighting "
+        "is for. Its **peak weak-bus error** is the largest fairness error it shows during "
+        "scarce intervals after the burn-in (the first scarcity window is skipped: ratios "
+        "there rest on very little history). The reduction is "
         "1 - peak(FP-AMM) / peak(baseline).",
     ]
-    if wb.get("over_served"):
+    if int(ab["node"]) != int(wb["node"]):
+        side = "above" if ab.get("over_served") else "below"
         notes.append(
-            f"- **This weak bus is over-served**: under equal weights it ends at F = {ew_f:.4f}, "
-            f"above its tier's {ew_agg:.4f}. A node next to generation that a congested "
-            "corridor strands gets that energy because no other node can; the clearing "
-            "first maximises each tier's served energy, so no weighting can lower its ratio "
-            "without throwing energy away. Weighting can only help nodes *below* their "
-            f"tier's ratio, so the most under-served node, {_node_name(fp, int(ub['node']))} "
-            f"(F = {ub['final_delivery_ratio']['equal']:.4f} against "
-            f"{ub['final_tier_ratio']['equal']:.4f} under equal weights), is reported too: "
-            f"its peak error falls {_pct(data['reductions']['peak_underserved_error'])} "
-            "under FP-AMM."
+            f"- **Largest absolute final error** (second row): "
+            f"{_node_name(fp, int(ab['node']))} ends at F = {ab_f:.4f} under equal weights, "
+            f"{side} its tier's {ab_agg:.4f}; its peak error falls "
+            f"{_pct(data['reductions']['peak_weak_bus_abs_error'])} under FP-AMM."
+            + (
+                " A node next to generation that a congested corridor strands gets that "
+                "energy because no other node can; the clearing first maximises each tier's "
+                "served energy, so no weighting can lower its ratio without throwing energy "
+                "away."
+                if ab.get("over_served")
+                else ""
+            )
         )
     else:
         notes.append(
-            f"- The weak bus is under-served (F = {ew_f:.4f} below its tier's {ew_agg:.4f} "
-            "under equal weights), the case inverse-fairness weighting is designed for. "
-            f"The most under-served node is {_node_name(fp, int(ub['node']))}."
+            "- The weak bus also has the largest absolute final error under equal weights."
         )
     notes += [
         "- **Limiting spread**: the largest |F_i(T) - F_tier(T)| over all nodes at the end of "
-        "the run (the right end of the delivery-ratio figures, the bars of the last figure).",
+        "the run (the right end of the delivery-ratio figures, the bars of the last figure); "
+        "**limiting under-service**: the largest F_tier(T) - F_i(T) (0 when nobody is below "
+        "their tier's ratio).",
         "- **T5** checks that every node's ratio converges at rate O(1/√t): over "
         "t in [T/20, T/2] the fitted log-log slope of max_i |F_i(t) - F*_i| must be <= -0.4 "
         "and the error at T/2 at most 2/√10 of the one at T/20. F* is the spec's tier target "
@@ -466,7 +482,7 @@ def _run_report(root: Path, out: Path, verify: bool, cold_sample: int) -> str:
     scarce = fg.scarce_mask(r.intervals)
     named = RunContext.from_manifest(man).weak_node
     weak = mt.weak_node(r.panel, named)
-    under = mt.underserved_node(r.panel)
+    abs_node = mt.largest_error_node(r.panel)
     skip = mt.burn_in_end(r.intervals)
     peak = mt.peak_weak_bus_error(r.panel, r.intervals, weak, skip)
     spread = mt.limiting_spread(r.panel)
@@ -475,17 +491,16 @@ def _run_report(root: Path, out: Path, verify: bool, cold_sample: int) -> str:
     figs = _Figures(out)
     figs.add(
         "weak_bus_delivery.png",
-        f"Delivery ratio of this run's weak bus ({_node_name(r, weak)}, the node with the "
-        "largest final fairness error) against its tier's aggregate (dashed); scarce "
-        "intervals shaded.",
+        f"Delivery ratio of this run's weak bus ({_node_name(r, weak)}, the most under-served "
+        "node) against its tier's aggregate (dashed); scarce intervals shaded.",
         lambda: _delivery_figure(runs, weak, scarce, "weak bus", skip),
     )
-    if under != weak:
+    if abs_node != weak:
         figs.add(
-            "underserved_delivery.png",
-            f"Delivery ratio of the most under-served node ({_node_name(r, under)}) against "
-            "its tier's aggregate (dashed).",
-            lambda: _delivery_figure(runs, under, scarce, "most under-served node", skip),
+            "largest_error_delivery.png",
+            f"Delivery ratio of the node with the largest absolute final error "
+            f"({_node_name(r, abs_node)}) against its tier's aggregate (dashed).",
+            lambda: _delivery_figure(runs, abs_node, scarce, "largest-error node", skip),
         )
     figs.add(
         "fairness_decay.png",
@@ -510,7 +525,7 @@ def _run_report(root: Path, out: Path, verify: bool, cold_sample: int) -> str:
         lambda: fg.plot_final_deviation(
             r.labels(),
             {policy: _deviation(r)},
-            {"weak bus": r.position(weak), "most under-served": r.position(under)},
+            {"weak bus": r.position(weak), "largest |error|": r.position(abs_node)},
         ),
     )
     checks: list[dict[str, Any]] | None = None
@@ -530,6 +545,7 @@ def _run_report(root: Path, out: Path, verify: bool, cold_sample: int) -> str:
         (f"peak weak-bus error (node {weak}, after {skip} burn-in intervals)", _f(peak.value)),
         ("final max fairness error", _f(err[-1] if err.size else math.nan)),
         ("limiting spread", _f(spread.overall)),
+        ("limiting under-service", _f(mt.limiting_under_service(r.panel))),
         ("T5 (O(1/√t) convergence)", t5),
         ("feasible fraction", _f(mt.feasible_fraction(r.intervals), ".3f")),
         (
@@ -556,9 +572,10 @@ def _run_report(root: Path, out: Path, verify: bool, cold_sample: int) -> str:
         figs.markdown(),
         "## Notes",
         "",
-        "- The weak bus of a single run is its own node with the largest final fairness error "
-        "|F_i(T) - F_tier(T)|; in `fpamm compare` it is chosen under the equal-weight baseline "
-        "instead, so the policies are measured on the same node.",
+        "- The weak bus of a single run is its own most under-served node, the lowest "
+        "F_i(T) - F_tier(T) (or the node the spec names); in `fpamm compare` it is chosen "
+        "under the equal-weight baseline instead, so the policies are measured on the same "
+        "node.",
         "- Numbers come from `nodes.parquet` (demand_mw, served_mw, memory_after) and "
         "`intervals.parquet` (scarce, window, status, amm_price, deliverable_mw) of this run.",
         "",

@@ -45,7 +45,8 @@ POLICY_KEYS = {
     "run_dir",
     "wall_s",
     "spec_hash",
-    "peak_underserved_error",
+    "peak_weak_bus_abs_error",
+    "under_service",
 }
 
 
@@ -67,7 +68,7 @@ def test_comparison_json(compared: tuple[Path, str]) -> None:
     data = json.loads((out / "comparison.json").read_text())
     for key in (
         "weak_bus",
-        "weak_bus_underserved",
+        "weak_bus_abs",
         "burn_in",
         "reductions",
         "spec_hash",
@@ -99,6 +100,10 @@ def test_comparison_json(compared: tuple[Path, str]) -> None:
     wb = data["weak_bus"]
     assert {"node", "bus", "tier", "peak", "reduction", "over_served"} <= set(wb)
     assert wb["reduction"] == pytest.approx(red["peak_weak_bus_error"])
+    # MECHANISM.md section 6: the weak bus is the most under-served node under equal weights
+    assert wb["final_gap_equal"] >= data["weak_bus_abs"]["final_gap_equal"]
+    assert wb["final_gap_equal"] == pytest.approx(data["policies"]["equal"]["under_service"])
+    assert data["weak_bus_abs"]["final_error_equal"] >= wb["final_error_equal"]
     assert data["burn_in"]["scarce_after"] > 0
     assert data["policies"]["lmp"]["t5_passed"] is None  # T5 does not apply to LMP
 
@@ -107,6 +112,7 @@ def test_compare_prints_headline(compared: tuple[Path, str]) -> None:
     out, stdout = compared
     assert "peak weak-bus error" in stdout and "reduction" in stdout
     assert "limiting spread" in stdout and "verification:" in stdout
+    assert "limiting under-service" in stdout and "largest absolute final error" in stdout
     assert str(out / "comparison.json") in stdout
     assert str(out / "report" / "summary.md") in stdout
 

@@ -45,8 +45,8 @@ def test_underserved_node_and_series() -> None:
     demand = np.array([[10.0, 10.0, 5.0], [10.0, 10.0, 5.0]])
     served = np.array([[10.0, 10.0, 5.0], [10.0, 5.0, 5.0]])
     panel = mt.NodePanel(np.arange(2), np.array([0, 1, 2]), np.array([0, 0, 1]), demand, served)
-    assert mt.underserved_node(panel) == 1
-    assert mt.weak_node(panel) in (0, 1)  # |F - agg| ties between the two tier-0 nodes
+    assert mt.underserved_node(panel) == 1 == mt.weak_node(panel)
+    assert mt.largest_error_node(panel) in (0, 1)  # |F - agg| ties between the tier-0 nodes
     f, agg = mt.node_delivery_series(panel, 1)
     np.testing.assert_allclose(f, [1.0, 15 / 20])
     np.testing.assert_allclose(agg, [1.0, 35 / 40])
@@ -237,8 +237,9 @@ def test_write_json_atomic_and_headline(tmp_path: Path) -> None:
     pol = {
         p: {
             "peak_weak_bus_error": v,
-            "peak_underserved_error": v / 2,
+            "peak_weak_bus_abs_error": v / 2,
             "spread": v,
+            "under_service": v / 4,
             "all_checks_passed": p != "fpamm",
             "checks_passed": ["T1-invariance"],
             "checks_failed": ["T5-convergence"] if p == "fpamm" else [],
@@ -254,17 +255,27 @@ def test_write_json_atomic_and_headline(tmp_path: Path) -> None:
         "policies": pol,
         "scarcity": {"scarce_intervals": 20, "windows": 2},
         "burn_in": {"intervals": 30, "scarce_after": 10},
-        "weak_bus": {"node": 3, "bus": 4, "tier": 1, "over_served": True},
-        "weak_bus_underserved": {"node": 1, "bus": 2, "tier": 1},
+        "weak_bus": {
+            "node": 1,
+            "bus": 2,
+            "tier": 1,
+            "over_served": False,
+            "chosen_by": "most under-served under equal weights",
+        },
+        "weak_bus_abs": {"node": 3, "bus": 4, "tier": 1, "over_served": True},
         "reductions": {
             "peak_weak_bus_error": 0.5,
             "spread": 0.5,
-            "peak_underserved_error": 0.5,
+            "peak_weak_bus_abs_error": 0.5,
+            "under_service": 0.75,
             "peak_weak_bus_error_vs_lmp": math.nan,
         },
     }
     text = "\n".join(headline_lines(data))
     assert "reduction 50.0%" in text and "FAILED T5-convergence" in text and "n/a" in text
+    assert "weak bus (most under-served under equal weights): node 1" in text
+    assert "largest absolute final error under equal weights: node 3" in text
+    assert "limiting under-service" in text and "reduction 75.0%" in text
     path = write_json_atomic(tmp_path / "c.json", {"x": 1})
     assert json.loads(path.read_text()) == {"x": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["c.json"]

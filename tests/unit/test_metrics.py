@@ -71,14 +71,21 @@ def test_tier_aggregate_and_fairness_error() -> None:
     np.testing.assert_allclose(mt.max_fairness_error(panel), e.max(axis=1))
 
 
-def test_weak_node() -> None:
+def test_weak_node_is_the_most_under_served() -> None:
     nodes = nodes_table(D, X, TIER)
-    # final errors: node 0 |0.85 - 0.8625| = 0.0125, node 1 0.0125, node 2 0 -> first max
-    e = mt.fairness_error(mt.as_panel(nodes))[-1]
-    assert mt.weak_node(nodes) == int(np.argmax(e))
+    # final: node 0 F = 0.85 below its tier's 0.8625, node 1 0.875 above, node 2 alone
+    assert mt.weak_node(nodes) == 0 == mt.underserved_node(nodes)
     assert mt.weak_node(nodes, named=2) == 2
     with pytest.raises(InputError, match="not a node"):
         mt.weak_node(nodes, named=7)
+    # one tier; node 0 is over-served by the most, node 1 under-served by the most
+    d = np.full((2, 3), 10.0)
+    x = np.array([[10.0, 7.0, 8.0], [10.0, 7.0, 8.0]])
+    one = nodes_table(d, x, np.zeros(3, dtype=int))
+    assert mt.weak_node(one) == 1
+    assert mt.largest_error_node(one) == 0
+    assert mt.limiting_under_service(one) == pytest.approx(25 / 30 - 0.7)
+    assert mt.limiting_under_service(nodes_table(d, d, np.zeros(3, dtype=int))) == 0.0
 
 
 def test_burn_in_end() -> None:
