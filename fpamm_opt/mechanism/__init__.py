@@ -5,8 +5,9 @@ The allocator (a point of the DC-OPF set chosen by a rule) is injected through t
 """
 
 from fpamm_opt.mechanism.clearing import ClearingResult, clear_interval
-from fpamm_opt.mechanism.config import MechanismConfig, Policy, Rule, WeightForm
+from fpamm_opt.mechanism.config import MechanismConfig, Policy, Rule, WeightForm, WeightSource
 from fpamm_opt.mechanism.copperplate import CopperPlateAllocator, single_bus_network
+from fpamm_opt.mechanism.deficit import DeficitState, update_deficit
 from fpamm_opt.mechanism.engine import Mechanism, StepRecord
 from fpamm_opt.mechanism.memory import shortfall_ratio, update_memory
 from fpamm_opt.mechanism.price import amm_price
@@ -18,12 +19,18 @@ from fpamm_opt.mechanism.types import (
     IntervalInput,
     SolveStatus,
 )
-from fpamm_opt.mechanism.weights import coupled_memory, fairness_weights, tier_normalisers
+from fpamm_opt.mechanism.weights import (
+    WeightMap,
+    coupled_memory,
+    fairness_weights,
+    tier_normalisers,
+)
 
 __all__ = [
     "Allocator",
     "ClearingResult",
     "CopperPlateAllocator",
+    "DeficitState",
     "Dispatch",
     "HoldChecker",
     "IntervalInput",
@@ -35,6 +42,8 @@ __all__ = [
     "StepRecord",
     "TriggerState",
     "WeightForm",
+    "WeightMap",
+    "WeightSource",
     "amm_price",
     "clear_interval",
     "coupled_memory",
@@ -44,5 +53,6 @@ __all__ = [
     "single_bus_network",
     "tier_normalisers",
     "trigger_vector",
+    "update_deficit",
     "update_memory",
 ]
