@@ -41,7 +41,7 @@ from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
 from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.config import Rule, TierEnergy
 from fpamm_opt.mechanism.copperplate import water_fill
-from fpamm_opt.mechanism.tierqp import ActiveSet, TierQP
+from fpamm_opt.mechanism.tierqp import ActiveSet, TierQP, TierQPResult
 from fpamm_opt.mechanism.types import (
     Dispatch,
     IntervalInput,
@@ -49,6 +49,7 @@ from fpamm_opt.mechanism.types import (
     keep_deferred,
     qp_fallback_note,
     rounds_capped_note,
+    widened_note,
 )
 from fpamm_opt.network import NetworkData
 from fpamm_opt.solvers import SolverSpec, make_solver
@@ -394,12 +395,14 @@ class AllocationProblem:
         self._qp_guess: dict[tuple[int, int], ActiveSet] = {}
         self._qp_last: dict[int, ActiveSet] = {}  # the latest certified one per tier
         # KKT search failures in this interval by (tier, position); from two on, the solver's QP
-        self._qp_failed: dict[tuple[int, int], int] = {}
+        # Each QP tier's solve path in this interval by (tier, position): "kkt", "solver" or
+        # "maxmin", chosen at its first clear; it only ever moves right (see :meth:`clear`).
+        self._qp_path: dict[tuple[int, int], str] = {}
         # This interval's deliverable LPs by (tier, position), with the served-load bounds
         # they ran under: the first tier's is the same in every clear of the fixed point.
         self._deliverable: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, LPSolution]] = {}
         # Served-load bounds of the latest two deferred clears (see :meth:`complete`).
-        self._deferred: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._deferred: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, LPSolution | None]] = {}
 
     @property
     def kkt_enabled(self) -> bool:
@@ -469,6 +472,13 @@ class AllocationProblem:
     #: solver's QP fallback (as the KKT solver fixes them).
     TIGHT_BAND_REL = 1e-9
     TIGHT_BAND_ABS = 1e-9
+    #: The rule's band (relative to demand, plus MW): max-min bottlenecks keep their level
+    #: within it, and earlier tiers are widened to it when even the tight band is infeasible
+    #: by solver tolerances. 1e-7 relative left some case118 LPs infeasible (primal
+    #: infeasibility ~1e-5 MW); 1e-6 d + 1e-6 MW solves them.
+    BAND_REL = 1e-6
+    BAND_ABS = 1e-6
+    BAND = (BAND_REL, BAND_ABS)
     #: Active-set corrections allowed from the previous interval's answer before the search
     #: restarts from the deliverable LP's point.
     KKT_CARRY_ITER = 4
@@ -537,6 +547,97 @@ class AllocationProblem:
         e.set_objective(self.price, self._zeros_node, 0.0)
         return e.solve(retry=retry)
 
+    def _solve_fixed(
+        self,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        fixed: np.ndarray,
+        d: np.ndarray,
+        duals: bool = False,
+        widen_first: np.ndarray | None = None,
+        point: LPSolution | None = None,
+    ) -> tuple[LPSolution, int, float, str]:
+        """Solve with the loads of ``fixed`` nodes held at ``lo == hi`` (exactly).
+
+        Earlier tiers are fixed **exactly** at the allocation the rule gave them, so that
+        what is stored is what later tiers were cleared against. A band around them is not
+        harmless: a least-cost LP slides every banded load to the bottom of its band, and on
+        a congested network a later tier's answer can be very sensitive to an earlier tier's
+        loads (IEEE-118, seed 29, t = 1539: 44 MW for a later node from 2.3e-3 MW of earlier
+        tiers, a 1e-6 band). Only when the solver calls the exact fix infeasible by its
+        tolerances are they widened, to :attr:`TIGHT_BAND_REL` and then to the rule's band
+        ``1e-6 d + 1e-6`` MW (returned as ``"tight"`` / ``"band"``, else ``""``). With
+        ``widen_first`` (the tier cleared last, for the final dispatch) only those nodes are
+        widened first (``"last-tight"`` / ``"last-band"``): no later tier depends on them,
+        so the earlier tiers stay exactly where the later ones were cleared against them.
+        ``point`` (the final dispatch only): the last tier's own solve, a point of ``X(t)``
+        whose earlier tiers are those the last tier was cleared against (exactly, or where
+        that solve widened them, the values it chose within the band), returned as
+        ``"rule-point"`` when the exact solve fails, before any widening: the last tier is
+        optimal over a set that contains the stored earlier tiers, hence optimal with them
+        fixed (what the audit re-solves).
+
+        Returns the solution, the solves used, their time and the widening used.
+        """
+        e = self.engine
+        n, secs = 0, 0.0
+        steps = [("tight", self.TIGHT_BAND_REL, self.TIGHT_BAND_ABS), ("band", *self.BAND)]
+        widths = [("", fixed, 0.0, 0.0)]
+        if widen_first is not None and widen_first.any():
+            widths += [(f"last-{name}", widen_first & fixed, r, a) for name, r, a in steps]
+        widths += [(name, fixed, r, a) for name, r, a in steps]
+        if not fixed.any():
+            widths = widths[:1]
+        for i, (label, which, rel, abs_mw) in enumerate(widths):  # noqa: B007 (label: last)
+            b = np.where(which, rel * d + abs_mw, 0.0)
+            e.set_served_bounds(np.maximum(lo - b, 0.0), np.minimum(hi + b, np.maximum(d, hi)))
+            sol = e.solve(duals=duals, retry=i == len(widths) - 1)
+            n += 1
+            secs += sol.solve_s
+            if sol.status is SolveStatus.OPTIMAL:
+                break
+            if i == 0 and point is not None:
+                e.set_served_bounds(lo, hi)
+                return point, n, secs, "rule-point"
+        if label:
+            e.set_served_bounds(lo, hi)
+        return sol, n, secs, label
+
+    def _dispatch_lp(
+        self,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        d: np.ndarray,
+        last: np.ndarray,
+        point: LPSolution | None = None,
+    ) -> tuple[LPSolution, int, float, str]:
+        """Least-cost dispatch of the allocation in ``[lo, hi]``, every fixed load held
+        exactly first, then only the last tier ``last`` widened (:meth:`_solve_fixed`): the
+        stored allocation is the rule's, not the bottom of a band that a least-cost LP
+        slides to (IEEE-118, seed 29, t = 4976: 3e-6 MW of an earlier tier's loads were
+        worth 27 MW to the later tier). Where HiGHS cannot solve the exact fix, the last
+        tier's own solve ``point`` (loads exactly the allocation, not least-cost) is kept
+        before anything is widened."""
+        e = self.engine
+        e.set_level(self._ones_node, self._zeros_node)
+        e.set_tier_total(self._ones_node, 0.0)
+        e.set_objective(self.price, self._zeros_node, 0.0)
+        if point is not None:
+            point = dataclasses.replace(point, objective=float(self._cost_of(point.pg)))
+        return self._solve_fixed(lo, hi, lo == hi, d, widen_first=last, point=point)
+
+    @staticmethod
+    def _point_of(res: TierQPResult) -> LPSolution:
+        """A certified KKT answer as a point of ``X(t)`` (loads, outputs, flows)."""
+        nan = float("nan")
+        return LPSolution(
+            SolveStatus.OPTIMAL, "kkt", res.p_gen_mw, res.served_mw, res.flow_mw, nan, nan, 0.0
+        )
+
+    def _cost_of(self, pg: np.ndarray) -> float:
+        """The dispatch LP's objective (``price · p``) at the generator outputs ``pg``."""
+        return float(np.dot(self.price, pg))
+
     def _kkt_tier(
         self,
         inp: IntervalInput,
@@ -548,7 +649,7 @@ class AllocationProblem:
         x_fixed: np.ndarray,
         q_min: float | None,
         deliverable: LPSolution,
-    ) -> tuple[np.ndarray | None, float]:
+    ) -> tuple[TierQPResult | None, float]:
         """The tier's QP answer from :class:`TierQP` (None when not certified), and the time.
 
         Guesses tried in turn: the active set of the same tier earlier in this interval (warm:
@@ -591,7 +692,7 @@ class AllocationProblem:
             self._qp_guess[(k, pos)] = res.active
             if res.ok:
                 self._qp_last[k] = res.active
-        return (res.served_mw if res.ok else None), time.perf_counter() - t0
+        return (res if res.ok else None), time.perf_counter() - t0
 
     # ------------------------------------------------------------ Allocator
     def screen(self, inp: IntervalInput) -> Dispatch:
@@ -629,10 +730,8 @@ class AllocationProblem:
         # below anything that matters (1e-6 of demand).
         notes: list[str] = []  # recoveries worth recording in the interval's status
         tol_mw = max(1e-6 * float(d.sum()), 1e-5)
-        # MW: fixing band. 1e-7 relative left some case118 LPs infeasible by solver
-        # tolerances (primal infeasibility ~1e-5 MW); 1e-6 d + 1e-6 MW solves them and stays
-        # below every tolerance the checks use.
-        band = 1e-6 * d + 1e-6
+        # MW: the max-min bottlenecks' band (see BAND_REL).
+        band = self.BAND_REL * d + self.BAND_ABS
         tight = self.TIGHT_BAND_REL * d + self.TIGHT_BAND_ABS
         self._base(inp)
         e.set_weights(w)
@@ -645,18 +744,25 @@ class AllocationProblem:
         n_solves, solve_s = 0, 0.0
         fixed_mw = 0.0  # energy given to the tiers cleared so far
         x_fixed = np.zeros(self.n_node)  # the allocations of the tiers cleared so far
-        banded = np.zeros(self.n_node, dtype=bool)  # nodes fixed within ``band`` (not exactly)
+        # Nodes of the tiers cleared so far: held exactly at ``x_fixed`` (lo == hi), widened
+        # by ``_solve_fixed`` only when a solve calls that infeasible.
+        fixed = np.zeros(self.n_node, dtype=bool)
+        widened: list[str] = []
+        switched = False  # a tier's QP path changed since an earlier clear of the interval
         avail_total = float(np.sum(np.asarray(inp.available_mw, dtype=float)))
         last: LPSolution | None = None  # the final dispatch LP, when a trial already was one
         key = (int(inp.t), float(d.sum()), avail_total)
         if key != self._trial_key:
             self._trial_key, self._trial_failed = key, set()
             self._qp_guess = {}
-            self._qp_failed = {}
+            self._qp_path = {}
             self._deliverable = {}
             self._deferred = {}
+        last_mem = np.zeros(self.n_node, dtype=bool)  # the tier cleared last
         for pos, k in enumerate(tier_order):
             mem = self.node_tier == k
+            last_mem = mem
+            point: LPSolution | None = None  # a solve whose loads are exactly the allocation
             lo[mem], hi[mem] = 0.0, d[mem]
             last = None
             # Shortcut: the copper-plate bound on the tier's energy, water-filled, checked.
@@ -683,6 +789,7 @@ class AllocationProblem:
                     lo[mem], hi[mem] = lo_t[mem], hi_t[mem]
                     fixed_mw += float(x[mem].sum())
                     x_fixed[mem] = x[mem]
+                    fixed |= mem
                     last = sol
                     continue
                 self.tier_paths["rule"] += 1
@@ -696,11 +803,13 @@ class AllocationProblem:
             if seen is not None and np.array_equal(seen[0], lo) and np.array_equal(seen[1], hi):
                 sol = seen[2]  # the same LP earlier in this interval (first tier, usually)
             else:
-                sol = e.solve()
+                sol, n, secs, how = self._solve_fixed(lo, hi, fixed, d)
+                if how:
+                    widened.append(f"deliverable[{k}]:{how}")
                 if sol.message:
                     notes.append(sol.message)
-                n_solves += 1
-                solve_s += sol.solve_s
+                n_solves += n
+                solve_s += secs
                 if sol.status is SolveStatus.OPTIMAL:
                     self._deliverable[(k, pos)] = (lo.copy(), hi.copy(), sol)
             if sol.status is not SolveStatus.OPTIMAL:
@@ -711,69 +820,70 @@ class AllocationProblem:
                 _fix_tier(lo, hi, d, d, mem, band, exact=True)
                 fixed_mw += d_tier
                 x_fixed[mem] = d[mem]
+                fixed |= mem
                 levels[k] = 0.0
                 continue
             if self.tier_energy is TierEnergy.MAX:
                 e.set_tier_total(mem.astype(float), q - tol_mw)
             # (b) the within-tier rule
             use_lp = self.rule is Rule.MAXMIN
-            kkt = None
-            kkt_energy = self.tier_energy is TierEnergy.MAX
-            if self._tierqp is not None and self._qp_failed.get((k, pos), 0) < 2:
-                # the tier already went through the rule in this interval (KKT or solver)
-                warm = (k, pos) in self._qp_guess
-                q_min = q - tol_mw if kkt_energy else None
-                kkt = self._kkt_tier(inp, d, w, mem, k, pos, x_fixed, q_min, sol)
-                n_solves += 1
-                solve_s += kkt[1]
-                if kkt[0] is not None:
-                    x = kkt[0]
-                    rounds[k] = 1
-                else:
-                    # The two paths agree only to solver tolerances, and a fixed point whose
-                    # clears alternated between them would see that difference as a residual
-                    # that does not contract. So: after the tier's first clear of the interval
-                    # fails (a cold start), the next clear starts from the solver's answer and
-                    # nearly always succeeds; once a search fails after that (the tier has
-                    # had an answer in this interval), the solver's QP keeps the tier.
-                    self._qp_failed[(k, pos)] = 2 if warm else 1
-            if self.rule is Rule.QP and (kkt is None or kkt[0] is None):
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    qcoef = np.where(mem & (d > 0), w / d, 0.0)
-                e.set_objective(self._zeros_gen, np.where(mem, -w, 0.0), 0.0, q_served=qcoef)
-                self.qp_paths["solver"] += 1
-                if banded.any():
-                    # Earlier tiers first as the KKT solver takes them: at their allocation
-                    # (within HiGHS's tolerance). Through congested corridors the fixing band
-                    # can move this tier's answer by MW (5 MW seen on IEEE-118), and a fixed
-                    # point whose clears alternate between the two paths would not settle.
-                    lo_x, hi_x = lo.copy(), hi.copy()
-                    _fix_tier(lo_x, hi_x, x_fixed, d, banded, tight)
-                    e.set_served_bounds(lo_x, hi_x)
-                    sol = e.solve(retry=False)
+            if self.rule is Rule.QP:
+                first = (k, pos) not in self._qp_path
+                path = self._qp_path.get((k, pos), "kkt" if self._tierqp else "solver")
+                q_min = q - tol_mw if self.tier_energy is TierEnergy.MAX else None
+                x_qp: np.ndarray | None = None
+                if path == "kkt":
+                    res, secs = self._kkt_tier(inp, d, w, mem, k, pos, x_fixed, q_min, sol)
                     n_solves += 1
-                    solve_s += sol.solve_s
-                    e.set_served_bounds(lo, hi)
-                if not banded.any() or sol.status is not SolveStatus.OPTIMAL:
-                    sol = e.solve()
-                    n_solves += 1
-                    solve_s += sol.solve_s
-                if sol.message:
-                    notes.append(sol.message)
-                if sol.status is SolveStatus.OPTIMAL:
-                    x = np.clip(sol.pl, lo, hi)
-                    rounds[k] = 1
-                    if self._tierqp is not None:  # the next clear of this tier starts here
-                        g = self._tierqp.guess_from(
-                            sol.pf, sol.pg, self._pg_lo, inp.available_mw, kkt_energy
-                        )
-                        self._qp_guess[(k, pos)] = g
-                else:
-                    # HiGHS's QP solver occasionally stops ("Iteration limit reached", "Solve
-                    # error") on feasible problems: fall back to the LP rule for this tier,
-                    # which gives the same answer on an uncongested network. Recorded.
-                    notes.append(qp_fallback_note(k, sol.termination))
+                    solve_s += secs
+                    if res is not None:
+                        x_qp, point = res.served_mw, self._point_of(res)
+                if x_qp is None and path != "maxmin":
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        qcoef = np.where(mem & (d > 0), w / d, 0.0)
+                    e.set_objective(self._zeros_gen, np.where(mem, -w, 0.0), 0.0, q_served=qcoef)
+                    self.qp_paths["solver"] += 1
+                    # Earlier tiers exactly at their allocation, as the KKT solver takes them.
+                    sol, n, secs, how = self._solve_fixed(lo, hi, fixed, d)
+                    n_solves += n
+                    solve_s += secs
+                    if how:
+                        widened.append(f"qp[{k}]:{how}")
+                    if sol.message:
+                        notes.append(sol.message)
+                    if sol.status is SolveStatus.OPTIMAL:
+                        x_qp = np.clip(sol.pl, lo, hi)
+                        point = sol
+                        if self._tierqp is not None:  # a warm start for the KKT search
+                            self._qp_guess[(k, pos)] = self._tierqp.guess_from(
+                                sol.pf, sol.pg, self._pg_lo, inp.available_mw, q_min is not None
+                            )
+                        if first and path == "kkt":
+                            # The first clear chooses the tier's path for the interval: the
+                            # KKT search, warm from the solver's answer, or else the solver.
+                            res, secs = self._kkt_tier(inp, d, w, mem, k, pos, x_fixed, q_min, sol)
+                            n_solves += 1
+                            solve_s += secs
+                            path = "solver" if res is None else "kkt"
+                            if res is not None:
+                                x_qp, point = res.served_mw, self._point_of(res)
+                        else:
+                            path = "solver"
+                    else:
+                        # HiGHS's QP solver occasionally stops ("Iteration limit reached",
+                        # "Solve error") on feasible problems: the LP rule replaces it for
+                        # this tier for the rest of the interval. Recorded.
+                        notes.append(qp_fallback_note(k, sol.termination))
+                        path = "maxmin"
+                # Paths only ever go kkt -> solver -> maxmin within an interval; a change
+                # after the first clear restarts the fixed point (mechanism/clearing.py).
+                switched |= not first and path != self._qp_path[(k, pos)]
+                self._qp_path[(k, pos)] = path
+                if x_qp is None:
                     use_lp = True
+                else:
+                    x = x_qp
+                    rounds[k] = 1
             if use_lp:
                 e.set_objective(self._zeros_gen, self._zeros_node, 1.0)
                 free = mem & (d > 0)
@@ -785,12 +895,14 @@ class AllocationProblem:
                     coef = np.where(free, d * v, 1.0)
                     rhs = np.where(free, d, 0.0)
                     e.set_level(coef, rhs)
-                    e.set_served_bounds(lo, hi)
-                    sol = e.solve(duals=True)
+                    sol, n, secs, how = self._solve_fixed(lo, hi, fixed, d, duals=True)
+                    point = sol
+                    if how:
+                        widened.append(f"maxmin[{k}]:{how}")
                     if sol.message:
                         notes.append(sol.message)
-                    n_solves += 1
-                    solve_s += sol.solve_s
+                    n_solves += n
+                    solve_s += secs
                     if sol.status is not SolveStatus.OPTIMAL:
                         return self._failed(sol, n_solves, solve_s, f"maxmin[{k}]")
                     rounds[k] += 1
@@ -821,9 +933,9 @@ class AllocationProblem:
                 x = np.where(mem, np.clip(x, 0.0, d), x)
             levels[k], capped_now = self._tier_level(d, x, w, v, mem, q, tol_mw)
             cap |= capped_now
-            # The tier's allocation is fixed lexicographically, within the same tiny band.
-            _fix_tier(lo, hi, x, d, mem, band)
-            banded |= mem
+            # The tier's allocation is fixed lexicographically, exactly (see _solve_fixed).
+            _fix_tier(lo, hi, x, d, mem, band, exact=True)
+            fixed |= mem
             fixed_mw += float(x[mem].sum())
             x_fixed[mem] = x[mem]
         deferred = last is None and not dispatch
@@ -832,16 +944,22 @@ class AllocationProblem:
             sol = last
         elif deferred:
             served = np.clip(x_fixed, lo, hi)
-            self._deferred = keep_deferred(self._deferred, served, (lo.copy(), hi.copy()))
+            self._deferred = keep_deferred(
+                self._deferred, served, (lo.copy(), hi.copy(), last_mem.copy(), point)
+            )
         else:
-            # (c) least-cost dispatch of the allocation just fixed
-            sol = self._least_cost_lp(lo, hi)
+            # (c) least-cost dispatch of the allocation just fixed (exactly)
+            sol, n, secs, how = self._dispatch_lp(lo, hi, d, last_mem, point)
+            if how:
+                widened.append(f"dispatch:{how}")
             if sol.message:
                 notes.append(sol.message)
-            n_solves += 1
-            solve_s += sol.solve_s
+            n_solves += n
+            solve_s += secs
             if sol.status is not SolveStatus.OPTIMAL:
                 return self._failed(sol, n_solves, solve_s, "dispatch")
+        if widened:
+            notes.append(widened_note(widened))
         nan = float("nan")
         return Dispatch(
             status=SolveStatus.OPTIMAL,
@@ -857,6 +975,7 @@ class AllocationProblem:
             cap_active=cap,
             note=";".join(notes),
             deferred=deferred,
+            path_switched=switched,
         )
 
     def complete(self, inp: IntervalInput, disp: Dispatch) -> Dispatch:
@@ -866,21 +985,22 @@ class AllocationProblem:
         bounds = self._deferred.get(id(disp.served_mw))
         if bounds is None:
             raise ValueError("complete() takes one of the latest two deferred clears")
-        lo, hi = bounds
-        self._base(inp)
-        sol = self._least_cost_lp(lo, hi)
-        note = ";".join(n for n in (disp.note, sol.message) if n)
-        if sol.status is not SolveStatus.OPTIMAL:
-            return self._failed(sol, 1, sol.solve_s, "dispatch")
+        lo, hi, last_mem, point = bounds
         d = np.asarray(inp.demand_mw, dtype=float)
+        self._base(inp)
+        sol, n, secs, how = self._dispatch_lp(lo, hi, d, last_mem, point)
+        extra = widened_note([f"dispatch:{how}"]) if how else ""
+        note = ";".join(n for n in (disp.note, extra, sol.message) if n)
+        if sol.status is not SolveStatus.OPTIMAL:
+            return self._failed(sol, n, secs, "dispatch")
         return dataclasses.replace(
             disp,
             served_mw=np.clip(sol.pl, 0.0, d),
             p_gen_mw=sol.pg,
             flow_mw=sol.pf,
             objective=sol.objective,
-            n_solves=1,
-            solve_s=sol.solve_s,
+            n_solves=n,
+            solve_s=secs,
             note=note,
             deferred=False,
         )

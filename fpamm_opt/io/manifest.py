@@ -29,7 +29,10 @@ import numpy as np
 #: Version of the manifest layout. 2: the ``intervals.status`` of a scarce interval marks
 #: ``final-rule[k]=maxmin`` when the final clear replaced tier ``k``'s QP by the max-min LPs
 #: (version 1 recorded the fallback only as a note of *some* clear of the fixed point).
-MANIFEST_VERSION = 2
+#: 3: the allocator holds earlier tiers exactly at their allocation (widened only where a solve
+#: calls that infeasible, noted ``widened[...]``), and each QP tier keeps one solve path per
+#: interval (a change restarts the fixed point, noted ``fixed-point-restarted:path-change``).
+MANIFEST_VERSION = 3
 
 #: Distribution names whose versions every manifest records (key: the import-style name).
 PACKAGES: dict[str, str] = {

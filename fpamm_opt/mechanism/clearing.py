@@ -108,6 +108,12 @@ from fpamm_opt.mechanism.weights import WeightMap
 
 __all__ = ["ClearingResult", "clear_interval"]
 
+#: A tier's solve path moves at most twice per interval (KKT search -> solver's QP -> max-min
+#: LPs), so the fixed point restarts at most this many times per tier.
+MAX_RESTARTS_PER_TIER = 2
+#: Status note of an interval whose fixed point restarted after a path change.
+RESTART_NOTE = "fixed-point-restarted:path-change"
+
 
 @dataclass(frozen=True)
 class ClearingResult:
@@ -423,6 +429,7 @@ def clear_interval(
     residuals: list[float] = []
     w_final = w_start
     failure: Dispatch | None = None
+    restarts = 0
     while True:
         w = wmap.coupled(x.served_mw, gamma)
         nxt = clear(w)
@@ -430,6 +437,21 @@ def clear_interval(
         if not nxt.ok:
             failure = nxt
             break
+        if nxt.path_switched and restarts < MAX_RESTARTS_PER_TIER * n_tier:
+            # A tier's solve path changed (paths only move one way, so this happens at most
+            # twice per tier): start again from x^0 so that every recorded iterate comes from
+            # the same operator and the residuals measure its contraction alone.
+            restarts += 1
+            if RESTART_NOTE not in tr.notes:
+                tr.notes.append(RESTART_NOTE)
+            x0 = clear(w_start)
+            tr.account(x0)
+            if not x0.ok:
+                failure = x0
+                break
+            tr.record_clear(x0)
+            x, w_final, residuals = x0, w_start, []
+            continue
         tr.record_clear(nxt)
         residuals.append(float(np.abs(nxt.served_mw - x.served_mw).sum()))
         x, w_final = nxt, w

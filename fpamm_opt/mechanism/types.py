@@ -37,6 +37,14 @@ def final_rule_mark(tier: int) -> str:
     return f"final-rule[{tier}]=maxmin"
 
 
+def widened_note(solves: Sequence[str]) -> str:
+    """Earlier tiers were held within a band, not exactly, in the named solves
+    (``"deliverable[1]:tight"``, ``"dispatch:band"``...), because the solver called the
+    exact fix infeasible by its tolerances (informational; the audit fixes them exactly
+    first and widens the same way)."""
+    return "widened[" + ",".join(solves) + "]"
+
+
 #: Patterns of the three notes above; group 1 is the tier.
 QP_FALLBACK_RE = re.compile(r"qp\[(\d+)\]:[^;]*->maxmin")
 ROUNDS_CAPPED_RE = re.compile(r"maxmin\[(\d+)\]:rounds-capped")
@@ -76,6 +84,10 @@ class Dispatch:
     #: Served loads fixed, dispatch not solved yet (``p_gen_mw``, ``flow_mw`` are NaN): an
     #: allocator with ``complete`` returns these from ``clear(..., dispatch=False)``.
     deferred: bool = False
+    #: A tier's solve path (KKT search, the solver's QP, the max-min LPs) changed since an
+    #: earlier clear of the same interval: the fixed point restarts so that every iterate it
+    #: records comes from one operator (mechanism/clearing.py).
+    path_switched: bool = False
 
     @property
     def ok(self) -> bool:
