@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from fpamm_opt.errors import FpammError, InputError, one_line_error
+from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 
 EXIT_ERROR = 1
 EXIT_CHECK_FAILED = 3
@@ -197,18 +198,41 @@ def run_cmd(
     )
 
 
+class ColdSample(click.ParamType):
+    """``--cold-sample``: a count of intervals (``>= 0``), or ``all`` (None: every one)."""
+
+    name = "N|all"
+
+    def get_metavar(self, param: Any, ctx: Any = None) -> str:
+        return "[N|all]"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "all":
+            return None
+        try:
+            n = int(text)
+        except ValueError:
+            self.fail(f"expected a whole number or 'all', got {value!r}", param, ctx)
+        if n < 0:
+            self.fail(f"expected a number >= 0 or 'all', got {n}", param, ctx)
+        return n
+
+
 @app.command("verify")
 @click.argument("run_dir", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of checks.")
 @click.option(
     "--cold-sample",
-    type=int,
-    default=20,
+    type=ColdSample(),
+    default=str(DEFAULT_COLD_SAMPLE),
     show_default=True,
-    help="Intervals re-solved cold (independently of the run's solver).",
+    help="Intervals re-solved cold (independently of the run's solver), or 'all'.",
 )
 @handle_errors
-def verify_cmd(run_dir: str, as_json: bool, cold_sample: int) -> None:
+def verify_cmd(run_dir: str, as_json: bool, cold_sample: int | None) -> None:
     """Theorem and feasibility checks on a run directory (exit 3 when one fails)."""
     from fpamm_opt.io.reader import is_run_dir
     from fpamm_opt.verify import verify_run

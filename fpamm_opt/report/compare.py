@@ -84,6 +84,7 @@ from fpamm_opt.io.reader import is_run_dir, read_manifest, read_table
 from fpamm_opt.mechanism.config import Policy
 from fpamm_opt.report import metrics as mt
 from fpamm_opt.spec import RunSpec, apply_overrides, load_spec, spec_hash
+from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify import VerificationReport, verify_run
 from fpamm_opt.verify.context import RunContext
 from fpamm_opt.verify.panel import bool_array
@@ -530,7 +531,7 @@ def run_comparison(
     policies: Sequence[str] = DEFAULT_POLICIES,
     progress: Progress | None = None,
     overwrite: bool = False,
-    cold_sample: int = 20,
+    cold_sample: int = DEFAULT_COLD_SAMPLE,
     burn_in: int | None = None,
 ) -> ComparisonResult:
     """Run (or resume) FP-AMM and its baselines on common random numbers, verify, compare.

@@ -34,6 +34,7 @@ from fpamm_opt.io.reader import is_run_dir, read_manifest
 from fpamm_opt.report import figures as fg
 from fpamm_opt.report import metrics as mt
 from fpamm_opt.report.compare import COMPARISON_NAME, POLICY_LABELS, read_comparison
+from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.context import RunContext
 
 REPORT_DIR = "report"
@@ -645,7 +646,9 @@ def _batch_report(root: Path, out: Path) -> str:
 
 
 # ------------------------------------------------------------------ entry point
-def write_report(path: Path | str, verify: bool = True, cold_sample: int = 20) -> Path:
+def write_report(
+    path: Path | str, verify: bool = True, cold_sample: int = DEFAULT_COLD_SAMPLE
+) -> Path:
     """Write ``path/report/`` (PNG figures) and ``path/report/summary.md``.
 
     Parameters

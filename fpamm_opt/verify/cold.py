@@ -44,6 +44,7 @@ from typing import Any
 import highspy
 import numpy as np
 import scipy.sparse as sp
+from scipy.optimize import linprog
 
 from fpamm_opt.network import NetworkData
 
@@ -54,13 +55,15 @@ _INF = math.inf
 
 #: Bands ``(rel, abs MW)`` around the stored allocation of the tiers cleared earlier, tried
 #: in order until the tier's cold solves are feasible: exactly the stored values first, then
-#: ``1e-7 d + 1e-9`` (the allocator's fixing band in earlier versions), then ``1e-6 d +
-#: 1e-6`` (its current band; the stored numbers sit within the run's solver tolerances of
-#: ``X(t)``). Tightest first because a band is amplified through congested corridors:
-#: measured on case14 (QP rule, 400 intervals), fixing within ``1e-6 d + 1e-6`` moved a later
-#: tier's replay by up to 4.2e-3 MW (a tier left with 5e-3 MW deliverable), ``1e-7 d`` by
-#: 4.0e-4 MW, exact values by 2.9e-5 MW.
-FIX_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1e-7, 1e-9), (1e-6, 1e-6))
+#: ``1e-9 d + 1e-9`` (where HiGHS calls the exact values infeasible by its tolerances; the
+#: allocator widens the same way, ``problem.AllocationProblem._solve_fixed``), then ``1e-7 d +
+#: 1e-9`` and ``1e-6 d + 1e-6`` (the allocator's last resort, and the band runs written
+#: before manifest version 3 fixed earlier tiers in). Tightest first because a band is
+#: amplified through congested corridors: on IEEE-118 (seed 29, t = 1539) a later tier's
+#: answer moved by 19,000 MW per MW taken from the earlier tier (0.05 MW at 1e-9, 44 MW at
+#: 1e-6); on case14 (QP rule, 400 intervals) fixing within ``1e-6 d + 1e-6`` moved a later
+#: tier's replay by up to 4.2e-3 MW.
+FIX_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1e-9, 1e-9), (1e-7, 1e-9), (1e-6, 1e-6))
 #: The allocator's band when a max-min bottleneck keeps its level (problem.py; it was
 #: ``1e-7 d + 1e-9`` before the allocator widened it for case118). The replay uses the
 #: current value for runs made with either: the difference moves the replayed leximin by
@@ -72,6 +75,16 @@ LEVEL_BAND_ABS_MW = 1e-6
 RUN_BAND: tuple[float, float] = (1e-6, 1e-6)
 #: Tolerance of the certificate's level comparison, in multiples of the allocator's band.
 LEX_TOL_FACTOR = 10.0
+#: Activity tolerance of a :class:`QPCertificate`: a constraint within ``rel · size + abs``
+#: (MW; size = rating, capacity, demand) of its limit counts as active at the stored point.
+KKT_ACTIVE_REL = 1e-7
+KKT_ACTIVE_ABS = 1e-7
+#: Stationarity tolerance of a :class:`QPCertificate`, relative to the tier's largest weight.
+KKT_RESIDUAL_REL = 1e-6
+#: Feasibility tolerance of the point a :class:`QPCertificate` is checked at: the run
+#: loop's own (``sim.run.FEAS_TOL_*``: ``1e-5`` MW plus ``1e-6`` of demand or rating).
+KKT_FEAS_REL = 1e-6
+KKT_FEAS_ABS_MW = 1e-5
 #: Dual share ``|μ_i| coef_i`` above which a level row is a bottleneck (problem.py).
 BOTTLENECK_SHARE = 1e-7
 #: Time limit of one cold solve (s); a solve that hits it counts as failed (next attempt).
@@ -141,6 +154,10 @@ class ColdClearing:
         self.row_lo = np.concatenate(lo)
         self.row_hi = np.concatenate(hi)
         self.p_lower = gen_lower_mw(net)
+        #: rows of the branch limits, and each one's rating (MW; for flow margins)
+        self.flow_rows = np.arange(len(bal), len(bal) + int(lim.sum()))
+        rating = np.fmax(np.abs(np.where(np.isfinite(f_lo), f_lo, 0.0)), np.abs(f_hi))
+        self.flow_rating_mw = np.where(np.isfinite(rating), rating, 0.0)[lim]
 
     def solve(
         self,
@@ -149,9 +166,11 @@ class ColdClearing:
         x_upper: np.ndarray,
         *,
         cost_served: np.ndarray | None = None,
+        cost_gen: np.ndarray | None = None,
         hessian_served: np.ndarray | None = None,
         level: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         tier_total: tuple[np.ndarray, float] | None = None,
+        flow_margin_mw: np.ndarray | None = None,
     ) -> ColdSolve:
         """One cold solve over ``X`` with served loads in ``[x_lower, x_upper]``.
 
@@ -163,18 +182,24 @@ class ColdClearing:
             Bounds of the served loads.
         cost_served : (n_node,), optional
             Linear cost of the served loads (minimised).
+        cost_gen : (n_gen,), optional
+            Linear cost of the generator outputs ($/MWh).
         hessian_served : (n_node,), optional
             Diagonal ``q`` of ``Σ q_i x_i² / 2`` (a QP).
         level : (mask, coef, rhs), optional
             Add ``λ >= 0`` with cost 1 and rows ``x_i + coef_i λ >= rhs_i`` for ``mask``.
         tier_total : (members, q), optional
             Add ``Σ_{members} x_i >= q``.
+        flow_margin_mw : (n_flow_rows,), optional
+            Widen each branch limit by this much (negative: tighten), MW.
         """
         ng, nn = self.n_gen, self.n_node
         n_col = ng + nn + (1 if level is not None else 0)
         cost = np.zeros(n_col)
         if cost_served is not None:
             cost[ng : ng + nn] = cost_served
+        if cost_gen is not None:
+            cost[:ng] = cost_gen
         col_lo = np.r_[self.p_lower, x_lower, [0.0] if level is not None else []]
         col_hi = np.r_[available_mw, x_upper, [_INF] if level is not None else []]
         a = self.a
@@ -203,6 +228,11 @@ class ColdClearing:
         if extra:
             a = sp.vstack([a, *extra], format="csr")
         row_lo, row_hi = np.concatenate(r_lo), np.concatenate(r_hi)
+        if flow_margin_mw is not None:
+            f = self.flow_rows
+            row_lo[f] -= flow_margin_mw
+            row_hi[f] += flow_margin_mw
+            row_hi[f] = np.maximum(row_hi[f], row_lo[f])
         first_level_row = self.a.shape[0]
 
         message = ""
@@ -319,7 +349,7 @@ class TierReplay:
     message: str = ""
     notes: list[str] = field(default_factory=list)
     #: for a max-min tier whose allocation differs by more than the tolerance asked for
-    certificate: LeximinCertificate | None = None
+    certificate: LeximinCertificate | QPCertificate | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +388,82 @@ class LeximinCertificate:
     def passed(self) -> bool:
         return self.feasible and self.level_excess <= self.level_tol
 
+    def describe(self) -> str:
+        """One clause for a check's detail."""
+        if not self.feasible:
+            return self.message
+        verdict = "certified leximin" if self.passed else "not leximin"
+        return (
+            f"{verdict}: sorted weighted shortfall u·w at position {self.position} (node "
+            f"{self.node}) {self.level_excess:.3g} above the replay's, tolerance "
+            f"{self.level_tol:.3g}"
+        )
+
+    @property
+    def excess(self) -> float:
+        return self.level_excess
+
+    @property
+    def tol(self) -> float:
+        return self.level_tol
+
+
+@dataclass(frozen=True)
+class QPCertificate:
+    """Whether a stored QP tier allocation satisfies the rule's optimality conditions.
+
+    The QP's answer is unique but can be extremely sensitive to the constraints that bind:
+    where a generator and a load sit electrically almost on top of each other behind a
+    saturated branch (PTDF differences of 2e-6 on IEEE-118), ``5e-5`` MW on that branch
+    moves a later tier by 27 MW (seed 29, t = 4976) -- below every solver's feasibility
+    tolerance, so two correct solves can differ by far more than the MW tolerance, and the
+    cold re-solve itself may have to fix the earlier tiers within a band to be feasible.
+    The certificate checks the claim without re-solving the QP: the tier problem (earlier
+    tiers at their stored values, later tiers at 0) is convex, so the stored point is its
+    optimum when the KKT conditions hold there. An LP finds multipliers, with the sign each
+    constraint allows and nonzero only on constraints **active at the stored point** (a
+    branch within ``1e-7 · rating + 1e-7`` MW of its limit, a bound within ``1e-7`` of its
+    value relative to it: :data:`KKT_ACTIVE_REL`, :data:`KKT_ACTIVE_ABS`), that minimise the
+    largest stationarity residual ``|∇f + Jᵀy + ν|`` over the generator and tier columns;
+    it passes when that residual is at most ``1e-6 · max w`` (:data:`KKT_RESIDUAL_REL`).
+
+    A stored allocation that gives the tier less than the rule would fails: some member could
+    be served more without touching an active constraint, which no multiplier explains (the
+    earlier allocator's band slide, IEEE-118 seed 29 t = 1539, left the binding branch
+    1e-4 MW slack and is rejected). Active-set tolerances far below the run's feasibility
+    tolerance keep numerical noise from being read as a binding constraint.
+    """
+
+    feasible: bool
+    residual: float  #: smallest max-norm stationarity residual (weight units)
+    tol_residual: float
+    n_active: int  #: branch limits active at the stored point
+    largest_multiplier: float  #: largest |y| on a branch limit in the certificate
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.feasible and self.residual <= self.tol_residual
+
+    @property
+    def excess(self) -> float:
+        return self.residual
+
+    @property
+    def tol(self) -> float:
+        return self.tol_residual
+
+    def describe(self) -> str:
+        """One clause for a check's detail."""
+        if not self.feasible:
+            return self.message
+        verdict = "certified optimal" if self.passed else "NOT optimal"
+        return (
+            f"{verdict} by its KKT conditions: stationarity residual {self.residual:.3g} "
+            f"(tolerance {self.tol_residual:.3g}) with {self.n_active} branch limits active "
+            f"at the stored point (largest multiplier {self.largest_multiplier:.3g})"
+        )
+
 
 def replay_clearing(
     lp: ColdClearing,
@@ -373,6 +479,7 @@ def replay_clearing(
     qp_fallback_tiers: frozenset[int] = frozenset(),
     certify_above_mw: float | None = None,
     final_maxmin_tiers: frozenset[int] | None = None,
+    stored_p_mw: np.ndarray | None = None,
 ) -> list[TierReplay]:
     """Replay the clearing of one interval tier by tier (see the module docstring).
 
@@ -407,6 +514,9 @@ def replay_clearing(
         The tiers whose final clear used the max-min LPs in place of the QP (status marks
         ``final-rule[k]=maxmin``, manifest version 2). When given, every tier is replayed
         with exactly its final rule and ``qp_fallback_tiers`` is ignored.
+    stored_p_mw : (n_gen,), optional
+        The stored generator outputs: a :class:`QPCertificate` is checked at the stored
+        point ``(p, x)`` when given (and at a dispatch of its own otherwise).
 
     Returns
     -------
@@ -448,14 +558,15 @@ def replay_clearing(
                     )
                 if i and earlier.any():
                     rep.notes.append(f"earlier tiers within {rel:g}·d + {abs_mw:g} MW")
-                if (
-                    certify_above_mw is not None
-                    and rep.rule == "maxmin"
-                    and rep.gap_mw > certify_above_mw
-                ):
-                    cert = leximin_certificate(
-                        lp, d, avail, xs, w, mem, lo, hi, rep, tier_energy, fix_bands
-                    )
+                if certify_above_mw is not None and rep.gap_mw > certify_above_mw:
+                    if rep.rule == "maxmin":
+                        cert: LeximinCertificate | QPCertificate = leximin_certificate(
+                            lp, d, avail, xs, w, mem, lo, hi, rep, tier_energy, fix_bands
+                        )
+                    else:
+                        cert = qp_certificate(
+                            lp, d, avail, xs, w, mem, lo, hi, rep, tier_energy, stored_p_mw
+                        )
                     rep = dataclasses.replace(rep, certificate=cert)
                 break
             if not earlier.any():
@@ -586,6 +697,144 @@ def leximin_certificate(
     eps = float(max(eps_node[ns[j_worst]], eps_node[nc[j_worst]]))
     excess = max(float(ls[j_worst] - lc[j_worst]), 0.0)
     return LeximinCertificate(feasible, excess, eps, int(j_worst), int(ns[j_worst]), message)
+
+
+def qp_certificate(
+    lp: ColdClearing,
+    d: np.ndarray,
+    avail: np.ndarray,
+    xs: np.ndarray,
+    w: np.ndarray,
+    mem: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    rep: TierReplay,
+    tier_energy: str,
+    stored_p_mw: np.ndarray | None = None,
+    fix_bands: tuple[tuple[float, float], ...] = FIX_BANDS,
+) -> QPCertificate:
+    """:class:`QPCertificate` of the stored allocation of the tier ``mem`` (arguments as
+    :func:`leximin_certificate`), at the stored generator outputs when given."""
+    total = None
+    if tier_energy == "max":
+        total = (mem.astype(float), rep.deliverable_mw - tier_slack_mw(d))
+    if stored_p_mw is not None:
+        x_all = np.where(mem, xs, np.clip(xs, lo, hi))
+        return _kkt_certificate(lp, d, avail, x_all, stored_p_mw, w, mem, total)
+    # The stored tier in X(t) with earlier tiers at their stored values: a dispatch p.
+    p_s: np.ndarray | None = None
+    for rel, abs_mw in fix_bands:
+        band = rel * d + abs_mw
+        f_lo = np.where(mem, np.maximum(xs - band, 0.0), lo)
+        f_hi = np.where(mem, np.minimum(xs + band, d), hi)
+        sol = lp.solve(avail, f_lo, np.maximum(f_hi, f_lo), tier_total=total)
+        if sol.ok:
+            p_s = sol.p_mw
+            break
+    if p_s is None:
+        return QPCertificate(False, math.inf, 0.0, 0, 0.0, "the stored tier is not in X(t)")
+    x = np.where(mem, xs, np.clip(xs, lo, hi))
+    return _kkt_certificate(lp, d, avail, x, p_s, w, mem, total)
+
+
+def _kkt_certificate(
+    lp: ColdClearing,
+    d: np.ndarray,
+    avail: np.ndarray,
+    x: np.ndarray,
+    p: np.ndarray,
+    w: np.ndarray,
+    mem: np.ndarray,
+    total: tuple[np.ndarray, float] | None,
+) -> QPCertificate:
+    """The LP of :class:`QPCertificate` at the point ``(p, x)``."""
+    ng = lp.n_gen
+    tier_cols = np.flatnonzero(mem & (d > 0))
+    cols = np.r_[np.arange(ng), ng + tier_cols]  # the problem's free columns
+    z = np.r_[p, x]
+    jac = lp.a.tocsc()[:, cols]  # rows: island balances, then branch limits
+    act = lp.a @ z
+    n_bal = lp.flow_rows[0] if lp.flow_rows.size else lp.a.shape[0]
+    # The point must lie in the tier problem's set (within the run's feasibility tolerance).
+    feas_row = KKT_FEAS_REL * np.r_[np.full(n_bal, float(d.sum())), lp.flow_rating_mw]
+    feas_row += KKT_FEAS_ABS_MW
+    off = float(np.max(np.r_[lp.row_lo - act, act - lp.row_hi] - np.r_[feas_row, feas_row]))
+    out_of_box = max(
+        float(np.max(lp.p_lower - p - KKT_FEAS_ABS_MW, initial=-1.0)),
+        float(np.max(p - avail - KKT_FEAS_ABS_MW, initial=-1.0)),
+    )
+    short = -1.0
+    if total is not None:
+        short = total[1] - float(np.sum(x[total[0] > 0])) - KKT_FEAS_ABS_MW
+    if max(off, out_of_box, short) > 0.0:
+        what = "its tier total is below the deliverable maximum" if short > 0 else "X(t)"
+        return QPCertificate(
+            False,
+            math.inf,
+            0.0,
+            0,
+            0.0,
+            f"the stored point is not in {what} (by {max(off, out_of_box, short):.3g} MW)",
+        )
+    tol_row = KKT_ACTIVE_REL * np.r_[np.zeros(n_bal), lp.flow_rating_mw] + KKT_ACTIVE_ABS
+    # multiplier sign per row: equality rows free; a branch row >= 0 at its upper limit,
+    # <= 0 at its lower limit, 0 when inactive
+    y_lo = np.where(act <= lp.row_lo + tol_row, -np.inf, 0.0)
+    y_hi = np.where(act >= lp.row_hi - tol_row, np.inf, 0.0)
+    y_lo[:n_bal], y_hi[:n_bal] = -np.inf, np.inf
+    # bound multipliers of the free columns: >= 0 at the upper bound, <= 0 at the lower one
+    lower = np.r_[lp.p_lower, np.zeros(tier_cols.size)]
+    upper = np.r_[avail, d[tier_cols]]
+    zc = z[cols]
+    size = np.maximum(np.abs(upper), 1.0)
+    tol_b = KKT_ACTIVE_REL * size + KKT_ACTIVE_ABS
+    nu_lo = np.where(zc <= lower + tol_b, -np.inf, 0.0)
+    nu_hi = np.where(zc >= upper - tol_b, np.inf, 0.0)
+    # gradient of f = Σ (w/d) x²/2 - w x over the tier columns (0 for generators)
+    grad = np.r_[np.zeros(ng), w[tier_cols] / d[tier_cols] * x[tier_cols] - w[tier_cols]]
+    extra = []
+    if total is not None:  # Σ_tier x >= Q - tol: a multiplier <= 0 when active
+        row = np.r_[np.zeros(ng), np.ones(tier_cols.size)]
+        active = float(x[tier_cols].sum()) <= total[1] + KKT_ACTIVE_ABS * max(total[1], 1.0)
+        extra.append((row, -np.inf if active else 0.0))
+    n_row, n_col = jac.shape[0], cols.size
+    n_extra = len(extra)
+    # LP variables: y (n_row), ν (n_col), extra multipliers, r >= 0; minimise r subject to
+    # -r <= grad + Jᵀy + ν + Σ e·row <= r.
+    jt = jac.T.tocsr()
+    eye = sp.identity(n_col, format="csr")
+    blocks = [jt, eye]
+    if extra:
+        blocks.append(sp.csr_matrix(np.column_stack([e[0] for e in extra])))
+    core = sp.hstack(blocks, format="csr")
+    ones = sp.csr_matrix(np.ones((n_col, 1)))
+    a_ub = sp.vstack([sp.hstack([core, -ones]), sp.hstack([-core, -ones])], format="csr")
+    b_ub = np.r_[-grad, grad]
+    bounds = np.column_stack(
+        [
+            np.r_[y_lo, nu_lo, [e[1] for e in extra], 0.0],
+            np.r_[y_hi, nu_hi, np.zeros(n_extra), np.inf],
+        ]
+    )
+    bounds = [
+        (None if not math.isfinite(a) else a, None if not math.isfinite(b) else b)
+        for a, b in bounds
+    ]
+    cost = np.zeros(n_row + n_col + n_extra + 1)
+    cost[-1] = 1.0
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    tol_res = KKT_RESIDUAL_REL * float(np.max(w[tier_cols], initial=1.0))
+    n_active = int(np.sum((y_lo[n_bal:] < 0) | (y_hi[n_bal:] > 0)))
+    if res.status != 0 or res.x is None:
+        return QPCertificate(True, math.inf, tol_res, n_active, 0.0, str(res.message))
+    y_flow = res.x[n_bal:n_row]
+    return QPCertificate(
+        True,
+        float(res.x[-1]),
+        tol_res,
+        n_active,
+        float(np.max(np.abs(y_flow), initial=0.0)),
+    )
 
 
 def _leximin(

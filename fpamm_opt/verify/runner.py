@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fpamm_opt.errors import FpammError, InputError
+from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.context import RunContext, RunData, as_run
 from fpamm_opt.verify.convergence import (
     STATEMENT_CONVERGENCE,
@@ -129,7 +130,7 @@ def applicable_checks(manifest: Mapping[str, Any]) -> tuple[CheckName, ...]:
 
 
 def _runner(
-    name: CheckName, cold_sample: int, seed: int, baseline: RunData | None
+    name: CheckName, cold_sample: int | None, seed: int, baseline: RunData | None
 ) -> Callable[[RunData], CheckResult]:
     table: dict[CheckName, Callable[[RunData], CheckResult]] = {
         CheckName.T1_INVARIANCE: check_memory_invariance,
@@ -150,7 +151,7 @@ def _runner(
 def run_check(
     name: CheckName,
     run: RunData,
-    cold_sample: int = 20,
+    cold_sample: int | None = DEFAULT_COLD_SAMPLE,
     seed: int = 0,
     baseline: RunData | None = None,
 ) -> CheckResult:
@@ -176,7 +177,7 @@ def run_check(
 def verify_run(
     run_dir: str | Path | RunData,
     checks: Iterable[str] | None = None,
-    cold_sample: int = 20,
+    cold_sample: int | None = DEFAULT_COLD_SAMPLE,
     seed: int = 0,
     baseline: str | Path | RunData | None = None,
 ) -> VerificationReport:
@@ -189,8 +190,8 @@ def verify_run(
     checks : iterable of str, optional
         Names or prefixes (``"T1"``) of the checks to run; by default every check, the ones
         that do not apply (see :func:`applicable_checks`) reported as not applicable.
-    cold_sample : int
-        Number of intervals re-solved cold (T3).
+    cold_sample : int or None
+        Number of intervals re-solved cold (T3); None re-solves every executed one.
     seed : int
         Seed of the cold-resolve sample and of the memory perturbations (T1).
     baseline : path or RunData, optional

@@ -90,8 +90,11 @@ def _patch_build(
     monkeypatch.setattr(run_mod, "build_allocator", build)
 
 
-def _fail_engine_once(alloc: run_mod.RetryingAllocator, method: str, t_fail: int) -> dict:
-    """The primary engine's next ``solve`` after ``method`` starts at ``t_fail`` errors."""
+def _fail_engine_once(
+    alloc: run_mod.RetryingAllocator, method: str, t_fail: int, any_solve: bool = False
+) -> dict:
+    """The primary engine's next ``solve`` after ``method`` starts at ``t_fail`` errors (the
+    next one with cold retries allowed, unless ``any_solve``)."""
     prim = alloc.primary
     eng = prim.engine
     state = {"armed": False, "fired": 0, "solves": 0}
@@ -101,7 +104,7 @@ def _fail_engine_once(alloc: run_mod.RetryingAllocator, method: str, t_fail: int
         state["solves"] += 1
         # A water-fill trial (retry=False) that fails only sends the tier to the rule's
         # solves; the fault is injected into the first solve whose failure counts.
-        if state["armed"] and retry:
+        if state["armed"] and (retry or any_solve):
             state["armed"] = False
             state["fired"] += 1
             return _error_solution(prim.net)
@@ -209,17 +212,55 @@ def test_failed_clear_is_retried_and_recorded(
     assert _stored_violation(out, _spec()) <= _tol(_spec())
 
 
-def test_failed_dispatch_of_the_kept_allocation_is_retried(
+def test_failed_dispatch_keeps_the_rule_point(
     clean: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The least-cost dispatch solved after the fixed point (``complete``) fails: the clear
-    is redone on the fallback and the interval records it."""
+    """The least-cost dispatch of the kept allocation (``complete``) fails: the last tier's
+    own solve, whose loads are exactly the allocation, is stored as the dispatch (not least
+    cost), so the allocation is unchanged, feasible, and no retry is needed."""
     t_fail = clean["t_scarce"]
     states: list[dict] = []
-    _patch_build(monkeypatch, lambda a: states.append(_fail_engine_once(a, "complete", t_fail)))
+    _patch_build(
+        monkeypatch,
+        lambda a: states.append(_fail_engine_once(a, "complete", t_fail, any_solve=True)),
+    )
     out = tmp_path / "run"
     res = run(_spec(), out, progress=False)
     assert states[0]["fired"] == 1
+    iv = pd.read_parquet(out / "intervals.parquet").set_index("t")
+    status = iv.loc[t_fail, "status"]
+    assert status.startswith("optimal") and "widened[dispatch:rule-point]" in status
+    assert res.manifest["summary"]["n_retries"] == 0
+    nodes = pd.read_parquet(out / "nodes.parquet")
+    diff = np.abs(nodes.served_mw.to_numpy() - clean["nodes"].served_mw.to_numpy())
+    assert diff.max() <= MW_TOL
+    assert _stored_violation(out, _spec()) <= _tol(_spec())
+
+
+def test_failed_completion_of_the_kept_allocation_is_retried(
+    clean: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``complete`` itself returns no dispatch: the clear is redone on the fallback and the
+    interval records it."""
+    t_fail = clean["t_scarce"]
+    fired: list[int] = []
+
+    def tweak(alloc: run_mod.RetryingAllocator) -> None:
+        prim = alloc.primary
+        real = prim.complete
+
+        def complete(inp: Any, disp: Dispatch) -> Dispatch:
+            if inp.t == t_fail and not fired:
+                fired.append(inp.t)
+                return replace(disp, status=SolveStatus.ERROR, note="dispatch:injected")
+            return real(inp, disp)
+
+        prim.complete = complete
+
+    _patch_build(monkeypatch, tweak)
+    out = tmp_path / "run"
+    res = run(_spec(), out, progress=False)
+    assert fired == [t_fail]
     iv = pd.read_parquet(out / "intervals.parquet").set_index("t")
     status = iv.loc[t_fail, "status"]
     assert status.startswith("optimal") and "retried(clear:dispatch:injected)" in status

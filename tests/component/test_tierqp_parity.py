@@ -63,8 +63,11 @@ def test_kkt_tier_answers_equal_the_solver_qp(case, formulation, cover):
     n_qp = ref.qp_paths["solver"]
     assert n_qp >= 15 and sum(ref.qp_paths.values()) == n_qp
     certified = kkt.qp_paths["kkt_warm"] + kkt.qp_paths["kkt_carry"] + kkt.qp_paths["kkt_lp"]
-    # every tier problem has an answer; most come from the KKT search (the rest from HiGHS)
-    assert certified + kkt.qp_paths["solver"] == n_qp
+    # every tier problem has one answer; most come from the KKT search. Where it fails, HiGHS
+    # answers and the search runs once more from HiGHS's active set (counted warm: one clear
+    # per interval here), so that the interval keeps one path (docs/design.md)
+    rescued = kkt.qp_paths["kkt_warm"]
+    assert certified - rescued + kkt.qp_paths["solver"] == n_qp
     if case != "case118":
         assert certified >= n_qp // 2
 
@@ -94,7 +97,10 @@ def test_warm_kkt_answers_along_a_fixed_point_equal_the_solver_qp():
             np.testing.assert_allclose(a.served_mw, b.served_mw, rtol=0, atol=1e-6 * scale)
     assert n >= 25
     assert kkt.qp_paths["kkt_warm"] >= 20
-    assert sum(kkt.qp_paths.values()) == 30
+    # every clear has a certified answer: where an interval's first search fails, HiGHS's QP
+    # runs once and the search, warm from its answer, certifies (one path per interval)
+    certified = kkt.qp_paths["kkt_warm"] + kkt.qp_paths["kkt_carry"] + kkt.qp_paths["kkt_lp"]
+    assert certified == 30 and kkt.qp_paths["solver"] <= 5
 
 
 @pytest.mark.parametrize("rule", ["qp", "maxmin"])

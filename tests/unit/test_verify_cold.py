@@ -309,7 +309,7 @@ def test_certificate_accepts_a_band_level_difference_only(tiny_case: Path) -> No
     res = check_cold_resolve(_moved(tiny_case, 1e-5), sample=10, alloc_tol=tiny)
     assert res.passed, res.detail
     assert (
-        "certified leximin within the allocator's band" in res.detail and "t=2 tier 0" in res.detail
+        "certified (leximin within the allocator's band" in res.detail and "t=2 tier 0" in res.detail
     )
     res = check_cold_resolve(_moved(tiny_case, 1.0), sample=10, alloc_tol=tiny)
     assert not res.passed
