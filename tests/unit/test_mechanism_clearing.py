@@ -14,6 +14,7 @@ from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.clearing import ClearingResult, clear_interval
 from fpamm_opt.mechanism.config import MechanismConfig, Policy, WeightForm
 from fpamm_opt.mechanism.copperplate import CopperPlateAllocator, water_fill
+from fpamm_opt.mechanism.deficit import DeficitState
 from fpamm_opt.mechanism.memory import shortfall_ratio
 from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus
 from fpamm_opt.mechanism.weights import fairness_weights, tier_normalisers
@@ -34,6 +35,8 @@ class Instance:
     pmax: np.ndarray
     avail: np.ndarray
     cost: np.ndarray
+    #: deficit and requested energy at the start of the interval (no history by default)
+    deficit: DeficitState | None = None
 
     def alloc(self) -> CopperPlateAllocator:
         return CopperPlateAllocator(self.pmax, self.cost, self.tier, self.k)
@@ -58,12 +61,19 @@ def instances(draw: st.DrawFn) -> Instance:
     avail = share * frac * d.sum()
     pmax = avail * rng.uniform(1.0, 1.5, n_gen)
     order = list(draw(st.permutations(range(k))))
-    return Instance(d, s, tier, k, order, pmax, avail, rng.uniform(5, 50, n_gen))
+    hist = d * rng.uniform(0.0, 50.0, n) * 0.5 * (rng.random(n) < 0.9)
+    deficit = rng.normal(0.0, 0.02, n) * hist
+    for j in range(k):  # a reachable state: each tier's deficits sum to 0
+        if np.any(tier == j):
+            deficit[tier == j] -= deficit[tier == j].mean()
+    state = DeficitState(deficit, hist, 0.5)
+    return Instance(d, s, tier, k, order, pmax, avail, rng.uniform(5, 50, n_gen), state)
 
 
 def run(inst: Instance, policy: Policy | str, cfg: MechanismConfig) -> ClearingResult:
+    deficit = inst.deficit or DeficitState.zero(inst.d.size, 0.5)
     return clear_interval(
-        inst.alloc(), inst.inp(), inst.s, inst.tier, inst.k, inst.order, policy, cfg
+        inst.alloc(), inst.inp(), inst.s, inst.tier, inst.k, inst.order, policy, cfg, deficit
     )
 
 
@@ -143,11 +153,18 @@ def test_clear_rejects_bad_arguments() -> None:
 
 
 # ------------------------------------------------------------ clear_interval
+MEMORY = MechanismConfig(weight_source="memory")
 CONFIGS = [
-    MechanismConfig(),
+    MEMORY,
+    MechanismConfig(weight_source="memory", weight_form=WeightForm.RAW),
+    MechanismConfig(
+        weight_source="memory", q_target=0.9, gamma_max=1.0, s_floor=0.001, epsilon=0.02
+    ),
+    MechanismConfig(weight_source="memory", beta=0.5, q_target=0.2, m_max=5),
+    MechanismConfig(),  # the deficit
     MechanismConfig(weight_form=WeightForm.RAW),
-    MechanismConfig(q_target=0.9, gamma_max=1.0, s_floor=0.001, epsilon=0.02),
-    MechanismConfig(beta=0.5, q_target=0.2, m_max=5),
+    MechanismConfig(weight_source="both", q_target=0.9, gamma_max=1.0, deficit_floor=1e-3),
+    MechanismConfig(weight_source="both", beta=0.5, q_target=0.2, m_max=5),
 ]
 
 
@@ -201,7 +218,7 @@ def test_bound_applies_and_is_tight_enough_on_many_instances() -> None:
         first = sum(tier_d[j] for j in order[:-1])
         avail = np.array([first + rng.uniform(0.5, 0.95) * tier_d[order[-1]]])
         inst = Instance(d, s, tier, k, order, avail * 1.1, avail, np.array([10.0]))
-        res = run(inst, Policy.FPAMM, MechanismConfig(q_target=0.8, gamma_max=1.0))
+        res = run(inst, Policy.FPAMM, dataclasses.replace(MEMORY, q_target=0.8, gamma_max=1.0))
         if res.q_bound_applies:
             n_applies += 1
             assert res.q_bound <= 0.8 + 1e-12
@@ -224,7 +241,7 @@ def test_non_scarce_fpamm_records_memory_weights() -> None:
         np.array([40.0]),
         np.array([10.0]),
     )
-    cfg = MechanismConfig()
+    cfg = MEMORY
     res = run(inst, Policy.FPAMM, cfg)
     assert not res.scarce and res.dispatch is res.screen and res.n_solves == 1
     m = tier_normalisers(inst.s, inst.tier, 1, cfg.s_floor)
@@ -246,8 +263,8 @@ def test_fpamm_favours_the_node_with_more_memory() -> None:
         np.array([15.0]),
         np.array([10.0]),
     )
-    fp = run(inst, Policy.FPAMM, MechanismConfig())
-    ew = run(inst, Policy.EQUAL, MechanismConfig())
+    fp = run(inst, Policy.FPAMM, MEMORY)
+    ew = run(inst, Policy.EQUAL, MEMORY)
     np.testing.assert_allclose(ew.dispatch.served_mw, [7.5, 7.5])
     u = shortfall_ratio(fp.dispatch.served_mw, inst.d)
     assert u[1] < u[0]
@@ -282,7 +299,7 @@ class Flaky(CopperPlateAllocator):
 def _flaky_run(alloc: Flaky) -> ClearingResult:
     inp = IntervalInput(0, np.array([10.0, 10.0]), np.array([12.0]))
     return clear_interval(
-        alloc, inp, np.array([0.0, 0.3]), np.array([0, 0]), 1, [0], Policy.FPAMM, MechanismConfig()
+        alloc, inp, np.array([0.0, 0.3]), np.array([0, 0]), 1, [0], Policy.FPAMM, MEMORY
     )
 
 
@@ -312,7 +329,7 @@ def _fallback_run(marked: set[int]) -> tuple[ClearingResult, int]:
     alloc = Fallback(marked)
     inp = IntervalInput(0, np.array([10.0, 10.0]), np.array([12.0]))
     res = clear_interval(
-        alloc, inp, np.array([0.0, 0.3]), np.array([0, 0]), 1, [0], Policy.FPAMM, MechanismConfig()
+        alloc, inp, np.array([0.0, 0.3]), np.array([0, 0]), 1, [0], Policy.FPAMM, MEMORY
     )
     return res, alloc.calls
 
@@ -339,3 +356,48 @@ def test_screen_failure_is_scarce_and_estimated() -> None:
     assert res.status.startswith("optimal;error:screen:error")
     both = _flaky_run(Flaky(fail_at=1, screen_fails=True))
     assert not both.ok and both.status.startswith("error;")
+
+
+# ------------------------------------------------------- one path per interval
+class _SwitchOnce:
+    """A copper-plate allocator whose ``switch_at``-th clear reports a solve-path change
+    (and answers with every load nudged, as another path's tolerance would)."""
+
+    def __init__(self, inner: CopperPlateAllocator, switch_at: int) -> None:
+        self.inner, self.switch_at, self.n_clear = inner, switch_at, 0
+        self.n_node, self.n_gen = inner.n_node, inner.n_gen
+        self.n_branch, self.n_tier = inner.n_branch, inner.n_tier
+
+    def screen(self, inp: IntervalInput) -> Dispatch:
+        return self.inner.screen(inp)
+
+    def clear(self, inp: IntervalInput, order: Sequence[int], w: np.ndarray) -> Dispatch:
+        self.n_clear += 1
+        disp = self.inner.clear(inp, order, w)
+        if self.n_clear == self.switch_at:
+            nudged = disp.served_mw * (1.0 - 1e-3)
+            return dataclasses.replace(disp, served_mw=nudged, path_switched=True)
+        return disp
+
+
+def test_a_solve_path_change_restarts_the_fixed_point() -> None:
+    """The residuals recorded after a path change come from one operator: the iteration
+    starts again from x^0, the status says so, and the clear before the change is not
+    compared with the ones after it."""
+    d = np.array([10.0, 20.0, 30.0])
+    inner = CopperPlateAllocator(np.array([40.0]), np.array([1.0]), np.zeros(3, int), 1)
+    alloc = _SwitchOnce(inner, switch_at=2)
+    cfg = MechanismConfig(beta=0.2, epsilon=0.05, weight_source="memory")
+    s = np.array([0.0, 0.5, 1.0])
+    res = clear_interval(
+        alloc, IntervalInput(0, d, np.array([40.0])), s, np.zeros(3, int), 1, [0], "fpamm", cfg
+    )
+    plain = clear_interval(
+        inner, IntervalInput(0, d, np.array([40.0])), s, np.zeros(3, int), 1, [0], "fpamm", cfg
+    )
+    assert res.ok and "fixed-point-restarted:path-change" in res.status
+    assert "fixed-point-restarted" not in plain.status
+    # the nudged clear never enters a residual: after the restart the iterates are the plain
+    # operator's, from x^0
+    np.testing.assert_allclose(res.residuals, plain.residuals, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(res.dispatch.served_mw, plain.dispatch.served_mw, atol=1e-9)
