@@ -210,7 +210,7 @@ def prepare(spec: RunSpec) -> PreparedRun:
             f"run.policy: unknown policy {spec.run.policy!r} "
             f"(known: {', '.join(p.value for p in Policy)})"
         ) from None
-    require_solver(spec.solver.name)
+    # Mistakes in the spec itself come first, whatever solvers this machine has.
     if cfg.rule.value == "qp" and spec.solver.name.lower() in LP_ONLY_SOLVERS:
         raise InputError(
             f"mechanism.rule = 'qp' needs a solver with quadratic objectives; "
@@ -220,6 +220,7 @@ def prepare(spec: RunSpec) -> PreparedRun:
         raise InputError(
             f"solver.engine: 'highs' needs solver.name 'highs', got {spec.solver.name!r}"
         )
+    require_solver(spec.solver.name)
     from fpamm_opt.extensions import resolve_extensions
 
     base = Path(spec.source).resolve().parent if spec.source else None
