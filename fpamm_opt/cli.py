@@ -233,14 +233,33 @@ class ColdSample(click.ParamType):
 )
 @handle_errors
 def verify_cmd(run_dir: str, as_json: bool, cold_sample: int | None) -> None:
-    """Theorem and feasibility checks on a run directory (exit 3 when one fails)."""
+    """Theorem and feasibility checks on a run directory (exit 3 when one fails).
+
+    RUN_DIR may also be a batch (or comparison) directory: every run is verified, and T5 is
+    judged over the seeds of each spec and policy (T5-replicated).
+    """
     from fpamm_opt.io.reader import is_run_dir
     from fpamm_opt.verify import verify_run
+    from fpamm_opt.verify.batch import directory_kind, verify_batch
 
     if not is_run_dir(run_dir):
+        if directory_kind(run_dir) is not None:
+            t0 = time.perf_counter()
+            batch = verify_batch(run_dir, cold_sample=cold_sample)
+            if as_json:
+                click.echo(json.dumps(batch.to_json(), indent=2))
+            else:
+                click.echo(batch.to_table())
+                click.echo(f"({time.perf_counter() - t0:.1f} s)")
+            if not batch.passed:
+                sys.exit(EXIT_CHECK_FAILED)
+            return
         from fpamm_opt.errors import RunDirectoryError
 
-        raise RunDirectoryError(f"not a run directory: {run_dir} (no complete manifest.json)")
+        raise RunDirectoryError(
+            f"not a run directory: {run_dir} (no complete manifest.json; nor a batch or "
+            "comparison directory)"
+        )
     t0 = time.perf_counter()
     report = verify_run(run_dir, cold_sample=cold_sample)
     elapsed = time.perf_counter() - t0

@@ -1,176 +1,248 @@
 """T5: delivery ratios converge to their contracted targets at rate ``O(1/√t)``; fairness spread.
 
-``F_i(t)`` is recomputed from ``nodes.served_mw`` and ``nodes.demand_mw`` (cumulative through
-``t``). ``F*_i`` is the spec's target of node ``i``'s tier when one is set, otherwise the run's
-own limit estimate ``F_i(T)``.
+T5 is judged on under-service only (MECHANISM.md §3 "Contracted target", §6):
+``E(t) = max_i (F*_i(t) - F_i(t))⁺`` with ``F*_i`` the node's tier aggregate ratio
+``F^agg_l(i)(t)`` (or the spec's tier target), contracted only for nodes that re-solves show
+to be network-limited (:mod:`fpamm_opt.verify.evidence`); over-service is never a deficit.
+Quantities: :mod:`fpamm_opt.verify.underservice`; the criteria and their calibration:
+:mod:`fpamm_opt.verify.rate` and :mod:`fpamm_opt.verify.power`.
+
+:func:`analyse_t5` runs the one-run criterion on the plain targets, then examines, one at a
+time and worst first, only the nodes that fail it: their short intervals are re-solved, their
+targets contracted where the network could not serve them, and the criterion re-applied. It
+stops at the first examined node that still fails (the verdict is then FAIL whatever the
+others show) and says which failing nodes were left unexamined.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from fpamm_opt.errors import FpammError
 from fpamm_opt.verify.context import RunData, as_run
-from fpamm_opt.verify.panel import (
-    DecayFit,
-    NodePanel,
-    cumulative_ratio,
-    decay_fit,
-    delivery_ratio,
-    tier_delivery_ratio,
+from fpamm_opt.verify.evidence import EvidenceSearch, NodeEvidence
+from fpamm_opt.verify.panel import NodePanel, delivery_ratio, tier_delivery_ratio
+from fpamm_opt.verify.rate import (
+    ALPHA,
+    WINDOW_START,
+    OneRunVerdict,
+    block_length,
+    one_run_criterion,
 )
 from fpamm_opt.verify.result import CheckName, CheckResult, not_applicable
+from fpamm_opt.verify.underservice import UnderService
 
 STATEMENT_CONVERGENCE = (
     "Thm 5: every node's delivery ratio converges to its contracted target F*_i at rate "
-    "O(1/√t): E(t) = max_i |F_i(t) - F*_i| over t in [T/20, T/2] has a fitted log-log slope "
-    "<= -0.4 and E(T/2) <= 2 E(T/20)/√10"
+    "O(1/√t), judged on under-service E(t) = max_i (F*_i(t) - F_i(t))⁺ (F* = the tier's "
+    "aggregate ratio or the spec's target, contracted only where re-solves show the network "
+    "could not serve the node): on one run, every node's gap G_i = (F*_i - F_i) C_i stays "
+    f"within b_i σ_i √t for t in [T/20, T] (σ_i its long-run noise scale; b_i the level a "
+    f"random-walk gap crosses with probability {ALPHA:g} per run)"
 )
 STATEMENT_SPREAD = (
     "fairness of the limit (not a theorem): spread max_{i in tier} |F_i(T) - F^agg_tier(T)|; "
     "with a baseline run, FP-AMM must have the smaller spread"
 )
 
-#: Required fitted slope.
-SLOPE_BOUND = -0.4
-#: Final gap (absolute) above which a tier's target is reported as not delivered.
-UNDELIVERED_GAP = 1e-3
 
+@dataclass(frozen=True, eq=False)
+class T5Analysis:
+    """T5 on one run: the criterion before and after contraction, and the evidence.
 
-def node_targets(panel: NodePanel, run: RunData) -> tuple[np.ndarray, bool]:
-    """``F*_i`` per node and whether any came from a spec target."""
-    final = delivery_ratio(panel)[-1]
-    target = final.copy()
-    any_spec = False
-    for tier in panel.tiers:
-        v = run.context.target_of_tier(int(tier))
-        if v is not None:
-            target[panel.tier == tier] = v
-            any_spec = True
-    return target, any_spec
+    Attributes
+    ----------
+    plain : UnderService
+        Targets before contraction (the tier ratios or the spec's targets).
+    contracted : UnderService
+        Targets contracted with the evidence gathered.
+    plain_verdict, verdict : OneRunVerdict
+        The one-run criterion on each.
+    evidence : dict
+        :class:`NodeEvidence` per examined node (by column).
+    unexamined : tuple of int
+        Columns that failed the criterion but were not examined (the verdict was already FAIL).
+    evidence_note : str
+        Why no evidence could be gathered, when it could not.
+    seconds : float
+        Time spent in re-solves.
+    """
 
-
-@dataclass(frozen=True)
-class T5Verdict:
-    """The T5 criterion applied to one error series."""
-
-    fit: DecayFit
-    slope_ok: bool  #: fitted slope finite and ``<= -0.4``
-    ratio_bound: float  #: ``2 E(T/20) / √10``
-    ratio_ok: bool  #: ``E(T/2) <= ratio_bound``
+    plain: UnderService
+    contracted: UnderService
+    plain_verdict: OneRunVerdict
+    verdict: OneRunVerdict
+    evidence: dict[int, NodeEvidence] = field(default_factory=dict)
+    unexamined: tuple[int, ...] = ()
+    evidence_note: str = ""
+    seconds: float = 0.0
 
     @property
-    def passed(self) -> bool:
-        return self.slope_ok and self.ratio_ok
+    def network_limited(self) -> list[NodeEvidence]:
+        """Examined nodes whose targets were contracted."""
+        return [e for e in self.evidence.values() if e.network_limited]
+
+    @property
+    def solves(self) -> int:
+        return sum(e.solves for e in self.evidence.values())
 
 
-def t5_criterion(error: np.ndarray) -> T5Verdict:
-    """The T5 criterion on an error series ``E(1..T)``: slope ``<= -0.4`` on ``[T/20, T/2]``
-    and ``E(T/2) <= 2 E(T/20) / √10`` (also used by :mod:`fpamm_opt.verify.power`)."""
-    fit = decay_fit(error)
-    ratio_bound = 2.0 * fit.e_lo / math.sqrt(10.0)
-    return T5Verdict(
-        fit,
-        bool(math.isfinite(fit.slope) and fit.slope <= SLOPE_BOUND),
-        ratio_bound,
-        bool(fit.e_hi <= ratio_bound),
-    )
+def analyse_t5(run: RunData | str | Path, evidence: bool = True) -> T5Analysis:
+    """The one-run T5 criterion with contracted targets (module docstring).
 
-
-def system_fit(panel: NodePanel) -> T5Verdict:
-    """T5's criterion on the system-wide ratio ``F_sys(t) = Σ_i Σ_τ x_i / Σ_i Σ_τ d_i``.
-
-    No allocation rule moves ``F_sys`` much: every rule serves what the network can deliver,
-    so the system's served energy is set by the scenario. ``F_sys(t) - F_sys(T)`` is (up to
-    the drift of demand shares) a demand-weighted mean of the nodes' ``F_i(t) - F_i(T)``, so
-    ``|F_sys(t) - F_sys(T)|`` sits below ``E(t)`` with ``F* = F_i(T)``. When it fails the
-    criterion, the scenario's own scarcity does not settle at the ``1/√t`` pace over the
-    window (a pointwise lower bound does not fix the slope of ``E``, so a run may still pass).
+    Parameters
+    ----------
+    run : RunData or path
+    evidence : bool
+        Re-solve the failing nodes' short intervals (needs the network, the ``generators``
+        and ``intervals`` tables); without it the targets are never contracted.
     """
-    f = cumulative_ratio(panel.served_mw.sum(axis=1), panel.demand_mw.sum(axis=1))
-    return t5_criterion(np.abs(f - f[-1]) if f.size else f)
+    run = as_run(run)
+    plain = UnderService.from_run(run)
+    v0 = one_run_criterion(plain.gap_mw, plain.cuts, plain.tol_mw)
+    if not v0.applicable or v0.passed:
+        return T5Analysis(plain, plain, v0, v0)
+    if not evidence:
+        return T5Analysis(plain, plain, v0, v0, evidence_note="evidence search not requested")
+    t0 = time.perf_counter()
+    try:
+        search = EvidenceSearch(run, plain)
+    except (FpammError, KeyError, ValueError) as exc:
+        note = f"no re-solves possible ({exc})"
+        return T5Analysis(plain, plain, v0, v0, unexamined=tuple(v0.failing()), evidence_note=note)
+    contraction = np.zeros_like(plain.demand_mw)
+    found: dict[int, NodeEvidence] = {}
+    current, verdict = plain, v0
+    while True:
+        todo = [int(c) for c in verdict.failing() if int(c) not in found]
+        if not todo:
+            break
+        col = todo[0]
+        ev = search.node(col)
+        found[col] = ev
+        if ev.network_limited:
+            contraction[:, col] = ev.contraction_mw
+            current = plain.contracted(contraction)
+            verdict = one_run_criterion(current.gap_mw, current.cuts, current.tol_mw)
+        if verdict.z_max[col] > verdict.thresholds[col]:
+            break  # this node fails even with its evidence: the verdict is FAIL
+    left = tuple(int(c) for c in verdict.failing() if int(c) not in found)
+    return T5Analysis(plain, current, v0, verdict, found, left, seconds=time.perf_counter() - t0)
 
 
-def check_convergence(run: RunData | str | Path) -> CheckResult:
-    """T5: fitted slope ``<= -0.4`` and ``E(T/2) <= 2 E(T/20) / √10``.
+def _hours(run: RunData) -> float:
+    scen = (run.manifest.get("spec") or {}).get("scenario") or {}
+    minutes = scen.get("interval_minutes", 30) if isinstance(scen, Mapping) else 30
+    try:
+        return float(minutes) / 60.0
+    except (TypeError, ValueError):
+        return 0.5
+
+
+def _node_text(us: UnderService, col: int) -> str:
+    return f"node {int(us.node[col])} (tier {int(us.tier[col])})"
+
+
+def check_convergence(run: RunData | str | Path, analysis: T5Analysis | None = None) -> CheckResult:
+    """T5 on one run: every node's standardized under-service ``Z_i <= b_i`` (module docstring).
+
+    Parameters
+    ----------
+    run : RunData or path
+    analysis : T5Analysis, optional
+        A precomputed :func:`analyse_t5` of ``run`` (the batch verifier reuses it).
 
     Returns
     -------
     CheckResult
-        ``measured`` = fitted slope, ``bound`` = -0.4. When failing with spec targets, the
-        detail names every tier whose target is not delivered at ``T``.
+        ``measured`` = the largest ``Z_i`` relative to its bound (that node's ``max_t Z``),
+        ``bound`` = its ``b_i``. The detail gives ``E(T)``, the worst node, the network-limited
+        nodes with their evidence and what was re-solved.
     """
     run = as_run(run)
     name = CheckName.T5_CONVERGENCE
-    panel = NodePanel.from_nodes(run.table("nodes"))
-    n_t = panel.n_interval
-    f = delivery_ratio(panel)
-    target, from_spec = node_targets(panel, run)
-    err = np.max(np.abs(f - target[None, :]), axis=1) if n_t else np.zeros(0)
-    verdict = t5_criterion(err)
-    fit, passed = verdict.fit, verdict.passed
-    if fit.k_hi - fit.k_lo + 1 < 3:
-        return not_applicable(name, STATEMENT_CONVERGENCE, f"too few intervals (T={n_t})")
-    what = "spec tier targets" if from_spec else "the run's own limits F_i(T)"
-    ratio_bound = verdict.ratio_bound
-    numbers = (
-        f"slope {fit.slope:.3g} over t in [{fit.k_lo}, {fit.k_hi}] ({fit.n_points} points); "
-        f"E(T/20)={fit.e_lo:.4g}, E(T/2)={fit.e_hi:.4g} (bound 2E(T/20)/√10={ratio_bound:.4g}); "
-        f"F* = {what}"
-    )
-    if fit.n_points < 2 and fit.e_hi == 0.0:
-        return CheckResult(
-            name,
-            STATEMENT_CONVERGENCE,
-            math.nan,
-            SLOPE_BOUND,
-            True,
-            True,
-            f"E(t) = 0 over the window: every node is at its target; F* = {what}",
+    a = analysis if analysis is not None else analyse_t5(run)
+    v, us = a.verdict, a.contracted
+    if not v.applicable:
+        return not_applicable(
+            name, STATEMENT_CONVERGENCE, f"too few intervals for one path: {v.reason}"
         )
-    if not from_spec:
-        sys_verdict = system_fit(panel)
-        sys_fit = sys_verdict.fit
-        numbers += (
-            f"; system-wide ratio (set by the scenario, not the allocation): slope "
-            f"{sys_fit.slope:.3g}, E_sys(T/20)={sys_fit.e_lo:.4g}, E_sys(T/2)={sys_fit.e_hi:.4g}"
-        )
-        if not sys_verdict.passed:
-            numbers += (
-                " -- it fails the same criterion on this path: over this window the scenario's "
-                "own scarcity does not settle at the 1/√t pace, whatever the allocation "
-                "(docs/verification.md, 'T5 on one path')"
+    hours = _hours(run)
+    e = us.error
+    n_t = us.n_interval
+    k0 = v.k0
+    parts = [
+        f"E(T)={e[-1]:.4g}, E(T/20)={e[k0]:.4g}; worst {_node_text(us, v.node)}: max Z "
+        f"{v.statistic:.3g} at t={int(us.t[v.k])} (bound {v.threshold:.3g}; σ "
+        f"{v.sigma[v.node]:.3g} MW, gap G(T)={max(us.gap_mw[-1, v.node], 0.0) * hours:.4g} MWh); "
+        f"{v.blocks} blocks of >= {block_length(n_t)} intervals, "
+        f"{v.n_nodes} nodes whose gap moves"
+    ]
+    sentences: list[str] = []
+    if not v.passed:
+        for col in v.failing():
+            c = int(col)
+            why = (
+                f"{_node_text(us, c)} is under-served beyond the random-walk bound: max Z "
+                f"{v.z_max[c]:.3g} > {v.thresholds[c]:.3g} (E_i(T)="
+                f"{us.under_service[-1, c]:.4g})"
             )
-    if passed:
-        detail = numbers
-    else:
-        why = []
-        if not verdict.slope_ok:
-            why.append(f"E(t) does not decay fast enough (slope {fit.slope:.3g} > {SLOPE_BOUND})")
-        if not verdict.ratio_ok:
-            why.append(f"E(T/2)={fit.e_hi:.4g} is above 2E(T/20)/√10={ratio_bound:.4g}")
-        sentences = []
-        if from_spec:
-            agg = tier_delivery_ratio(panel)[-1]
-            final = f[-1]
-            for j, tier in enumerate(panel.tiers):
-                v = run.context.target_of_tier(int(tier))
-                if v is None:
-                    continue
-                members = np.flatnonzero(panel.tier == tier)
-                gaps = np.abs(final[members] - v)
-                if abs(agg[j] - v) > UNDELIVERED_GAP or gaps.max() > UNDELIVERED_GAP:
-                    w = members[int(np.argmax(gaps))]
-                    sentences.append(
-                        f"target F*={v:.3g} for tier {int(tier)} is not delivered: "
-                        f"F(T)={agg[j]:.3g} (worst node {int(panel.node[w])}: "
-                        f"F(T)={final[w]:.3g})"
-                    )
-        detail = "; ".join([*sentences, *why, numbers])
-    return CheckResult(name, STATEMENT_CONVERGENCE, fit.slope, SLOPE_BOUND, passed, True, detail)
+            if c in a.evidence and not a.evidence[c].network_limited:
+                why += "; re-solves show it is not network-limited"
+            elif c in a.evidence:
+                why += "; even with its target contracted by its evidence"
+            sentences.append(why)
+        fixed = np.isfinite(us.fixed_target)
+        for tier in np.unique(us.tier[fixed]):
+            members = np.flatnonzero(us.tier == tier)
+            target = float(us.fixed_target[members[0]])
+            got = float(us.served_mw[:, members].sum() / max(us.demand_mw[:, members].sum(), 1e-12))
+            if got < target - 1e-3:
+                sentences.append(
+                    f"target F*={target:.3g} for tier {int(tier)} is not delivered: F(T)={got:.3g}"
+                )
+    if a.evidence:
+        v0, p0 = a.plain_verdict, a.plain
+        n_iv = sum(ev.short_intervals for ev in a.evidence.values())
+        sentences.append(
+            f"on the plain targets {_node_text(p0, v0.node)} had max Z {v0.statistic:.3g} > "
+            f"{v0.threshold:.3g}; re-solved the short intervals of {len(a.evidence)} node(s) "
+            f"that failed there, {n_iv} intervals, {a.solves} cold LPs ({a.seconds:.1f} s): "
+            + "; ".join(ev.describe(hours) for ev in a.evidence.values())
+        )
+    if a.unexamined:
+        sentences.append(
+            "not examined (the verdict was already FAIL): "
+            + ", ".join(_node_text(us, c) for c in a.unexamined)
+        )
+    if a.evidence_note:
+        sentences.append(a.evidence_note)
+    detail = "; ".join([*sentences, *parts]) if not v.passed else "; ".join([*parts, *sentences])
+    return CheckResult(
+        name, STATEMENT_CONVERGENCE, v.statistic, v.threshold, v.passed, True, detail
+    )
+
+
+def t5_summary(a: T5Analysis) -> dict[str, Any]:
+    """Numbers of an analysis for reports: ``E(T)``, the worst node, the limited nodes."""
+    us, v = a.contracted, a.verdict
+    return {
+        "applicable": bool(v.applicable),
+        "passed": bool(v.passed),
+        "statistic": float(v.statistic),
+        "bound": float(v.threshold),
+        "worst_node": int(us.node[v.node]) if v.node >= 0 else None,
+        "error_final": float(us.error[-1]) if us.n_interval else math.nan,
+        "network_limited": [ev.node for ev in a.network_limited],
+        "window_start": WINDOW_START,
+    }
 
 
 def limiting_spread(panel: NodePanel) -> dict[int, float]:

