@@ -21,9 +21,9 @@ differ only in ``run.policy``, their hashes are under ``policies``), ``seed``, `
 ``policies.<policy>``: ``peak_weak_bus_error`` (and ``peak_weak_bus_t``) at the weak bus,
 ``peak_weak_bus_abs_error`` (and ``peak_weak_bus_abs_t``) at the node with the largest absolute
 final error, ``under_service`` (limiting under-service ``max_i (F^agg_l(T) - F_i(T))^+``),
-``final_max_fairness_error`` (``max_i e_i(T)``), ``decay_slope`` (log-log slope of
-``E(t) = max_i |F_i(t) - F*_i|`` over ``[T/20, T/2]``), ``t5_passed`` (``null`` when T5 does not
-apply), ``t5_detail``, ``checks_passed`` / ``checks_failed`` / ``checks_not_applicable`` (check
+``final_max_fairness_error`` (``max_i e_i(T)``), ``t5_statistic`` and ``t5_bound`` (T5's
+largest standardized under-service ``Z`` and its bound, ``null`` when T5 does not apply),
+``t5_passed`` (``null`` when T5 does not apply), ``t5_detail``, ``checks_passed`` / ``checks_failed`` / ``checks_not_applicable`` (check
 names), ``all_checks_passed``, ``checks`` (the full verification, as ``fpamm verify --json``),
 ``feasible_fraction``, ``spread`` (limiting fairness spread ``max_l max_{i in l} |F_i(T) -
 F^agg_l(T)|``) and ``spread_per_tier``, ``served_energy_mwh``, ``shed_energy_mwh``,
@@ -321,10 +321,6 @@ def _load(run_dir: Path) -> _RunTables:
     return _RunTables(man, iv, mt.NodePanel.from_nodes(nodes), bus_of)
 
 
-def _targets(ctx: RunContext, panel: mt.NodePanel) -> dict[int, float | None]:
-    return {int(k): ctx.target_of_tier(int(k)) for k in panel.tiers}
-
-
 def _policy_metrics(
     tables: _RunTables,
     report: VerificationReport,
@@ -334,12 +330,10 @@ def _policy_metrics(
     hours: float,
 ) -> dict[str, Any]:
     panel, iv = tables.panel, tables.intervals
-    ctx = RunContext.from_manifest(tables.manifest)
     peak = mt.peak_weak_bus_error(panel, iv, weak, burn_in)
     peak_a = mt.peak_weak_bus_error(panel, iv, abs_node, burn_in)
     err = mt.max_fairness_error(panel)
     spread = mt.limiting_spread(panel)
-    fit = mt.decay_slope(panel, _targets(ctx, panel))
     shed = mt.shortfall_distribution(panel)
     try:
         t5 = report.get(CheckName.T5_CONVERGENCE.value)
@@ -354,7 +348,8 @@ def _policy_metrics(
         "peak_weak_bus_abs_t": peak_a.t,
         "under_service": mt.limiting_under_service(panel),
         "final_max_fairness_error": float(err[-1]) if err.size else math.nan,
-        "decay_slope": fit.slope,
+        "t5_statistic": None if t5 is None or not t5.applicable else _finite(t5.measured),
+        "t5_bound": None if t5 is None or not t5.applicable else _finite(t5.bound),
         "t5_passed": None if t5 is None or not t5.applicable else bool(t5.passed),
         "t5_detail": "" if t5 is None else t5.detail,
         "checks_passed": [str(c.name) for c in applicable if c.passed],

@@ -203,7 +203,7 @@ def _zoom_ratio_axis(ax: Axes, t: np.ndarray, series: Sequence[np.ndarray]) -> N
 
 def plot_fairness_decay(
     errors: Mapping[str, np.ndarray],
-    window: tuple[float, float] = (1 / 20, 1 / 2),
+    window: tuple[float, float] = (1 / 20, 1.0),
     title: str = "",
 ) -> Figure:
     """``max_i e_i(t)`` against ``t`` on log-log axes, with a ``t^(-1/2)`` reference.
@@ -213,7 +213,7 @@ def plot_fairness_decay(
     errors : mapping
         ``max_i |F_i(t) - F^agg_tier(t)|`` per policy, index ``k-1`` for ``t = k = 1..T``.
     window : (float, float)
-        The fit window of T5 as fractions of ``T``, shaded.
+        The window T5 judges (``[T/20, T]``) as fractions of ``T``, shaded.
     """
     fig = new_figure(7.5, 4.8)
     ax = fig.add_subplot()
@@ -247,7 +247,7 @@ def plot_fairness_decay(
             color="#999999",
             alpha=0.12,
             lw=0,
-            label="T5 fit window [T/20, T/2]",
+            label="window T5 judges [T/20, T]",
         )
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -16,8 +16,6 @@ Definitions
 - Peak weak-bus error: ``max e_weak(t)`` over scarce intervals after the burn-in (default:
   through the end of the first scarcity window). Reduction: ``1 - peak_FP / peak_EW``.
 - Limiting spread: ``max_{i in l} |F_i(T) - F^agg_l(T)|`` per tier, and the largest of them.
-- Decay slope: least squares of ``log E`` on ``log t`` over ``t ∈ [T/20, T/2]`` (``t`` counts
-  intervals from 1; ``E = 0`` skipped), ``E(t) = max_i |F_i(t) - F*_i|``.
 - Feasible fraction: share of intervals whose ``status`` starts with ``"optimal"``.
 - Shortfall distribution (LMP baseline): each node's share of the total shed energy.
 """
@@ -33,17 +31,14 @@ import pandas as pd
 
 from fpamm_opt.errors import InputError
 from fpamm_opt.verify.panel import (
-    DecayFit,
     NodePanel,
     bool_array,
-    decay_fit,
     delivery_ratio,
     fairness_error,
     tier_delivery_ratio,
 )
 
 __all__ = [
-    "DecayFit",
     "FairnessSpread",
     "NodePanel",
     "PeakError",
@@ -52,9 +47,7 @@ __all__ = [
     "as_panel",
     "burn_in_end",
     "compare_weak_bus",
-    "convergence_error",
     "cumulative_delivery_ratio",
-    "decay_slope",
     "delivery_ratio",
     "fairness_error",
     "feasible_fraction",
@@ -63,7 +56,6 @@ __all__ = [
     "limiting_under_service",
     "max_fairness_error",
     "node_delivery_series",
-    "node_targets",
     "peak_weak_bus_error",
     "reduction",
     "shortfall_distribution",
@@ -309,53 +301,6 @@ def limiting_spread(nodes: NodePanel | pd.DataFrame) -> FairnessSpread:
         for j, tier in enumerate(panel.tiers)
     }
     return FairnessSpread(per, max(per.values()))
-
-
-def node_targets(
-    panel: NodePanel,
-    targets: np.ndarray | Sequence[float | None] | Mapping[int, float | None] | None = None,
-) -> np.ndarray:
-    """``F*_i`` per node: per-node array, per-tier list/mapping, or ``None`` for ``F_i(T)``.
-
-    Tiers without a target (``None``) use their nodes' ``F_i(T)``.
-    """
-    final = delivery_ratio(panel)[-1] if panel.n_interval else np.ones(panel.node.size)
-    if targets is None:
-        return final
-    if isinstance(targets, np.ndarray) and targets.shape == (panel.node.size,):
-        return targets.astype(float)
-    out = final.copy()
-    for tier in panel.tiers:
-        if isinstance(targets, Mapping):
-            v = targets.get(int(tier))
-        else:
-            seq = list(targets)
-            v = seq[int(tier)] if 0 <= int(tier) < len(seq) else None
-        if v is not None:
-            out[panel.tier == tier] = float(v)
-    return out
-
-
-def convergence_error(
-    nodes: NodePanel | pd.DataFrame,
-    targets: np.ndarray | Sequence[float | None] | Mapping[int, float | None] | None = None,
-) -> np.ndarray:
-    """``E(t) = max_i |F_i(t) - F*_i|``, shape ``(T,)`` (see :func:`node_targets`)."""
-    panel = as_panel(nodes)
-    if panel.n_interval == 0:
-        return np.zeros(0)
-    f = delivery_ratio(panel)
-    return np.max(np.abs(f - node_targets(panel, targets)[None, :]), axis=1)
-
-
-def decay_slope(
-    nodes: NodePanel | pd.DataFrame,
-    targets: np.ndarray | Sequence[float | None] | Mapping[int, float | None] | None = None,
-    lo_frac: float = 1 / 20,
-    hi_frac: float = 1 / 2,
-) -> DecayFit:
-    """Fitted log-log slope of ``E(t)`` over ``t ∈ [T·lo_frac, T·hi_frac]``."""
-    return decay_fit(convergence_error(nodes, targets), lo_frac, hi_frac)
 
 
 def feasible_fraction(intervals: pd.DataFrame) -> float:

@@ -3,9 +3,9 @@
 ``python -m fpamm_opt.report.seeds DIR`` reads ``DIR/index.parquet`` (a batch whose sweep
 varies ``seed`` and ``policy``), pairs each seed's ``fpamm`` and ``equal`` runs (common random
 numbers), and prints per seed the weak bus, both peak weak-bus errors, the reduction, both
-limiting spreads and both T5 verdicts, then the mean and range of the reductions and how many
-seeds pass T5 under each policy (T5 judges one path; docs/verification.md). ``--json`` prints
-the same.
+limiting spreads and both one-run T5 verdicts, then the mean and range of the reductions and
+how many seeds pass T5 under each policy (the replicated T5 verdict over the seeds is
+``fpamm verify BATCH_DIR``'s; docs/verification.md). ``--json`` prints the same.
 """
 
 from __future__ import annotations

@@ -247,8 +247,8 @@ def _comparison_report(root: Path, out: Path) -> str:
     figs.add(
         "fairness_decay.png",
         "Largest fairness error over all nodes, max_i |F_i(t) - F_tier(t)|, on log-log axes; "
-        "the dotted line falls as t^(-1/2), the O(1/√T) rate of Thm 5; the grey band is T5's "
-        "fit window [T/20, T/2].",
+        "the dotted line falls as t^(-1/2), the O(1/√T) rate of Thm 5; the grey band is the "
+        "window T5 judges, [T/20, T].",
         lambda: fg.plot_fairness_decay(
             {p: mt.max_fairness_error(r.panel) for p, r in runs.items()}
         ),
@@ -451,11 +451,15 @@ def _comparison_notes(data: Mapping[str, Any], fp: _RunArrays) -> list[str]:
         "the run (the right end of the delivery-ratio figures, the bars of the last figure); "
         "**limiting under-service**: the largest F_tier(T) - F_i(T) (0 when nobody is below "
         "their tier's ratio).",
-        "- **T5** checks that every node's ratio converges at rate O(1/√t): over "
-        "t in [T/20, T/2] the fitted log-log slope of max_i |F_i(t) - F*_i| must be <= -0.4 "
-        "and the error at T/2 at most 2/√10 of the one at T/20. F* is the spec's tier target "
-        "when set, otherwise the run's own final ratio. A short horizon with few scarcity "
-        "windows in that range can fail it; the detail under Verification says why.",
+        "- **T5** checks that every node's ratio converges to its contracted target F* at "
+        "rate O(1/√t), on under-service only: the energy a node is owed against F*, "
+        "(F*_i - F_i(t)) times its requested energy, must stay within b_i σ_i √t over "
+        "t in [T/20, T] (σ_i that gap's own noise scale, b_i the level a random-walk gap "
+        "crosses with probability 2.5%). F* is the tier's aggregate ratio (or the spec's "
+        "tier target), contracted only for nodes that cold re-solves show the network could "
+        "not serve; the detail under Verification names them with their evidence. One run "
+        "cannot reveal a drift much below 4 σ/√T: a batch of seeds gets the replicated "
+        "verdict (fpamm verify BATCH_DIR; docs/verification.md).",
         "- **LMP** is the memoryless market: least-cost DC-OPF with one value of lost load, "
         "so shedding falls where the network and costs put it"
         + (
@@ -506,7 +510,7 @@ def _run_report(root: Path, out: Path, verify: bool, cold_sample: int) -> str:
     figs.add(
         "fairness_decay.png",
         "Largest fairness error max_i |F_i(t) - F_tier(t)| on log-log axes with a t^(-1/2) "
-        "reference line; grey: T5's fit window.",
+        "reference line; grey: the window T5 judges.",
         lambda: fg.plot_fairness_decay({policy: err}),
     )
     figs.add(

@@ -1,4 +1,4 @@
-"""Long tables pivoted to dense ``(T, n)`` arrays, delivery ratios and the log-log decay fit.
+"""Long tables pivoted to dense ``(T, n)`` arrays and delivery ratios.
 
 Shared by the checks and by :mod:`fpamm_opt.report.metrics`. Everything is vectorised: a run of
 ``T = 5000`` intervals and 100 nodes is a handful of ``(5000, 100)`` arrays.
@@ -6,7 +6,6 @@ Shared by the checks and by :mod:`fpamm_opt.report.metrics`. Everything is vecto
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -144,61 +143,3 @@ def fairness_error(panel: NodePanel) -> np.ndarray:
     agg = tier_delivery_ratio(panel)
     col = np.searchsorted(panel.tiers, panel.tier)
     return np.abs(f - agg[:, col])
-
-
-@dataclass(frozen=True)
-class DecayFit:
-    """Least-squares fit of ``log E = a + slope · log k`` over ``k ∈ [k_lo, k_hi]``.
-
-    ``k = 1..T`` counts intervals (``F`` through the ``k``-th interval); points with ``E = 0``
-    are skipped. ``e_lo = E(k_lo)``, ``e_hi = E(k_hi)``.
-    """
-
-    slope: float
-    k_lo: int
-    k_hi: int
-    e_lo: float
-    e_hi: float
-    n_points: int
-
-
-def decay_fit(error: np.ndarray, lo_frac: float = 1 / 20, hi_frac: float = 1 / 2) -> DecayFit:
-    """Fit the log-log decay slope of ``error[k-1] = E(k)`` over ``k ∈ [T·lo, T·hi]``.
-
-    Parameters
-    ----------
-    error : (T,) ndarray
-        ``E(k)`` for ``k = 1..T``.
-    lo_frac, hi_frac : float
-        Window as fractions of ``T`` (defaults ``T/20`` and ``T/2``).
-
-    Returns
-    -------
-    DecayFit
-        ``slope`` is ``nan`` when fewer than two positive points lie in the window.
-    """
-    e = np.asarray(error, dtype=float)
-    n = e.size
-    if n == 0:
-        return DecayFit(math.nan, 0, 0, math.nan, math.nan, 0)
-    k_lo = max(1, math.ceil(n * lo_frac))
-    k_hi = min(n, max(k_lo, math.floor(n * hi_frac)))
-    k = np.arange(k_lo, k_hi + 1)
-    y = e[k - 1]
-    ok = np.isfinite(y) & (y > 0)
-    slope = math.nan
-    if ok.sum() >= 2:
-        lx = np.log(k[ok].astype(float))
-        ly = np.log(y[ok])
-        lx_c = lx - lx.mean()
-        denom = float(lx_c @ lx_c)
-        if denom > 0:
-            slope = float(lx_c @ (ly - ly.mean()) / denom)
-    return DecayFit(
-        slope=slope,
-        k_lo=int(k_lo),
-        k_hi=int(k_hi),
-        e_lo=float(e[k_lo - 1]),
-        e_hi=float(e[k_hi - 1]),
-        n_points=int(ok.sum()),
-    )

@@ -32,7 +32,8 @@ POLICIES = ("fpamm", "equal", "lmp")
 POLICY_KEYS = {
     "peak_weak_bus_error",
     "final_max_fairness_error",
-    "decay_slope",
+    "t5_statistic",
+    "t5_bound",
     "t5_passed",
     "t5_detail",
     "checks_passed",

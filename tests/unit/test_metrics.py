@@ -11,7 +11,6 @@ import pytest
 
 from fpamm_opt.errors import InputError
 from fpamm_opt.report import metrics as mt
-from fpamm_opt.verify.panel import decay_fit
 
 pytestmark = pytest.mark.unit
 
@@ -134,36 +133,6 @@ def test_limiting_spread() -> None:
     assert sp.overall == pytest.approx(sp.per_tier[0])
 
 
-def _converging(n_t: int, target: float, c: np.ndarray) -> pd.DataFrame:
-    """Unit demand; cumulative served chosen so that F_i(k) = target + c_i / sqrt(k)."""
-    k = np.arange(1, n_t + 1)[:, None]
-    cum = k * (target + c[None, :] / np.sqrt(k))
-    x = np.diff(np.vstack([np.zeros((1, c.size)), cum]), axis=0)
-    assert (x >= 0).all() and (x <= 1).all()
-    return nodes_table(np.ones_like(x), x, np.zeros(c.size, dtype=int))
-
-
-def test_decay_slope_of_an_inverse_sqrt_decay() -> None:
-    nodes = _converging(2000, 0.7, np.array([0.2, -0.1, 0.05]))
-    fit = mt.decay_slope(nodes, targets=[0.7])
-    assert fit.slope == pytest.approx(-0.5, abs=1e-9)
-    assert (fit.k_lo, fit.k_hi) == (100, 1000)
-    assert fit.e_lo == pytest.approx(0.2 / 10) and fit.e_hi == pytest.approx(0.2 / math.sqrt(1000))
-    e = mt.convergence_error(nodes, targets={0: 0.7})
-    assert e[0] == pytest.approx(0.2)
-    own = mt.decay_slope(nodes)  # F* = F_i(T): faster than 1/sqrt(t) in the window
-    assert own.slope < -0.5
-
-
-def test_decay_fit_skips_zeros_and_needs_two_points() -> None:
-    e = 1.0 / np.sqrt(np.arange(1, 201))
-    e[30:40] = 0.0
-    fit = decay_fit(e)
-    assert fit.slope == pytest.approx(-0.5, abs=1e-9) and fit.n_points == 91 - 10
-    assert math.isnan(decay_fit(np.zeros(100)).slope)
-    assert math.isnan(decay_fit(np.zeros(0)).slope)
-
-
 def test_feasible_fraction() -> None:
     iv = pd.DataFrame({"status": ["optimal", "optimal;retried(clear:error)", "held", "error"]})
     assert mt.feasible_fraction(iv) == 0.5
@@ -210,7 +179,6 @@ def test_metrics_are_fast_at_full_scale() -> None:
     weak = mt.weak_node(panel)
     peak = mt.peak_weak_bus_error(panel, iv, weak)
     mt.limiting_spread(panel)
-    mt.decay_slope(panel)
     mt.shortfall_distribution(panel)
     mt.max_fairness_error(panel)
     elapsed = time.perf_counter() - start
