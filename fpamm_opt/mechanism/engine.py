@@ -14,7 +14,8 @@ One step
    sharing a seed consume identical priority streams (common random numbers).
 2. Event trigger (``theta > 0`` only): after a first execution, if
    ``||z(t) - z(t_k)||_inf <= theta`` and the held ratios of ``t_k`` are feasible in ``X(t)``,
-   hold them; a held interval keeps ``t_k``'s tier order and weights.
+   hold them; a held interval keeps ``t_k``'s tier order and weights. ``z`` carries the
+   deficit level the weights read when FP-AMM's weights read the deficit.
 3. Otherwise :func:`~fpamm_opt.mechanism.clearing.clear_interval`.
 4. Audit (``theta > 0``, held, ``audit_every > 0``, every ``audit_every``-th held interval): the
    exact clearing ``r*`` with the held tier order and the current memory, **without** changing
@@ -46,13 +47,14 @@ import numpy as np
 
 from fpamm_opt.errors import InputError, SolverError
 from fpamm_opt.mechanism.clearing import clear_interval
-from fpamm_opt.mechanism.config import MechanismConfig, Policy
+from fpamm_opt.mechanism.config import MechanismConfig, Policy, WeightForm
 from fpamm_opt.mechanism.deficit import DeficitState, update_deficit
 from fpamm_opt.mechanism.memory import shortfall_ratio, update_memory
 from fpamm_opt.mechanism.price import amm_price
 from fpamm_opt.mechanism.priority import plackett_luce
 from fpamm_opt.mechanism.trigger import HoldChecker, TriggerState, served_ratio, trigger_vector
 from fpamm_opt.mechanism.types import Allocator, IntervalInput
+from fpamm_opt.mechanism.weights import deficit_level
 from fpamm_opt.network import NetworkData
 
 __all__ = ["Mechanism", "StepRecord"]
@@ -236,7 +238,16 @@ class Mechanism:
         dt = deficit.interval_h
         nan = float("nan")
         drawn = plackett_luce(self._rng, self.tier_priority)
-        z = trigger_vector(d, net.node_demand_mw, a, net.gen_pmax_mw, s)
+        level = None
+        if (
+            self.policy is Policy.FPAMM
+            and cfg.weight_form is not WeightForm.EQUAL
+            and cfg.weight_source.uses_deficit
+        ):
+            level = deficit_level(
+                deficit, self.node_tier, self.n_tier, cfg.deficit_floor, cfg.weight_form
+            )
+        z = trigger_vector(d, net.node_demand_mw, a, net.gen_pmax_mw, s, level)
         trig = self._trigger
 
         held = None

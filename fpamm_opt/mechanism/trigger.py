@@ -38,23 +38,28 @@ def trigger_vector(
     available: np.ndarray,
     pmax: np.ndarray,
     memory: np.ndarray,
+    deficit_level: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Trigger state ``z = (d / d_base, available / p_max, s)``.
+    """Trigger state ``z = (d / d_base, available / p_max, s[, s_hat_delta])``.
 
     A zero denominator gives 1 (``0 / 0``: a unit with no capacity is "fully available"; a node
-    with no base demand is at its base).
+    with no base demand is at its base). ``deficit_level`` (the level in ``[0, 1]`` the
+    deficit weights read, :func:`~fpamm_opt.mechanism.weights.deficit_level`) is appended when
+    FP-AMM's weights read the deficit: the exact clearing moves with it, so the trigger must
+    see it as it sees the memory.
 
     Returns
     -------
-    (n_node + n_gen + n_node,) array
+    (n_node + n_gen + n_node [+ n_node],) array
     """
-    return np.concatenate(
-        [
-            _ratio(demand, demand_base),
-            _ratio(available, pmax),
-            np.asarray(memory, dtype=float),
-        ]
-    )
+    parts = [
+        _ratio(demand, demand_base),
+        _ratio(available, pmax),
+        np.asarray(memory, dtype=float),
+    ]
+    if deficit_level is not None:
+        parts.append(np.asarray(deficit_level, dtype=float))
+    return np.concatenate(parts)
 
 
 class TriggerState:

@@ -37,7 +37,13 @@ from fpamm_opt.mechanism.deficit import (
 )
 from fpamm_opt.mechanism.memory import shortfall_ratio
 
-__all__ = ["WeightMap", "coupled_memory", "fairness_weights", "tier_normalisers"]
+__all__ = [
+    "WeightMap",
+    "coupled_memory",
+    "deficit_level",
+    "fairness_weights",
+    "tier_normalisers",
+]
 
 
 def tier_normalisers(
@@ -114,6 +120,26 @@ def coupled_memory(s: np.ndarray, u: np.ndarray, beta: float, gamma: float) -> n
     return np.clip(
         (1.0 - gb) * np.asarray(s, dtype=float) + gb * np.asarray(u, dtype=float), 0.0, 1.0
     )
+
+
+def deficit_level(
+    deficit: DeficitState,
+    node_tier: np.ndarray,
+    n_tier: int,
+    deficit_floor: float,
+    form: WeightForm | str,
+) -> np.ndarray:
+    """Level ``s_hat`` the deficit weights read at the start of an interval, in ``[0, 1]``.
+
+    RELATIVE: ``clip(delta+_i / M_k, 0, 1)`` with ``M_k = max(max_{j in k} delta+_j,
+    deficit_floor)``; RAW: ``clip(delta+_i, 0, 1)``. Part of the event trigger's state
+    (:func:`~fpamm_opt.mechanism.trigger.trigger_vector`) when the weights read the deficit.
+    """
+    delta = deficit.under_service
+    if WeightForm(form) is WeightForm.RELATIVE:
+        m = tier_normalisers(delta, node_tier, n_tier, deficit_floor)
+        delta = delta / m[np.asarray(node_tier, dtype=int)]
+    return np.clip(delta, 0.0, 1.0)
 
 
 def _tier_max(values: np.ndarray, node_tier: np.ndarray, n_tier: int) -> np.ndarray:

@@ -14,6 +14,8 @@ and, for keys it lacks, from ``spec.mechanism``:
 - ``residual_floor`` (default 1e-6, relative to total demand)
 - ``voll`` (default 10000 $/MWh; the LMP baseline's value of lost load)
 - ``scarcity_tol`` (default 1e-6: shedding below this share of demand is not scarcity)
+- ``weight_source`` (default ``"memory"``: runs written before the deficit existed),
+  ``weight_form`` (``"relative"``), ``deficit_floor`` (1e-4)
 
 Other keys:
 
@@ -153,6 +155,10 @@ class RunContext:
         Shedding (share of total demand) below which an interval is not scarce.
     interval_h : float
         Interval length ``dt`` (h) of the deficit recursion.
+    weight_source, weight_form : str
+        What FP-AMM's weights read (``memory``, ``deficit``, ``both``) and how.
+    deficit_floor : float
+        Floor of the deficit normaliser.
     """
 
     beta: float = 0.05
@@ -167,6 +173,9 @@ class RunContext:
     voll: float = 10000.0
     scarcity_tol: float = 1e-6
     interval_h: float = 0.5
+    weight_source: str = "memory"
+    weight_form: str = "relative"
+    deficit_floor: float = 1e-4
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any]) -> RunContext:
@@ -208,6 +217,18 @@ class RunContext:
             voll=float(mech.get("voll", 10000.0)),
             scarcity_tol=float(mech.get("scarcity_tol", 1e-6)),
             interval_h=float(hours),
+            weight_source=str(mech.get("weight_source", "memory")),
+            weight_form=str(mech.get("weight_form", "relative")),
+            deficit_floor=float(mech.get("deficit_floor", 1e-4)),
+        )
+
+    @property
+    def weights_read_deficit(self) -> bool:
+        """FP-AMM's weights read the deficit (the trigger state then carries its level)."""
+        return (
+            self.policy == "fpamm"
+            and self.weight_form != "equal"
+            and self.weight_source in ("deficit", "both")
         )
 
     def target_of_tier(self, tier: int) -> float | None:

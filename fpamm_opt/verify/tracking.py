@@ -1,7 +1,10 @@
 """T4: event-triggered execution keeps the allocation tracking error within ``L̂ θ``.
 
 The trigger vector ``z(t) = (d/d_base, available/pmax, memory_before)`` is rebuilt from the
-stored tables and the network; ``r = served/demand`` (1 where there is no demand).
+stored tables and the network, followed, when FP-AMM's weights read the deficit, by the
+deficit level they read at the start of ``t`` (rebuilt from the stored ``deficit_mwh`` of
+``t - 1`` and the demand before ``t``, as ``mechanism.weights.deficit_level`` computes it);
+``r = served/demand`` (1 where there is no demand).
 """
 
 from __future__ import annotations
@@ -50,17 +53,44 @@ def trigger_arrays(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     nodes = run.table("nodes")
     t, _, na = pivot(nodes, "node", ["demand_mw", "served_mw", "memory_before"], table="nodes")
     _, _, ga = pivot(run.table("generators"), "gen", ["available_mw"], table="generators")
-    z = np.hstack(
-        [
-            _ratio(na["demand_mw"], net.node_demand_mw),
-            _ratio(ga["available_mw"], net.gen_pmax_mw),
-            np.nan_to_num(na["memory_before"]),
-        ]
-    )
+    parts = [
+        _ratio(na["demand_mw"], net.node_demand_mw),
+        _ratio(ga["available_mw"], net.gen_pmax_mw),
+        np.nan_to_num(na["memory_before"]),
+    ]
+    ctx = run.context
+    if ctx.weights_read_deficit and "deficit_mwh" in nodes.columns:
+        parts.append(_deficit_levels(run, nodes))
+    z = np.hstack(parts)
     d = na["demand_mw"]
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(d > 0, na["served_mw"] / np.where(d > 0, d, 1.0), 1.0)
     return t, z, r
+
+
+def _deficit_levels(run: RunData, nodes: pd.DataFrame) -> np.ndarray:
+    """The deficit level each interval's weights read, ``(T, n)`` in ``[0, 1]``.
+
+    ``delta+(t) = max(D(t), 0) / sum_{tau<t} d dt`` (0 before any demand) with ``D(t)`` the
+    stored ``deficit_mwh`` of ``t - 1`` (0 at the first interval); RELATIVE divides by the
+    tier's ``max(max_j delta+_j, deficit_floor)``.
+    """
+    ctx = run.context
+    _, node, a = pivot(nodes, "node", ["demand_mw", "deficit_mwh"], fill=0.0, table="nodes")
+    tier_of = nodes.drop_duplicates("node").set_index("node")["tier"].reindex(node)
+    _, tier = np.unique(tier_of.to_numpy(dtype=int), return_inverse=True)
+    zero = np.zeros((1, node.size))
+    deficit = np.vstack([zero, np.nan_to_num(a["deficit_mwh"][:-1])])
+    requested = np.vstack([zero, np.cumsum(a["demand_mw"], axis=0)[:-1]]) * ctx.interval_h
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = np.where(requested > 0, np.maximum(deficit, 0.0) / requested, 0.0)
+    if ctx.weight_form == "relative":
+        norm = np.full((delta.shape[0], int(tier.max(initial=0)) + 1), ctx.deficit_floor)
+        for k in range(norm.shape[1]):
+            if np.any(tier == k):
+                norm[:, k] = np.maximum(delta[:, tier == k].max(axis=1), ctx.deficit_floor)
+        delta = delta / norm[:, tier]
+    return np.clip(delta, 0.0, 1.0)
 
 
 def lipschitz_estimate(

@@ -23,6 +23,7 @@ from fpamm_opt.verify.context import RunContext, RunData
 from fpamm_opt.verify.deficit import check_deficit_replay, replay_deficit
 from fpamm_opt.verify.result import CheckName
 from fpamm_opt.verify.synthetic import synthetic_run
+from fpamm_opt.verify.tracking import _deficit_levels
 
 pytestmark = pytest.mark.unit
 
@@ -50,8 +51,16 @@ class WeakNode(CopperPlateAllocator):
         return dataclasses.replace(disp, served_mw=x, rounds=np.full(2, 2), cap_active=True)
 
 
-def mechanism_run(tmp_path: Path, policy: str = "fpamm", source: str = "deficit") -> Path:
-    """A real run of the mechanism (copper plate, 120 intervals) written as a run directory."""
+def mechanism_run(
+    tmp_path: Path,
+    policy: str = "fpamm",
+    source: str = "deficit",
+    z_seen: dict[int, np.ndarray] | None = None,
+) -> Path:
+    """A real run of the mechanism (copper plate, 120 intervals) written as a run directory.
+
+    ``z_seen`` collects the trigger state of every executed interval.
+    """
     pmax = np.array([40.0, 40.0])
     net = single_bus_network(D_BASE, pmax, np.array([10.0, 30.0]))
     mech = Mechanism(
@@ -64,7 +73,12 @@ def mechanism_run(tmp_path: Path, policy: str = "fpamm", source: str = "deficit"
         np.random.default_rng(0),
         interval_h=DT_H,
     )
-    manifest = {"status": "complete", "policy": policy, "interval_hours": DT_H}
+    manifest = {
+        "status": "complete",
+        "policy": policy,
+        "interval_hours": DT_H,
+        "mechanism_resolved": mech.cfg.to_dict(),
+    }
     rng = np.random.default_rng(1)
     out = tmp_path / f"{policy}-{source}"
     w = RunWriter(out, "test", manifest, flush_every=16)
@@ -73,6 +87,9 @@ def mechanism_run(tmp_path: Path, policy: str = "fpamm", source: str = "deficit"
         d = D_BASE * rng.uniform(0.98, 1.02, D_BASE.size)
         avail = pmax * (0.6 if (t // 12) % 2 else 1.2)
         rec = mech.step(IntervalInput(t, d, avail))
+        if z_seen is not None and rec.executed:
+            assert mech.z_last is not None
+            z_seen[t] = mech.z_last
         si = SimpleNamespace(window=(t // 12) if (t // 12) % 2 else None)
         w.add_interval(
             _tables_of(
@@ -201,3 +218,21 @@ def test_baselines_pass_too(tmp_path: Path, policy: Policy) -> None:
     run = RunData.open(mechanism_run(tmp_path, policy.value, "memory"))
     res = check_deficit_replay(run)
     assert res.applicable and res.passed, res.detail
+
+
+@pytest.mark.parametrize("source", ["deficit", "both", "memory"])
+def test_trigger_state_carries_the_deficit_level(tmp_path: Path, source: str) -> None:
+    """The engine's trigger vector ends with the level the deficit weights read, and T4's
+    rebuild from the stored tables gives the same numbers."""
+    seen: dict[int, np.ndarray] = {}
+    run = RunData.open(mechanism_run(tmp_path, "fpamm", source, z_seen=seen))
+    n = D_BASE.size
+    size = 2 * n + 2 + (n if source != "memory" else 0)
+    assert all(z.size == size for z in seen.values())
+    assert run.context.weights_read_deficit == (source != "memory")
+    if source == "memory":
+        return
+    levels = _deficit_levels(run, run.table("nodes"))
+    got = np.array([z[-n:] for z in seen.values()])
+    np.testing.assert_allclose(levels[sorted(seen)], got, atol=1e-9)
+    assert got.max() == 1.0 and got.min() == 0.0  # the most under-served node of a tier is 1
