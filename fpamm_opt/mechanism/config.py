@@ -42,7 +42,9 @@ class WeightSource(enum.StrEnum):
     #: The shortage memory: ``s_hat = s / max(max_{j in tier} s_j, s_floor)``.
     MEMORY = "memory"
     #: The positive under-service ``delta+ = max(D, 0) / sum_{tau<t} d dt`` of the deficit
-    #: recursion: ``s_hat = delta+ / max(max_{j in tier} delta+_j, deficit_floor)``.
+    #: recursion: ``s_hat = delta+ / max(max_{j in tier} delta+_j, deficit_floor)`` (the
+    #: default: on IEEE-14/57, seeds 0-4, T = 2000 it cut the limiting under-service 95% / 83%
+    #: below equal weights on average, against 64% / 58% with the memory; docs/design.md).
     DEFICIT = "deficit"
     #: Per node the larger of the two levels above.
     BOTH = "both"
@@ -107,7 +109,8 @@ class MechanismConfig:
     weight_form : WeightForm
         RAW, RELATIVE (default) or EQUAL.
     weight_source : WeightSource
-        What the weights rise with: MEMORY, DEFICIT or BOTH (see :class:`WeightSource`).
+        What the weights rise with: MEMORY, DEFICIT (default) or BOTH (see
+        :class:`WeightSource`).
     s_floor : float
         Floor of the tier normaliser ``M_k = max(max_{j in k} s_j, s_floor)``, in ``(0, 1]``.
     deficit_floor : float
@@ -144,7 +147,7 @@ class MechanismConfig:
     beta: float = 0.05
     epsilon: float = 0.05
     weight_form: WeightForm = WeightForm.RELATIVE
-    weight_source: WeightSource = WeightSource.MEMORY
+    weight_source: WeightSource = WeightSource.DEFICIT
     s_floor: float = 0.01
     deficit_floor: float = 1e-4
     gamma_max: float = 0.5

@@ -34,9 +34,11 @@ def _make_run(out: Path, rule: str, energy: str) -> Path:
             f"run.intervals={INTERVALS}",
             f"mechanism.rule={rule}",
             f"mechanism.tier_energy={energy}",
-            # The intervals below (FREE and MAX differing at t=37) were found with beta 0.05;
-            # the spec's 0.01 spreads the weights less in these first 40 intervals.
+            # The intervals below (FREE and MAX differing at t=37) were found with beta 0.05
+            # and memory weights; the spec's 0.01 spreads the weights less in these first 40
+            # intervals, and its deficit weights move the largest difference to t=39.
             "mechanism.beta=0.05",
+            "mechanism.weight_source=memory",
         ],
     )
     return run_sim(spec, out, progress=False).run_dir

@@ -16,6 +16,7 @@ def test_defaults_match_design() -> None:
     cfg = MechanismConfig()
     assert cfg.beta == 0.05 and cfg.epsilon == 0.05
     assert cfg.weight_form is WeightForm.RELATIVE and cfg.rule is Rule.MAXMIN
+    assert cfg.weight_source is WeightSource.DEFICIT and cfg.deficit_floor == 1e-4
     assert (cfg.s_floor, cfg.gamma_max, cfg.q_target) == (0.01, 0.5, 0.5)
     assert (cfg.tol, cfg.m_max, cfg.residual_floor) == (1e-6, 50, 1e-6)
     assert (cfg.trigger_theta, cfg.audit_every) == (0.0, 1)

@@ -113,7 +113,8 @@ def test_weight_sources_by_hand() -> None:
     # delta+ = (0.004, 0, 0.002): node 0 is the most under-served; node 1 the most short now
     state = DeficitState(np.array([0.2, -0.3, 0.1]), np.array([50.0, 50.0, 50.0]), 0.5)
     base = {"epsilon": 0.05, "s_floor": 0.01, "deficit_floor": 1e-4}
-    mem = WeightMap.build(MechanismConfig(**base), s, state, tier, 1, d).start()
+    cfg_m = MechanismConfig(weight_source="memory", **base)
+    mem = WeightMap.build(cfg_m, s, state, tier, 1, d).start()
     np.testing.assert_allclose(mem, 1 / (0.05 + np.array([1.0, 0.0, 0.5])))
     cfg_d = MechanismConfig(weight_source="deficit", **base)
     dfc = WeightMap.build(cfg_d, s, state, tier, 1, d).start()
@@ -131,7 +132,7 @@ def test_memory_source_is_the_first_release_operator() -> None:
     s = rng.uniform(0, 0.3, 5)
     x = d * rng.uniform(0, 1, 5)
     for form in (WeightForm.RELATIVE, WeightForm.RAW):
-        cfg = MechanismConfig(weight_form=form)
+        cfg = MechanismConfig(weight_form=form, weight_source="memory")
         wm = WeightMap.build(cfg, s, None, tier, 2, d)
         m = wm.m_memory
         s_g = coupled_memory(s, shortfall_ratio(x, d), cfg.beta, 0.3)
