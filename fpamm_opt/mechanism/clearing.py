@@ -62,7 +62,9 @@ memory weights this is ``2 gamma beta rho``, ``rho = max_k lam_k / M_k``, the de
 over the tiers with a level in the first clear (memory: ``q_target epsilon M_t / (2 beta)``
 with ``M_t`` the smallest normaliser of those tiers, computed in that form). Every recorded
 level is ``max_i u_i w_i`` over uncapped nodes, so ``lam <= max w <= 1/epsilon`` whatever the
-network does; hence ``q_bound <= q_target < 1`` in every interval, a priori. (A first version
+network does; hence ``q_bound <= q_target < 1`` in every interval whose later clears weight
+no other tier than the first (always where the bound applies: its fixed ``Q`` fixes the
+weighted tiers), a priori. (A first version
 scaled ``gamma`` with the first iterate's level; on a congested network later iterates'
 levels jumped and the recorded bound exceeded 1.) For the deficit, ``kappa_i`` is about
 ``1 / t``, so ``gamma_t`` grows with the history like ``q_target epsilon t M^delta / 2``
