@@ -48,9 +48,13 @@ STATEMENT_CONVERGENCE = (
     f"random-walk gap crosses with probability {ALPHA:g} per run)"
 )
 STATEMENT_SPREAD = (
-    "fairness of the limit (not a theorem): spread max_{i in tier} |F_i(T) - F^agg_tier(T)|; "
-    "with a baseline run, FP-AMM must have the smaller spread"
+    "fairness of the limit (not a theorem): under-service spread max_{i in tier} "
+    "(F^agg_tier(T) - F_i(T))⁺; with an equal-weight baseline run, FP-AMM's must be the "
+    "smaller, or both within 0.001 (a network that leaves nothing to correct); the two-sided "
+    "spread max |F_i(T) - F^agg_tier(T)| is reported beside it"
 )
+#: Both under-service spreads below this: nothing to correct, the check passes.
+SPREAD_TOL = 1e-3
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,7 +250,7 @@ def t5_summary(a: T5Analysis) -> dict[str, Any]:
 
 
 def limiting_spread(panel: NodePanel) -> dict[int, float]:
-    """``max_{i in l} |F_i(T) - F^agg_l(T)|`` per tier ``l``."""
+    """``max_{i in l} |F_i(T) - F^agg_l(T)|`` per tier ``l`` (two-sided)."""
     if panel.n_interval == 0:
         return {}
     final = delivery_ratio(panel)[-1]
@@ -257,10 +261,42 @@ def limiting_spread(panel: NodePanel) -> dict[int, float]:
     }
 
 
+def under_service_spread(panel: NodePanel) -> dict[int, float]:
+    """``max_{i in l} (F^agg_l(T) - F_i(T))⁺`` per tier ``l``."""
+    if panel.n_interval == 0:
+        return {}
+    final = delivery_ratio(panel)[-1]
+    agg = tier_delivery_ratio(panel)[-1]
+    return {
+        int(tier): float(max(np.max(agg[j] - final[panel.tier == tier]), 0.0))
+        for j, tier in enumerate(panel.tiers)
+    }
+
+
+def _spread_text(panel: NodePanel) -> tuple[float, str]:
+    """Overall under-service spread and a sentence with both spreads per tier."""
+    under = under_service_spread(panel)
+    both = limiting_spread(panel)
+    overall = max(under.values())
+    final = delivery_ratio(panel)[-1]
+    agg = tier_delivery_ratio(panel)[-1]
+    per = ", ".join(f"tier {k}: {v:.4g}" for k, v in under.items())
+    text = f"under-service spread {overall:.4g} ({per}); two-sided {max(both.values()):.4g}"
+    over = []
+    for j, tier in enumerate(panel.tiers):
+        if both[int(tier)] > under[int(tier)] + 1e-12:
+            members = np.flatnonzero(panel.tier == tier)
+            k = members[int(np.argmax(final[members] - agg[j]))]
+            over.append(f"over-served node {int(panel.node[k])} (tier {int(tier)})")
+    if over:
+        text += " set by " + ", ".join(over)
+    return overall, text
+
+
 def check_fairness_spread(
     run: RunData | str | Path, baseline: RunData | str | Path | None = None
 ) -> CheckResult:
-    """Fairness of the limit: the spread per tier and overall (informational).
+    """Fairness of the limit: the under-service spread (MECHANISM.md §6).
 
     Parameters
     ----------
@@ -268,37 +304,33 @@ def check_fairness_spread(
         The FP-AMM run.
     baseline : RunData or path, optional
         An equal-weight run on common random numbers; then the check passes only when the
-        run's overall spread is smaller than the baseline's.
+        run's under-service spread is smaller than the baseline's, or both are within
+        :data:`SPREAD_TOL`.
 
     Returns
     -------
     CheckResult
-        ``measured`` = overall spread of ``run``; ``bound`` = the baseline's (``nan`` without).
+        ``measured`` = the run's under-service spread; ``bound`` = the baseline's (``nan``
+        without one, and the check is informational).
     """
     run = as_run(run)
     name = CheckName.FAIRNESS_SPREAD
-    spread = limiting_spread(NodePanel.from_nodes(run.table("nodes")))
-    if not spread:
+    panel = NodePanel.from_nodes(run.table("nodes"))
+    if panel.n_interval == 0:
         return not_applicable(name, STATEMENT_SPREAD, "the run has no interval")
-    overall = max(spread.values())
-    per_tier = ", ".join(f"tier {k}: {v:.4g}" for k, v in spread.items())
+    overall, text = _spread_text(panel)
     if baseline is None:
         return CheckResult(
-            name,
-            STATEMENT_SPREAD,
-            overall,
-            math.nan,
-            True,
-            True,
-            f"spread {overall:.4g} ({per_tier}); informational, no baseline given",
-        )
-    base = as_run(baseline)
-    bspread = limiting_spread(NodePanel.from_nodes(base.table("nodes")))
-    b_overall = max(bspread.values()) if bspread else math.nan
-    passed = overall < b_overall or (overall <= 1e-12 and b_overall <= 1e-12)
-    verdict = "smaller than" if passed else "NOT smaller than"
-    detail = (
-        f"spread {overall:.4g} ({per_tier}) is {verdict} the baseline's {b_overall:.4g} "
-        f"({', '.join(f'tier {k}: {v:.4g}' for k, v in bspread.items())})"
-    )
+            name, STATEMENT_SPREAD, overall, math.nan, True, True,
+            f"{text}; informational, no baseline given",
+        )  # fmt: skip
+    bpanel = NodePanel.from_nodes(as_run(baseline).table("nodes"))
+    b_overall, b_text = _spread_text(bpanel) if bpanel.n_interval else (math.nan, "no interval")
+    both_small = overall <= SPREAD_TOL and b_overall <= SPREAD_TOL
+    passed = overall < b_overall or both_small
+    if both_small:
+        verdict = f"within {SPREAD_TOL:g} as is"
+    else:
+        verdict = "smaller than" if passed else "NOT smaller than"
+    detail = f"{text}; {verdict} the baseline's {b_overall:.4g} (baseline: {b_text})"
     return CheckResult(name, STATEMENT_SPREAD, overall, b_overall, passed, True, detail)

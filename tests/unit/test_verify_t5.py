@@ -205,3 +205,27 @@ def test_check_replicated_both_ways() -> None:
     assert "does not fall like 1/√t across the runs at node(s) 1" in res.check.detail
     lmp = check_replicated(unfair, policy="lmp")
     assert not lmp.check.applicable
+
+
+def spread_run(short: tuple[float, float, float]) -> RunData:
+    """Three nodes of one tier served ``1 - short_i`` of their demand in every interval."""
+    d = np.full((30, 3), 10.0)
+    x = d * (1.0 - np.asarray(short))[None, :]
+    return RunData(manifest={"policy": "fpamm"}, tables={"nodes": nodes_table(d, x, [0, 0, 0])})
+
+
+def test_fairness_spread_judges_under_service_and_names_the_over_served() -> None:
+    from fpamm_opt.verify.convergence import check_fairness_spread
+
+    fp = spread_run((0.0, 0.11, 0.12))  # tier ratio 0.923; node 0 well above it
+    ew = spread_run((0.0, 0.05, 0.18))
+    alone = check_fairness_spread(fp)
+    assert alone.passed and math.isnan(alone.bound)
+    assert alone.measured == pytest.approx(0.12 - 0.23 / 3)
+    assert "set by over-served node 0 (tier 0)" in alone.detail
+    ok = check_fairness_spread(fp, baseline=ew)
+    assert ok.passed and ok.measured < ok.bound and "smaller than" in ok.detail
+    bad = check_fairness_spread(ew, baseline=fp)
+    assert not bad.passed and "NOT smaller than" in bad.detail
+    flat = check_fairness_spread(spread_run((0.1, 0.1, 0.1005)), baseline=spread_run((0.1,) * 3))
+    assert flat.passed and "within 0.001" in flat.detail  # nothing to correct under either
