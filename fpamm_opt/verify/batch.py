@@ -32,7 +32,7 @@ from fpamm_opt.io.batch import DONE_STATUSES, INDEX_NAME, read_index
 from fpamm_opt.io.reader import is_run_dir
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.context import RunData, as_run
-from fpamm_opt.verify.convergence import T5Analysis, analyse_t5
+from fpamm_opt.verify.convergence import T5Analysis, analyse_t5, interval_hours
 from fpamm_opt.verify.evidence import EvidenceSearch, NodeEvidence
 from fpamm_opt.verify.rate import ALPHA, ReplicatedVerdict, replicated_criterion
 from fpamm_opt.verify.result import CheckResult, VerificationReport, not_applicable
@@ -57,7 +57,7 @@ STATEMENT_REPLICATED = (
     "Thm 5 over replications: for the runs (seeds) of one spec and policy, t times the mean "
     "squared under-service across runs stays bounded: every node's M_i(t) = mean_r "
     "(G_ir(t)⁺ / (σ_i √t))² <= m_i for t in [T/20, T] (G = (F* - F) C the gap to the "
-    "contracted target, σ_i its long-run noise scale pooled over the runs, m_i the level R "
+    "contracted target, σ_i its noise scale pooled over the runs, m_i the level R "
     f"random-walk gaps exceed with probability {ALPHA:g} per group)"
 )
 
@@ -457,6 +457,32 @@ def _replicated(
     return GroupResult(group, policy, ids, seeds, check, verdict, worst)
 
 
+def _tier_text(members: list[_Member], col: int) -> str:
+    tiers = {int(m.analysis.plain.tier[col]) for m in members}
+    return f" (tier {tiers.pop()})" if len(tiers) == 1 else " (its tier varies by seed)"
+
+
+def _evidence_total(members: list[_Member], col: int) -> str:
+    """The re-solves' findings for node ``col`` summed over the runs (MWh)."""
+    short = contracted = reachable = 0.0
+    seen = 0
+    for m in members:
+        hours = interval_hours(m.run)
+        ev = m.evidence.get(col) or m.analysis.evidence.get(col)
+        short += float(m.analysis.plain.shortfall_mw[:, col].sum()) * hours
+        if ev is not None:
+            seen += 1
+            contracted += ev.contracted_mw * hours
+            reachable += ev.reachable_mw * hours
+    node = int(members[0].analysis.plain.node[col])
+    return (
+        f"node {node} over the {len(members)} runs: {short:.4g} MWh short of its tier's ratio; "
+        f"re-solved in {seen} run(s): target contracted by {contracted:.4g} MWh (the network "
+        f"could not deliver it without taking its tier's energy), {reachable:.4g} MWh it could "
+        "have had at no cost to its tier"
+    )
+
+
 def _group_check(
     v: ReplicatedVerdict, members: list[_Member], examined: list[int], note: str
 ) -> CheckResult:
@@ -466,7 +492,7 @@ def _group_check(
     us0 = members[0].under
     node = int(us0.node[v.node])
     worst = (
-        f"node {node} (tier {int(us0.tier[v.node])}): max_t M = {v.statistic:.3g} at "
+        f"node {node}{_tier_text(members, v.node)}: max_t M = {v.statistic:.3g} at "
         f"t={int(us0.t[v.k])} (bound {v.threshold:.3g})"
     )
     profile = ", ".join(f"{t}: {val:.3g}" for t, val in v.t_mse)
@@ -501,6 +527,8 @@ def _group_check(
             "under-service does not fall like 1/√t across the runs at node(s) "
             + ", ".join(str(int(us0.node[c])) for c in bad),
         )
+        for c in bad:
+            parts.append(_evidence_total(members, int(c)))
     if note:
         parts.append(note)
     return CheckResult(

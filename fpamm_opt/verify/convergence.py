@@ -44,7 +44,7 @@ STATEMENT_CONVERGENCE = (
     "O(1/√t), judged on under-service E(t) = max_i (F*_i(t) - F_i(t))⁺ (F* = the tier's "
     "aggregate ratio or the spec's target, contracted only where re-solves show the network "
     "could not serve the node): on one run, every node's gap G_i = (F*_i - F_i) C_i stays "
-    f"within b_i σ_i √t for t in [T/20, T] (σ_i its long-run noise scale; b_i the level a "
+    f"within b_i σ_i √t for t in [T/20, T] (σ_i its noise scale; b_i the level a "
     f"random-walk gap crosses with probability {ALPHA:g} per run)"
 )
 STATEMENT_SPREAD = (
@@ -141,7 +141,8 @@ def analyse_t5(run: RunData | str | Path, evidence: bool = True) -> T5Analysis:
     return T5Analysis(plain, current, v0, verdict, found, left, seconds=time.perf_counter() - t0)
 
 
-def _hours(run: RunData) -> float:
+def interval_hours(run: RunData) -> float:
+    """Interval length (hours) from the spec's ``scenario.interval_minutes`` (default 30)."""
     scen = (run.manifest.get("spec") or {}).get("scenario") or {}
     minutes = scen.get("interval_minutes", 30) if isinstance(scen, Mapping) else 30
     try:
@@ -178,7 +179,7 @@ def check_convergence(run: RunData | str | Path, analysis: T5Analysis | None = N
         return not_applicable(
             name, STATEMENT_CONVERGENCE, f"too few intervals for one path: {v.reason}"
         )
-    hours = _hours(run)
+    hours = interval_hours(run)
     e = us.error
     n_t = us.n_interval
     k0 = v.k0
