@@ -10,6 +10,16 @@ Two adapters behind one small contract (:class:`ModelSolver`):
   ``gurobi``, ``cplex``, ``ipopt``, ...), through the classic ``SolverFactory``; the model is
   written out at every solve.
 
+A ``solver=`` argument of the public API (:func:`fpamm_opt.solve_dcopf`,
+:func:`fpamm_opt.simulate`, :func:`fpamm_opt.run`) is turned into a :class:`SolverSpec` by
+:func:`as_solver_spec`: a name, a :class:`SolverSpec`, or a Pyomo solver object of the
+user's (``pyo.SolverFactory("appsi_highs")``, ``pyo.SolverFactory("highs")``,
+``pyomo.contrib.solver`` HiGHS, ``pyo.SolverFactory("gurobi")``, ...). An object is used as
+given (its own options stay; :attr:`SolverSpec.time_limit_s` and ``options`` are set on top):
+a HiGHS object of ``pyomo.contrib.solver`` (which is what ``pyo.SolverFactory("highs")``
+returns) is driven persistently by :class:`PersistentHighs`, any other object with the
+classic interface by :class:`GenericSolver`.
+
 Termination (what the solver said, its own word) is kept apart from the solution status
 (:class:`~fpamm_opt.mechanism.types.SolveStatus`, what we may use).
 """
@@ -17,6 +27,7 @@ Termination (what the solver said, its own word) is kept apart from the solution
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import time
@@ -25,7 +36,7 @@ from typing import Any, Protocol
 
 import pyomo.environ as pyo
 
-from fpamm_opt.errors import SolverUnavailableError
+from fpamm_opt.errors import InputError, SolverUnavailableError
 from fpamm_opt.mechanism.types import SolveStatus
 
 #: Name of the default solver (persistent HiGHS through ``pyomo.contrib.solver``).
@@ -51,11 +62,93 @@ logging.getLogger("pyomo.opt").setLevel(logging.ERROR)
 
 @dataclass(frozen=True)
 class SolverSpec:
-    """Which solver to use and how."""
+    """Which solver to use and how.
+
+    Attributes
+    ----------
+    name : str
+        A solver Pyomo knows (``highs``: persistent HiGHS, the default); with ``instance``,
+        the object's name (recorded in the run manifest).
+    time_limit_s : float
+        Per solve (s).
+    options : dict
+        Solver options, set on top of the solver's defaults (or the object's own).
+    instance : object, optional
+        A Pyomo solver object of the user's, used instead of one made from ``name``
+        (see :func:`as_solver_spec`). Such a spec is solved through Pyomo, never by the
+        ``highs`` fast path, which drives ``highspy`` itself.
+    """
 
     name: str = DEFAULT_SOLVER
     time_limit_s: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)
+    instance: Any = field(default=None, compare=False, repr=False)
+
+
+#: What a ``solver=`` argument takes: a solver name, a :class:`SolverSpec` or a Pyomo solver
+#: object (anything with ``solve`` and ``available``; see :func:`as_solver_spec`).
+SolverLike = str | SolverSpec | object
+
+
+def is_solver_object(obj: object) -> bool:
+    """True when ``obj`` looks like a Pyomo solver object (``solve`` and ``available``)."""
+    return not isinstance(obj, str | SolverSpec) and all(
+        callable(getattr(obj, a, None)) for a in ("solve", "available")
+    )
+
+
+def solver_object_name(obj: object) -> str:
+    """The name of a Pyomo solver object (``highs``, ``glpk``, ``appsi_highs``, ...)."""
+    name = getattr(obj, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    for cls in type(obj).__mro__:
+        if cls.__module__.startswith("pyomo.contrib.appsi.solvers"):
+            return f"appsi_{cls.__name__.lower()}"
+    return type(obj).__name__.lower()
+
+
+def as_solver_spec(
+    solver: SolverLike | None = None,
+    time_limit_s: float | None = None,
+    options: dict[str, Any] | None = None,
+) -> SolverSpec:
+    """The :class:`SolverSpec` of a ``solver=`` argument.
+
+    Parameters
+    ----------
+    solver : str, SolverSpec or Pyomo solver object, optional
+        ``None``: persistent HiGHS. A name: any solver Pyomo knows (``highs``,
+        ``appsi_highs``, ``glpk``, ``cbc``, ``gurobi``, ...). An object: used as given, e.g.
+        ``pyo.SolverFactory("appsi_highs")`` or ``pyo.SolverFactory("gurobi")`` with the
+        options already set.
+    time_limit_s, options : optional
+        Replace the spec's time limit and options (a :class:`SolverSpec` keeps its own).
+
+    Raises
+    ------
+    InputError
+        When ``solver`` is none of these.
+    """
+    if isinstance(solver, SolverSpec):
+        return solver
+    kw: dict[str, Any] = {}
+    if time_limit_s is not None:
+        kw["time_limit_s"] = float(time_limit_s)
+    if options is not None:
+        kw["options"] = dict(options)
+    if solver is None:
+        return SolverSpec(**kw)
+    if isinstance(solver, str):
+        if not solver.strip():
+            raise InputError("solver: the name is empty")
+        return SolverSpec(name=solver.strip(), **kw)
+    if not is_solver_object(solver):
+        raise InputError(
+            f"solver: expected a name, a SolverSpec or a Pyomo solver object, "
+            f"got {type(solver).__name__}"
+        )
+    return SolverSpec(name=solver_object_name(solver), instance=solver, **kw)
 
 
 @dataclass(frozen=True)
@@ -100,17 +193,52 @@ def solver_available(name: str) -> bool:
         return False
 
 
-def require_solver(name: str) -> None:
-    """Raise :class:`SolverUnavailableError` naming ``name`` when it cannot be used."""
-    if not solver_available(name):
+def _object_available(obj: Any) -> bool:
+    try:
+        try:
+            return bool(obj.available(exception_flag=False))
+        except TypeError:  # pyomo.contrib.solver objects take no exception_flag
+            return bool(obj.available())
+    except Exception:
+        return False
+
+
+def require_solver(solver: str | SolverSpec) -> None:
+    """Raise :class:`SolverUnavailableError` naming the solver when it cannot be used."""
+    spec = as_solver_spec(solver)
+    ok = solver_available(spec.name) if spec.instance is None else _object_available(spec.instance)
+    if not ok:
         raise SolverUnavailableError(
-            f"solver {name!r} is not available (not installed or not known to Pyomo)"
+            f"solver {spec.name!r} is not available (not installed or not known to Pyomo)"
         )
+
+
+def _contrib_highs(obj: Any) -> bool:
+    """True for a ``pyomo.contrib.solver`` HiGHS object (or its classic-interface wrapper)."""
+    from pyomo.contrib.solver.solvers.highs import Highs
+
+    return isinstance(obj, Highs)
+
+
+def _check_instance(obj: Any) -> None:
+    from pyomo.contrib.solver.common.base import LegacySolverWrapper, SolverBase
+
+    if isinstance(obj, SolverBase) and not isinstance(obj, LegacySolverWrapper):
+        if not _contrib_highs(obj):
+            raise InputError(
+                f"solver: {type(obj).__name__} objects of pyomo.contrib.solver are not "
+                "supported (HiGHS is); pass pyo.SolverFactory(name) instead"
+            )
 
 
 def make_solver(model: pyo.Block, spec: SolverSpec) -> ModelSolver:
     """A solver adapter bound to ``model`` (which must be fully built, extensions included)."""
-    require_solver(spec.name)
+    require_solver(spec)
+    if spec.instance is not None:
+        _check_instance(spec.instance)
+        if _contrib_highs(spec.instance):
+            return PersistentHighs(model, spec)
+        return GenericSolver(model, spec)
     if _is_highs(spec.name):
         return PersistentHighs(model, spec)
     return GenericSolver(model, spec)
@@ -124,7 +252,12 @@ def _quiet():
 
 
 class PersistentHighs:
-    """Persistent HiGHS through ``pyomo.contrib.solver`` (see module docstring)."""
+    """Persistent HiGHS through ``pyomo.contrib.solver`` (see module docstring).
+
+    ``spec.instance``, when given, is the HiGHS object to drive (a ``pyomo.contrib.solver``
+    HiGHS or ``pyo.SolverFactory("highs")``); it is bound to ``model`` and configured for
+    parameter-only updates.
+    """
 
     supports_duals = True
 
@@ -134,7 +267,9 @@ class PersistentHighs:
         self.name = "highs"
         self._model = model
         self._spec = spec
-        self._opt = Highs()
+        self._opt = spec.instance if spec.instance is not None else Highs()
+        # The classic-interface wrapper's own ``solve`` returns classic results: call HiGHS's.
+        self._solve = functools.partial(Highs.solve, self._opt)
         au = self._opt.config.auto_updates
         au.check_for_new_or_removed_constraints = False
         au.check_for_new_or_removed_vars = False
@@ -187,7 +322,7 @@ class PersistentHighs:
         self._opt.config.time_limit = self._opt._solver_model.getRunTime() + self._spec.time_limit_s
         t0 = time.perf_counter()
         try:
-            res = self._opt.solve(self._model)
+            res = self._solve(self._model)
         except Exception as exc:  # HiGHS "Solve error" and friends
             return SolveResult(
                 "error",
@@ -231,12 +366,21 @@ class GenericSolver:
     """Any solver known to Pyomo's ``SolverFactory``; the model is rewritten each solve."""
 
     def __init__(self, model: pyo.Block, spec: SolverSpec) -> None:
+        from pyomo.opt.base.solvers import OptSolver
+
         self.name = spec.name
         self._model = model
         self._spec = spec
-        with _quiet():
-            self._opt = pyo.SolverFactory(spec.name)
+        if spec.instance is not None:
+            self._opt = spec.instance
+        else:
+            with _quiet():
+                self._opt = pyo.SolverFactory(spec.name)
+        # Only the classic shell interfaces write a log (APPSI's ``logfile`` is not implemented).
+        self._logs = isinstance(self._opt, OptSolver)
         opt_name = _TIME_LIMIT_OPTION.get(spec.name)
+        if spec.instance is not None and opt_name in self._opt.options:
+            opt_name = None  # the user's object keeps its own time limit
         if opt_name is not None and spec.time_limit_s:
             # GLPK and CBC want whole seconds.
             limit = spec.time_limit_s
@@ -264,11 +408,10 @@ class GenericSolver:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             log = Path(tmp) / "solver.log"
+            kw: dict[str, Any] = {"logfile": str(log)} if self._logs else {}
             try:
                 with _quiet():
-                    res = self._opt.solve(
-                        self._model, load_solutions=False, tee=False, logfile=str(log)
-                    )
+                    res = self._opt.solve(self._model, load_solutions=False, tee=False, **kw)
             except Exception as exc:
                 return SolveResult(
                     "error",
