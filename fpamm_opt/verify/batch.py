@@ -12,7 +12,8 @@ worst first, until it passes or a node fails even with its evidence.
 
 A comparison directory (``fpamm compare``: ``comparison.json`` and one run directory per
 policy) is verified the same way; each policy has one seed there, so the replicated check
-does not apply.
+does not apply. In both, an FP-AMM run's fairness-spread check is judged against the
+equal-weight run that differs from it only in the policy, when the directory has one.
 """
 
 from __future__ import annotations
@@ -285,6 +286,13 @@ def _group_key(row: Any, spec_cols: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
+def _pair_key(row: Any, spec_cols: Sequence[str]) -> str:
+    """Everything but the policy: an FP-AMM run and its equal-weight baseline share it."""
+    return ", ".join(
+        [f"seed={row['seed']}", *(f"{c}={row[c]}" for c in spec_cols if c != "policy")]
+    )
+
+
 def verify_batch(
     root: str | Path, cold_sample: int | None = DEFAULT_COLD_SAMPLE, seed: int = 0
 ) -> BatchReport:
@@ -306,7 +314,7 @@ def verify_batch(
     """
     path = Path(root)
     kind = directory_kind(path)
-    entries: list[tuple[str, Path, str, int | None, str]] = []
+    entries: list[tuple[str, Path, str, int | None, str, str]] = []
     not_verified: list[tuple[str, str]] = []
     if kind is DirectoryKind.BATCH:
         idx = read_index(path)
@@ -324,6 +332,7 @@ def verify_batch(
                     str(row["policy"]),
                     None if s is None or (isinstance(s, float) and math.isnan(s)) else int(s),
                     _group_key(row, spec_cols),
+                    _pair_key(row, spec_cols),
                 )
             )
     elif kind is DirectoryKind.COMPARISON:
@@ -336,6 +345,7 @@ def verify_batch(
                     str(policy),
                     data.get("seed"),
                     f"policy={policy}",
+                    "",
                 )
             )
     else:
@@ -346,11 +356,13 @@ def verify_batch(
     runs: list[RunEntry] = []
     members: dict[str, list[_Member]] = {}
     policies: dict[str, str] = {}
-    for run_id, run_path, policy, run_seed, group in entries:
+    baselines = {pair: p for _, p, policy, _, _, pair in entries if policy == "equal"}
+    for run_id, run_path, policy, run_seed, group, pair in entries:
+        base = baselines.get(pair) if policy == "fpamm" else None
         try:
             run = RunData.open(run_path)
             analysis = analyse_t5(run) if policy in PRIORITY_POLICIES else None
-            report = verify_run(run, cold_sample=cold_sample, seed=seed, t5=analysis)
+            report = verify_run(run, cold_sample=cold_sample, seed=seed, baseline=base, t5=analysis)
         except (FpammError, KeyError, ValueError, OSError) as exc:
             runs.append(RunEntry(run_id, run_path, policy, run_seed, group, None, str(exc)))
             continue

@@ -91,3 +91,20 @@ def test_verify_batch_exits_3_when_a_run_fails(batch: Path, tmp_path: Path) -> N
 def test_verify_refuses_a_directory_that_is_none_of_them(tmp_path: Path) -> None:
     code, _, stderr = _cli("verify", str(tmp_path))
     assert code == 1 and "nor a batch or comparison directory" in stderr
+
+
+def test_verify_a_comparison_directory(tmp_path: Path) -> None:
+    """A comparison is verified run by run; FP-AMM's spread is judged against equal weights'."""
+    out = tmp_path / "cmp"
+    spec = str(REPO / "models" / "ieee14.toml")
+    code, stdout, stderr = _cli("compare", spec, "--out", str(out), "-T", "60", "--workers", "2")
+    assert code == 0, stdout + stderr
+    code, stdout, _ = _cli("verify", str(out), "--json", "--cold-sample", "2")
+    data = json.loads(stdout)
+    assert code == (0 if data["passed"] else 3)
+    assert data["kind"] == "comparison"
+    assert {r["policy"] for r in data["runs"]} == {"fpamm", "equal", "lmp"}
+    fp = next(r for r in data["runs"] if r["policy"] == "fpamm")
+    spread = next(c for c in fp["checks"] if c["name"] == "fairness-spread")
+    assert spread["bound"] is not None and "baseline" in spread["detail"]
+    assert all(not g["checks"][0]["applicable"] for g in data["groups"])  # one seed each
