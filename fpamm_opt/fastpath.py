@@ -60,10 +60,10 @@ from pyomo.core.expr.visitor import identify_mutable_parameters
 from pyomo.repn import generate_standard_repn
 
 from fpamm_opt.blocks.dcopf import Formulation
+from fpamm_opt.engine import EngineKind, LPSolution
 from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.types import SolveStatus
 from fpamm_opt.network import NetworkData
-from fpamm_opt.problem import LPSolution
 from fpamm_opt.solvers import SolverSpec
 
 _INF = math.inf
@@ -439,7 +439,7 @@ class _Instance:
 
 
 class HighsEngine:
-    """The engine interface of :class:`fpamm_opt.problem.PyomoEngine`, on ``highspy`` in place.
+    """The :class:`~fpamm_opt.engine.Engine` of ``engine="highs"``: ``highspy`` in place.
 
     Parameters
     ----------
@@ -466,6 +466,8 @@ class HighsEngine:
     compiled : CompiledModel
         The arrays loaded into HiGHS.
     """
+
+    kind = EngineKind.HIGHS
 
     def __init__(
         self,

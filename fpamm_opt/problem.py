@@ -38,6 +38,7 @@ import pyomo.environ as pyo
 
 from fpamm_opt.blocks.allocation import build_allocation_block
 from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
+from fpamm_opt.engine import Engine, EngineKind, LPSolution
 from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.config import Rule, TierEnergy
 from fpamm_opt.mechanism.copperplate import water_fill
@@ -52,7 +53,7 @@ from fpamm_opt.mechanism.types import (
     widened_note,
 )
 from fpamm_opt.network import NetworkData
-from fpamm_opt.solvers import SolverSpec, make_solver
+from fpamm_opt.solvers import SolverLike, SolverSpec, as_solver_spec, make_solver
 
 Extension = Callable[[pyo.ConcreteModel, NetworkData], None]
 
@@ -69,12 +70,6 @@ class QPMethod(enum.StrEnum):
     AUTO = "auto"
     KKT = "kkt"
     SOLVER = "solver"
-
-
-class EngineKind(enum.StrEnum):
-    AUTO = "auto"
-    PYOMO = "pyomo"
-    HIGHS = "highs"
 
 
 def build_model(
@@ -151,26 +146,10 @@ def _fix_tier(
 
 
 # ----------------------------------------------------------------- engine --
-@dataclass
-class LPSolution:
-    """Raw numbers of one engine solve."""
-
-    status: SolveStatus
-    termination: str
-    pg: np.ndarray
-    pl: np.ndarray
-    pf: np.ndarray
-    level: float
-    objective: float
-    solve_s: float
-    message: str = ""
-    balance_duals: np.ndarray | None = None
-    level_duals: np.ndarray | None = None
-    flow_duals: np.ndarray | None = None  #: PTDF only: duals of ``eq_pf_ptdf``
-
-
 class PyomoEngine:
     """Drives the Pyomo model through mutable parameters and a :mod:`fpamm_opt.solvers` adapter."""
+
+    kind = EngineKind.PYOMO
 
     def __init__(self, m: pyo.ConcreteModel, net: NetworkData, solver: SolverSpec) -> None:
         self.m = m
@@ -282,11 +261,18 @@ def make_engine(
     net: NetworkData,
     solver: SolverSpec,
     formulation: Formulation,
-):
-    """The engine for ``kind``; ``auto`` takes the fast path when it can."""
+) -> Engine:
+    """The engine for ``kind``; ``auto`` takes the fast path when it can.
+
+    A solver object of the user's (``solver.instance``) always goes through Pyomo.
+    """
     kind = EngineKind(kind)
+    if kind is EngineKind.HIGHS and solver.instance is not None:
+        raise InputError("engine 'highs' drives highspy itself; a solver object needs 'pyomo'")
     if kind is EngineKind.AUTO:
-        fast_ok = solver.name.lower() == "highs" and extension_is_static(m)
+        fast_ok = (
+            solver.name.lower() == "highs" and solver.instance is None and extension_is_static(m)
+        )
         try:
             import fpamm_opt.fastpath  # noqa: F401
         except ImportError:
@@ -316,7 +302,8 @@ class AllocationProblem:
     voll : float
         Value of lost load ($/MWh) of the screening / LMP-baseline LP.
     formulation : Formulation
-    solver : SolverSpec
+    solver : str, SolverSpec or Pyomo solver object, optional
+        See :func:`fpamm_opt.solvers.as_solver_spec` (default: persistent HiGHS).
     engine : EngineKind
     extensions : sequence of callables ``f(model, net)``
     """
@@ -329,7 +316,7 @@ class AllocationProblem:
         rule: Rule | str = Rule.MAXMIN,
         voll: float = 10_000.0,
         formulation: Formulation | str = Formulation.BTHETA,
-        solver: SolverSpec | None = None,
+        solver: SolverLike | None = None,
         engine: EngineKind | str = EngineKind.AUTO,
         extensions: Sequence[Extension] = (),
         max_rounds: int = 50,
@@ -343,11 +330,11 @@ class AllocationProblem:
         self.rule = Rule(rule)
         self.voll = float(voll)
         self.formulation = Formulation(formulation)
-        self.solver_spec = solver or SolverSpec()
+        self.solver_spec = as_solver_spec(solver)
         self.n_node, self.n_gen, self.n_branch = net.n_node, net.n_gen, net.n_branch
         self.model = build_model(net, self.formulation, self.node_tier, self.n_tier, extensions)
         self.engine = make_engine(engine, self.model, net, self.solver_spec, self.formulation)
-        self.engine_kind = "highs" if type(self.engine).__name__ == "HighsEngine" else "pyomo"
+        self.engine_kind: EngineKind = self.engine.kind
         self.price = secant_price(net)
         self._zeros_node = np.zeros(net.n_node)
         self._ones_node = np.ones(net.n_node)
@@ -1054,11 +1041,31 @@ class DCOPFResult:
 def solve_dcopf(
     net: NetworkData,
     formulation: Formulation | str = Formulation.BTHETA,
-    solver: SolverSpec | None = None,
+    solver: SolverLike | None = None,
     engine: EngineKind | str = EngineKind.PYOMO,
     extensions: Sequence[Extension] = (),
 ) -> DCOPFResult:
-    """Build and solve one least-cost DC-OPF of ``net`` with its base demand."""
+    """Build and solve one least-cost DC-OPF of ``net`` with its base demand.
+
+    Parameters
+    ----------
+    net : NetworkData
+        From :func:`fpamm_opt.network.load_network`.
+    formulation : Formulation or str
+        ``btheta`` or ``ptdf`` (the same feasible set).
+    solver : str, SolverSpec or Pyomo solver object, optional
+        A name (``highs``, ``appsi_highs``, ``glpk``, ...) or an object such as
+        ``pyo.SolverFactory("appsi_highs")``; default persistent HiGHS.
+    engine : EngineKind or str
+        ``pyomo`` (default) or ``highs`` (the fast path; name ``highs`` only).
+    extensions : sequence of callables ``f(model, net)``
+        Constraints added to the model before the solve.
+
+    Returns
+    -------
+    DCOPFResult
+        Status, cost ($/h, the case's own curves), dispatch, flows and LMPs.
+    """
     prob = AllocationProblem(
         net,
         np.zeros(net.n_node, dtype=int),

@@ -54,6 +54,7 @@ from fpamm_opt.network import NetworkData
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.cold import ColdClearing, replay_clearing
 from fpamm_opt.verify.context import CostModel, RunData, as_run
+from fpamm_opt.verify.limits import flow_limits, gen_lower_mw
 from fpamm_opt.verify.panel import bool_array, pivot, require_columns
 from fpamm_opt.verify.result import CheckName, CheckResult, not_applicable
 
@@ -155,20 +156,6 @@ def interval_arrays(run: RunData, net: NetworkData, branches: bool = True) -> In
         flow_mw=flow,
         rate_mw=rate,
     )
-
-
-def flow_limits(net: NetworkData) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper flow bounds (MW): ``±rate`` and, when the network has them, the
-    angle-difference limits (:meth:`NetworkData.flow_limits_mw`)."""
-    if hasattr(net, "flow_limits_mw"):
-        lo, hi = net.flow_limits_mw()
-        return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
-    return -net.branch_rate_mw, net.branch_rate_mw.copy()
-
-
-def gen_lower_mw(net: NetworkData) -> np.ndarray:
-    """Generator lower bounds of ``X(t)``: ``min(pmin, 0)`` (positive minimums relaxed to 0)."""
-    return np.minimum(net.gen_pmin_mw, 0.0)
 
 
 #: Largest ``n_branch · n_bus`` for which flows are computed with the dense PTDF.
