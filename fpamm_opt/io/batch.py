@@ -47,8 +47,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from fpamm_opt.errors import RunDirectoryError
-from fpamm_opt.io.reader import _to_pandas
 from fpamm_opt.io.schema import SCHEMAS, TABLE_NAMES, file_name
+from fpamm_opt.io.tables import to_frame
 
 INDEX_NAME = "index.parquet"
 BATCH_META_NAME = "batch.json"
@@ -186,7 +186,7 @@ def read_index_table(out_dir: Path | str) -> pa.Table:
 
 def read_index(out_dir: Path | str) -> pd.DataFrame:
     """The index of a batch directory (one row per run, see the module docstring)."""
-    return _to_pandas(read_index_table(out_dir))
+    return to_frame(read_index_table(out_dir))
 
 
 def swept_columns(index: pa.Table) -> list[str]:
@@ -301,7 +301,7 @@ def read_batch(
         raise RunDirectoryError(
             f"cannot read the {table} table of batch {out_dir} ({type(exc).__name__}: {exc})"
         ) from None
-    return _to_pandas(result)
+    return to_frame(result)
 
 
 __all__ = [

@@ -150,10 +150,42 @@ def build_manifest(
     return to_jsonable(manifest)
 
 
+def complete_manifest(
+    manifest: Mapping[str, Any],
+    updates: Mapping[str, Any] | None,
+    *,
+    spec_hash: str,
+    n_intervals: int,
+    tables: Mapping[str, Mapping[str, Any]],
+    write_s: float,
+) -> dict[str, Any]:
+    """The manifest of a finished run: ``manifest`` with ``updates`` merged (a ``timestamps``
+    mapping key by key, ``finished_utc`` added), ``status: "complete"``, the spec hash, the
+    number of intervals, what each table holds and the time spent storing them."""
+    out = dict(manifest)
+    extra = dict(updates or {})
+    stamps = dict(out.get("timestamps") or {})
+    stamps.update(extra.pop("timestamps", None) or {})
+    stamps["finished_utc"] = utc_now()
+    out.update(extra)
+    out.update(
+        {
+            "status": "complete",
+            "spec_hash": spec_hash,
+            "n_intervals": n_intervals,
+            "timestamps": stamps,
+            "tables": {t: dict(info) for t, info in tables.items()},
+            "write_s": write_s,
+        }
+    )
+    return out
+
+
 __all__ = [
     "MANIFEST_VERSION",
     "PACKAGES",
     "build_manifest",
+    "complete_manifest",
     "environment_info",
     "package_versions",
     "to_jsonable",

@@ -31,14 +31,8 @@ import pyarrow.parquet as pq
 
 from fpamm_opt.errors import RunDirectoryError
 from fpamm_opt.io.schema import META_SPEC_HASH, SCHEMAS, TABLE_NAMES, file_name
+from fpamm_opt.io.tables import to_frame
 from fpamm_opt.io.writer import MANIFEST_NAME
-
-_NULLABLE_INT = {
-    pa.int8(): pd.Int8Dtype(),
-    pa.int16(): pd.Int16Dtype(),
-    pa.int32(): pd.Int32Dtype(),
-    pa.int64(): pd.Int64Dtype(),
-}
 
 
 def is_run_dir(path: Path | str) -> bool:
@@ -84,15 +78,6 @@ def has_table(path: Path | str, name: str) -> bool:
     return name in SCHEMAS and is_run_dir(path) and (Path(path) / file_name(name)).is_file()
 
 
-def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    df = table.to_pandas()
-    for i, field in enumerate(table.schema):
-        if pa.types.is_integer(field.type) and table.column(i).null_count > 0:
-            dtype = _NULLABLE_INT.get(field.type, pd.Int64Dtype())
-            df[field.name] = table.column(i).to_pandas(types_mapper={field.type: dtype}.get)
-    return df
-
-
 def read_table(
     path: Path | str,
     name: str,
@@ -123,7 +108,7 @@ def read_table(
         )
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise RunDirectoryError(f"cannot read {f} ({type(exc).__name__}: {exc})") from None
-    return _to_pandas(table)
+    return to_frame(table)
 
 
 def iter_table(
@@ -134,9 +119,7 @@ def iter_table(
     try:
         pf = pq.ParquetFile(f)
         for k in range(pf.num_row_groups):
-            yield _to_pandas(
-                pf.read_row_group(k, columns=None if columns is None else list(columns))
-            )
+            yield to_frame(pf.read_row_group(k, columns=None if columns is None else list(columns)))
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise RunDirectoryError(f"cannot read {f} ({type(exc).__name__}: {exc})") from None
 

@@ -22,6 +22,8 @@ Columns
     given as ``None`` is written as null; an unknown column raises
     :class:`~fpamm_opt.errors.RunDirectoryError` at once, as does a value of the wrong kind
     (e.g. floats for an integer column). Arrays are copied, so the caller may reuse them.
+    Checking, buffering and the conversion to Arrow are :class:`~fpamm_opt.io.tables.TableBuffer`'s,
+    shared with the in-memory runs of :func:`fpamm_opt.simulate`.
 Memory
     Rows are buffered per table and written as one Parquet row group per ``flush_every``
     intervals (so row group ``k`` of every table covers the same intervals), or earlier when a
@@ -55,13 +57,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fpamm_opt.errors import RunDirectoryError
-from fpamm_opt.io.manifest import to_jsonable, utc_now
-from fpamm_opt.io.schema import SCHEMAS, TABLE_NAMES, file_name, table_schema
+from fpamm_opt.io.manifest import complete_manifest, to_jsonable
+from fpamm_opt.io.schema import TABLE_NAMES, file_name
+from fpamm_opt.io.tables import TableBuffer, check_table_names
 
 MANIFEST_NAME = "manifest.json"
 
@@ -131,34 +132,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _accepted_kinds(arrow_type: pa.DataType) -> str:
-    """NumPy dtype kinds acceptable for an Arrow column type (object arrays always are)."""
-    if pa.types.is_integer(arrow_type):
-        return "iuO"
-    if pa.types.is_floating(arrow_type):
-        return "fiuO"
-    if pa.types.is_boolean(arrow_type):
-        return "bO"
-    if pa.types.is_string(arrow_type):
-        return "USO"
-    return "biufcUSO"
-
-
-#: ``{table: {column: (arrow type, accepted NumPy kinds)}}``.
-_COLUMNS: dict[str, dict[str, tuple[pa.DataType, str]]] = {
-    t: {f.name: (f.type, _accepted_kinds(f.type)) for f in schema} for t, schema in SCHEMAS.items()
-}
-
-
-class _Nulls:
-    """``n`` nulls in a column buffer."""
-
-    __slots__ = ("n",)
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-
 class RunWriter:
     """Streams the tables of one run to Parquet and publishes the directory atomically.
 
@@ -203,12 +176,7 @@ class RunWriter:
             raise RunDirectoryError(
                 f"run writer: flush_every must be an integer >= 1, got {flush_every!r}"
             )
-        names = tuple(str(t) for t in tables)
-        for name in names:
-            if name not in SCHEMAS:
-                raise RunDirectoryError(
-                    f"run writer: unknown table {name!r} (known: {', '.join(TABLE_NAMES)})"
-                )
+        selected = check_table_names(tables)
         if self.final_dir.exists() and not overwrite:
             raise RunDirectoryError(
                 f"run directory {self.final_dir} already exists (choose another --out or overwrite)"
@@ -216,7 +184,7 @@ class RunWriter:
         self.spec_hash = spec_hash
         self.manifest: dict[str, Any] = dict(manifest)
         self.flush_every = flush_every
-        self.tables: tuple[str, ...] = tuple(t for t in TABLE_NAMES if t in names)
+        self.tables: tuple[str, ...] = selected
         self.overwrite = overwrite
         self.max_buffer_rows = int(max_buffer_rows)
         self.tmp_dir = temporary_dir(self.final_dir)
@@ -224,13 +192,10 @@ class RunWriter:
         self._pending = 0
         self._state = "open"
         self._t_start = time.perf_counter()
-        self._rows = dict.fromkeys(self.tables, 0)
         self._written_rows = dict.fromkeys(self.tables, 0)
         self._row_groups = dict.fromkeys(self.tables, 0)
-        self._buf: dict[str, dict[str, list[Any]]] = {
-            t: {c: [] for c in SCHEMAS[t].names} for t in self.tables
-        }
-        self._schemas = {t: table_schema(t, spec_hash) for t in self.tables}
+        #: The rows not yet written (checked and converted to Arrow by the buffer).
+        self.buffer = TableBuffer(self.tables, spec_hash)
         if self.tmp_dir.exists():
             raise RunDirectoryError(
                 f"run writer: temporary directory {self.tmp_dir} already exists (another writer "
@@ -245,7 +210,7 @@ class RunWriter:
         try:
             for t in self.tables:
                 self._writers[t] = pq.ParquetWriter(
-                    self.tmp_dir / file_name(t), self._schemas[t], compression=compression
+                    self.tmp_dir / file_name(t), self.buffer.schemas[t], compression=compression
                 )
         except BaseException:
             self.abort()
@@ -278,50 +243,8 @@ class RunWriter:
             Column name -> 1-D array (one entry per row) or scalar (broadcast) or ``None``.
         """
         self._require_open()
-        if table not in self._buf:
-            if table in SCHEMAS:
-                return  # a known table that this run does not write
-            raise RunDirectoryError(
-                f"run writer: unknown table {table!r} (known: {', '.join(TABLE_NAMES)})"
-            )
-        known = _COLUMNS[table]
-        n: int | None = None
-        prepared: dict[str, np.ndarray] = {}
-        for col, value in columns.items():
-            info = known.get(col)
-            if info is None:
-                raise RunDirectoryError(f"run writer: table {table!r} has no column {col!r}")
-            if value is None:
-                continue
-            arr = np.array(value, copy=True)
-            if arr.ndim > 1:
-                raise RunDirectoryError(
-                    f"run writer: {table}.{col} must be a scalar or 1-D, got shape {arr.shape}"
-                )
-            if arr.dtype.kind not in info[1]:
-                raise RunDirectoryError(
-                    f"run writer: {table}.{col} expects {info[0]}, got {arr.dtype}"
-                )
-            if arr.ndim == 1:
-                if n is None:
-                    n = arr.shape[0]
-                elif arr.shape[0] != n:
-                    raise RunDirectoryError(
-                        f"run writer: {table}.{col} has {arr.shape[0]} rows, other columns {n}"
-                    )
-            prepared[col] = arr
-        rows = 1 if n is None else n
-        buf = self._buf[table]
-        for col in known:
-            got = prepared.get(col)
-            if got is None:
-                buf[col].append(_Nulls(rows))
-            elif got.ndim == 0:
-                buf[col].append(np.full(rows, got))
-            else:
-                buf[col].append(got)
-        self._rows[table] += rows
-        if self._rows[table] >= self.max_buffer_rows:
+        self.buffer.add(table, columns)
+        if table in self.buffer.tables and self.buffer.rows(table) >= self.max_buffer_rows:
             self._flush_table(table)
 
     def end_interval(self) -> None:
@@ -339,41 +262,13 @@ class RunWriter:
         self.end_interval()
 
     # ------------------------------------------------------------- flushing
-    def _column_array(self, table: str, col: str, pieces: list[Any], typ: pa.DataType) -> pa.Array:
-        if any(isinstance(p, _Nulls) for p in pieces):
-            if all(isinstance(p, _Nulls) for p in pieces):
-                return pa.nulls(sum(p.n for p in pieces), type=typ)
-            parts = [
-                np.full(p.n, None, dtype=object) if isinstance(p, _Nulls) else p.astype(object)
-                for p in pieces
-            ]
-            data = np.concatenate(parts)
-        else:
-            data = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-        try:
-            return pa.array(data, type=typ)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
-            raise RunDirectoryError(
-                f"run writer: {table}.{col} cannot be stored as {typ} ({exc})"
-            ) from None
-
     def _flush_table(self, table: str) -> None:
-        if self._rows[table] == 0:
-            # Intervals that add no rows (no fixed-point iterations) still buffer empty
-            # pieces; drop them, or memory grows with T.
-            for col in self._buf[table]:
-                self._buf[table][col].clear()
+        batch = self.buffer.take(table)
+        if batch is None:
             return
-        schema = self._schemas[table]
-        buf = self._buf[table]
-        arrays = [self._column_array(table, f.name, buf[f.name], f.type) for f in schema]
-        batch = pa.Table.from_arrays(arrays, schema=schema)
         self._writers[table].write_table(batch, row_group_size=max(1, batch.num_rows))
         self._written_rows[table] += batch.num_rows
         self._row_groups[table] += 1
-        self._rows[table] = 0
-        for col in buf:
-            buf[col].clear()
 
     def flush(self) -> None:
         """Write every buffered row as one row group per table."""
@@ -402,28 +297,20 @@ class RunWriter:
             for w in self._writers.values():
                 w.close()
             self._writers.clear()
-            manifest = dict(self.manifest)
-            updates = dict(manifest_updates or {})
-            stamps = dict(manifest.get("timestamps") or {})
-            stamps.update(updates.pop("timestamps", None) or {})
-            stamps["finished_utc"] = utc_now()
-            manifest.update(updates)
-            manifest.update(
-                {
-                    "status": "complete",
-                    "spec_hash": self.spec_hash,
-                    "n_intervals": self.n_intervals,
-                    "timestamps": stamps,
-                    "tables": {
-                        t: {
-                            "file": file_name(t),
-                            "rows": self._written_rows[t],
-                            "row_groups": self._row_groups[t],
-                        }
-                        for t in self.tables
-                    },
-                    "write_s": time.perf_counter() - self._t_start,
-                }
+            manifest = complete_manifest(
+                self.manifest,
+                manifest_updates,
+                spec_hash=self.spec_hash,
+                n_intervals=self.n_intervals,
+                tables={
+                    t: {
+                        "file": file_name(t),
+                        "rows": self._written_rows[t],
+                        "row_groups": self._row_groups[t],
+                    }
+                    for t in self.tables
+                },
+                write_s=time.perf_counter() - self._t_start,
             )
             text = json.dumps(to_jsonable(manifest), indent=2, allow_nan=False)
             path = self.tmp_dir / MANIFEST_NAME

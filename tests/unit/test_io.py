@@ -223,7 +223,7 @@ def test_buffers_flushed_each_group(tmp_path):
     w = RunWriter(tmp_path / "r", HASH, manifest, flush_every=2)
     for t in range(5):
         w.add_interval(_interval_tables(t))
-        assert w._rows["nodes"] <= 2 * N_NODE
+        assert w.buffer.rows("nodes") <= 2 * N_NODE
     w.close()
     assert read_manifest(tmp_path / "r")["tables"]["intervals"]["row_groups"] == 3
 
@@ -373,5 +373,5 @@ def test_empty_intervals_do_not_accumulate_buffers(tmp_path):
     for t in range(30):
         w.add("iterations", {"t": t, "m": np.zeros(0, dtype=np.int32), "residual": np.zeros(0)})
         w.end_interval()
-    assert all(len(pieces) == 0 for pieces in w._buf["iterations"].values())
+    assert w.buffer.n_pieces("iterations") == 0
     w.abort()
