@@ -1,4 +1,10 @@
-"""The run loop: one simulation from a :class:`~fpamm_opt.spec.RunSpec` to a run directory.
+"""The run loop: one simulation from a :class:`~fpamm_opt.spec.RunSpec` to its tables.
+
+:class:`Simulation` is the runner (its :meth:`~Simulation.steps` yield one
+:class:`~fpamm_opt.sim.records.IntervalRecord` per interval); :func:`run` writes the records
+to a run directory, :func:`simulate` keeps them in memory as pandas tables
+(:class:`SimulationResult`). Both convert records to tables the same way
+(:class:`~fpamm_opt.sim.records.TableLayout`, then :class:`~fpamm_opt.io.tables.TableBuffer`).
 
 Phases
 ------
@@ -12,29 +18,36 @@ Phases
    retried by :class:`RetryingAllocator` (cold re-solve inside the fast engine, then the other
    formulation on the Pyomo engine) and what happened is recorded in the interval's status.
 4. *Write* through :class:`~fpamm_opt.io.writer.RunWriter`: Parquet row groups streamed every
-   ``flush_every`` intervals (memory flat in ``T``), the manifest, an atomic rename.
+   ``flush_every`` intervals (memory flat in ``T``), the manifest, an atomic rename; or, for
+   :func:`simulate`, keep the row groups in memory (:class:`~fpamm_opt.io.tables.MemoryTables`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from fpamm_opt.errors import InputError, SolverError
-from fpamm_opt.io.manifest import build_manifest
+from fpamm_opt.io.manifest import build_manifest, complete_manifest, to_jsonable
+from fpamm_opt.io.schema import TABLE_NAMES
+from fpamm_opt.io.tables import MemoryTables
 from fpamm_opt.io.writer import RunWriter, clean_stale_temporaries
 from fpamm_opt.mechanism.config import MechanismConfig, Policy
 from fpamm_opt.mechanism.engine import Mechanism, StepRecord
 from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus, keep_deferred
 from fpamm_opt.network import NetworkData
 from fpamm_opt.scenario import Scenario
-from fpamm_opt.spec import RunSpec, spec_hash
+from fpamm_opt.sim.records import IntervalRecord, TableLayout
+from fpamm_opt.spec import RunSpec, apply_overrides, load_spec, spec_hash
+from fpamm_opt.verify.context import RunData
 
 #: Solvers that cannot take the QP rule's quadratic objective.
 LP_ONLY_SOLVERS = frozenset({"glpk", "cbc", "clp"})
@@ -178,6 +191,8 @@ class PreparedRun:
     intervals: int
     #: The spec's ``[[extensions]]``, resolved to ``f(model, net)`` callables.
     extensions: tuple[Any, ...] = ()
+    #: A Pyomo solver object to use instead of one made from ``spec.solver.name``.
+    solver_instance: Any = None
 
 
 def resolve_run_spec(
@@ -198,9 +213,12 @@ def resolve_run_spec(
     return RunSpec.from_dict(data, source=spec.source)
 
 
-def prepare(spec: RunSpec) -> PreparedRun:
-    """Phase 1: validate the whole spec and build the inputs (no solver call yet)."""
-    from fpamm_opt.solvers import require_solver
+def prepare(spec: RunSpec, solver_instance: Any = None) -> PreparedRun:
+    """Phase 1: validate the whole spec and build the inputs (no solver call yet).
+
+    ``solver_instance``: a Pyomo solver object used instead of ``spec.solver.name``.
+    """
+    from fpamm_opt.solvers import SolverSpec, require_solver
 
     cfg = MechanismConfig.from_dict(spec.mechanism)
     try:
@@ -220,7 +238,11 @@ def prepare(spec: RunSpec) -> PreparedRun:
         raise InputError(
             f"solver.engine: 'highs' needs solver.name 'highs', got {spec.solver.name!r}"
         )
-    require_solver(spec.solver.name)
+    if solver_instance is not None and str(spec.solver.engine) == "highs":
+        raise InputError(
+            "solver.engine: 'highs' drives highspy itself; a solver object needs 'auto' or 'pyomo'"
+        )
+    require_solver(SolverSpec(name=spec.solver.name, instance=solver_instance))
     from fpamm_opt.extensions import resolve_extensions
 
     base = Path(spec.source).resolve().parent if spec.source else None
@@ -228,7 +250,15 @@ def prepare(spec: RunSpec) -> PreparedRun:
     net = spec.network.load()
     scenario = Scenario(net, spec.scenario, seed=int(spec.run.seed))
     return PreparedRun(
-        spec, net, scenario, cfg, policy, int(spec.run.seed), int(spec.run.intervals), exts
+        spec,
+        net,
+        scenario,
+        cfg,
+        policy,
+        int(spec.run.seed),
+        int(spec.run.intervals),
+        exts,
+        solver_instance,
     )
 
 
@@ -251,7 +281,10 @@ def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> Retryi
 
     s = prep.spec
     solver = SolverSpec(
-        name=s.solver.name, time_limit_s=s.solver.time_limit_s, options=dict(s.solver.options)
+        name=s.solver.name,
+        time_limit_s=s.solver.time_limit_s,
+        options=dict(s.solver.options),
+        instance=prep.solver_instance,
     )
     form = Formulation(getattr(s.network, "formulation", "btheta"))
     engine = getattr(s.solver, "engine", "auto")
@@ -304,200 +337,393 @@ def _tables_of(
     gen_idx: np.ndarray,
     gen_bus: np.ndarray,
 ) -> dict[str, dict[str, Any]]:
-    t = int(rec.t)
-    res = np.asarray(rec.residuals, dtype=float)
-    return {
-        "intervals": {
-            "t": t,
-            "scarce": bool(rec.scarce),
-            "window": si.window,
-            "tier_order": ">".join(str(int(k)) for k in rec.tier_order),
-            "demand_mw": float(rec.demand_mw.sum()),
-            "served_mw": float(rec.served_mw.sum()),
-            "available_mw": float(np.sum(rec.available_mw)),
-            "amm_price": float(rec.amm_price),
-            "iterations": int(res.size),
-            "q_hat": float(rec.q_hat),
-            "q_bound": float(rec.q_bound),
-            "q_bound_applies": bool(rec.q_bound_applies),
-            "gamma": float(rec.gamma),
-            "tier_level_max": float(rec.lambda_max),
-            "executed": bool(rec.executed),
-            "status": rec.status,
-            "solve_s": float(rec.solve_s),
-            "n_solves": int(rec.n_solves),
-            "tracking_error": float(rec.tracking_error),
-            "cost": float(rec.cost),
-            "deliverable_mw": float(rec.deliverable_mw),
-        },
-        "nodes": {
-            "t": t,
-            "node": node_idx,
-            "bus": node_bus,
-            "tier": tiers,
-            "demand_mw": rec.demand_mw,
-            "served_mw": rec.served_mw,
-            "shortfall_ratio": rec.shortfall_ratio,
-            "memory_before": rec.memory_before,
-            "memory_after": rec.memory_after,
-            "weight": rec.weights,
-            "delivery_ratio": rec.delivery_ratio,
-            "lmp": rec.lmp,
-            "deficit_mwh": rec.deficit_mwh,
-            "served_ratio_exact": rec.served_ratio_exact,
-        },
-        "branches": {
-            "t": t,
-            "branch": br_idx,
-            "flow_mw": rec.flow_mw,
-            "rate_mw": net.branch_rate_mw,
-        },
-        "generators": {
-            "t": t,
-            "gen": gen_idx,
-            "bus": gen_bus,
-            "p_mw": rec.p_gen_mw,
-            "available_mw": rec.available_mw,
-        },
-        "iterations": {"t": t, "m": np.arange(res.size, dtype=np.int32), "residual": res},
-    }
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """Where a run went and what it measured."""
-
-    run_dir: Path
-    manifest: dict[str, Any]
-
-
-def run(
-    spec: RunSpec,
-    out_dir: Path | str,
-    progress: bool | None = None,
-    extensions: Sequence[Any] = (),
-    overwrite: bool = False,
-    on_step: Callable[[StepRecord], None] | None = None,
-) -> RunResult:
-    """Run one simulation and write its run directory (see module docstring)."""
-    t_start = time.perf_counter()
-    out_dir = Path(out_dir)
-    prep = prepare(spec)
-    t_build0 = time.perf_counter()
-    alloc = build_allocator(prep, extensions)
-    build_s = time.perf_counter() - t_build0
-    # Only now, with everything validated and built, touch the file system.
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out_dir.parent)
-    net, sc, cfg = prep.net, prep.scenario, prep.cfg
-    mech = Mechanism(
-        alloc,
-        net,
-        sc.node_tier,
-        sc.tier_priority,
-        prep.policy,
-        cfg,
-        sc.priority_rng(),
-        interval_h=float(spec.scenario.interval_minutes) / 60.0,
+    """The table rows of one step (kept for callers of the former helper; see
+    :meth:`~fpamm_opt.sim.records.TableLayout.columns`)."""
+    layout = TableLayout(
+        node=node_idx,
+        bus=node_bus,
+        tier=tiers,
+        branch=br_idx,
+        rate_mw=net.branch_rate_mw,
+        gen=gen_idx,
+        gen_bus=gen_bus,
     )
-    h = spec_hash(spec)
-    manifest = build_manifest(
-        spec.to_dict(),
-        h,
-        seed=prep.seed,
-        policy=prep.policy.value,
-        network=net.summary(),
-        scenario=sc.describe(),
-        extra={
-            "rule": cfg.rule.value,
-            "weight_form": cfg.weight_form.value,
-            "weight_source": cfg.weight_source.value,
-            "interval_hours": float(spec.scenario.interval_minutes) / 60.0,
-            "formulation": alloc.formulation,  # type: ignore[attr-defined]
-            "engine": alloc.engine_kind,  # type: ignore[attr-defined]
-            "solver": spec.solver.name,
-            "qp_method": alloc.qp_method,  # type: ignore[attr-defined]
-            "cost_model": "linear",
-            "cost_model_note": "LP price per MW = c1 + c2*pmax (secant of the case's cost)",
-            "lower_bounds_relaxed": "generator minimum outputs relaxed to 0 so X(t) is never empty",
-            "ratings": net.ratings.describe(),
-            "checks": applicable_checks(cfg, prep.policy),
-            "mechanism_resolved": cfg.to_dict(),
-            "intervals": prep.intervals,
-        },
-    )
-    tables = spec.outputs.tables() if hasattr(spec.outputs, "tables") else None
-    writer_kw: dict[str, Any] = {"flush_every": spec.run.flush_every, "overwrite": overwrite}
-    if tables is not None:
-        writer_kw["tables"] = tables
-    node_idx = np.arange(net.n_node, dtype=np.int32)
-    node_bus = net.node_ids.astype(np.int32)
-    br_idx = np.arange(net.n_branch, dtype=np.int32)
-    gen_idx = np.arange(net.n_gen, dtype=np.int32)
-    gen_bus = net.bus_ids[net.gen_bus].astype(np.int32)
-    tiers = sc.node_tier.astype(np.int16)
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if show:
-        from tqdm import tqdm
+    return layout.columns(IntervalRecord(rec, si.window))
 
-        bar = tqdm(
-            total=prep.intervals,
-            desc=f"{net.name} {prep.policy.value}",
-            unit="int",
-            file=sys.stderr,
-            mininterval=0.5,
+
+# ----------------------------------------------------------------- the runner
+class Simulation:
+    """One simulation of a spec, interval by interval: phases 1 to 3 of the module docstring.
+
+    Building one validates the spec and builds the allocator and the mechanism (nothing is
+    written anywhere); :meth:`steps` then yields one
+    :class:`~fpamm_opt.sim.records.IntervalRecord` per interval. :func:`run` streams the
+    records to a run directory, :func:`simulate` keeps them in memory; both turn them into
+    table rows with :meth:`columns`.
+
+    Parameters
+    ----------
+    spec : RunSpec
+        Resolved (policy, seed and horizon applied).
+    extensions : sequence of callables ``f(model, net)``
+        Added to the spec's own ``[[extensions]]``.
+    solver_instance : Pyomo solver object, optional
+        Used instead of one made from ``spec.solver.name``
+        (:func:`fpamm_opt.solvers.as_solver_spec`).
+
+    Attributes
+    ----------
+    prep : PreparedRun
+    allocator : RetryingAllocator
+    mechanism : Mechanism
+    manifest : dict
+        The manifest at the start of the run (``status: "running"``).
+    spec_hash : str
+    tables : tuple of str
+        The tables the spec's ``[outputs]`` asks for.
+    """
+
+    def __init__(
+        self, spec: RunSpec, extensions: Sequence[Any] = (), solver_instance: Any = None
+    ) -> None:
+        self._t_start = time.perf_counter()
+        self.prep = prepare(spec, solver_instance=solver_instance)
+        t_build0 = time.perf_counter()
+        self.allocator = build_allocator(self.prep, extensions)
+        self.build_s = time.perf_counter() - t_build0
+        prep = self.prep
+        net, sc, cfg = prep.net, prep.scenario, prep.cfg
+        interval_h = float(spec.scenario.interval_minutes) / 60.0
+        self.mechanism = Mechanism(
+            self.allocator,
+            net,
+            sc.node_tier,
+            sc.tier_priority,
+            prep.policy,
+            cfg,
+            sc.priority_rng(),
+            interval_h=interval_h,
         )
-    n_scarce = n_exec = n_fail = 0
-    solve_s = 0.0
-    t_loop0 = time.perf_counter()
-    from fpamm_opt.sim.signals import terminate_as_interrupt
+        self.spec_hash = spec_hash(spec)
+        alloc: Any = self.allocator
+        self.manifest = build_manifest(
+            spec.to_dict(),
+            self.spec_hash,
+            seed=prep.seed,
+            policy=prep.policy.value,
+            network=net.summary(),
+            scenario=sc.describe(),
+            extra={
+                "rule": cfg.rule.value,
+                "weight_form": cfg.weight_form.value,
+                "weight_source": cfg.weight_source.value,
+                "interval_hours": interval_h,
+                "formulation": alloc.formulation,
+                "engine": alloc.engine_kind,
+                "solver": spec.solver.name,
+                "qp_method": alloc.qp_method,
+                "cost_model": "linear",
+                "cost_model_note": "LP price per MW = c1 + c2*pmax (secant of the case's cost)",
+                "lower_bounds_relaxed": (
+                    "generator minimum outputs relaxed to 0 so X(t) is never empty"
+                ),
+                "ratings": net.ratings.describe(),
+                "checks": applicable_checks(cfg, prep.policy),
+                "mechanism_resolved": cfg.to_dict(),
+                "intervals": prep.intervals,
+            },
+        )
+        outputs = spec.outputs.tables() if hasattr(spec.outputs, "tables") else None
+        self.tables: tuple[str, ...] = TABLE_NAMES if outputs is None else tuple(outputs)
+        self.layout = TableLayout.of(net, sc.node_tier)
+        self.n_scarce = self.n_executed = self.n_failed = 0
+        self.solver_s = 0.0
+        self.loop_s = 0.0
 
-    with terminate_as_interrupt(), RunWriter(out_dir, h, manifest, **writer_kw) as w:
-        for si in sc.iter_intervals(prep.intervals):
+    def steps(self) -> Iterator[IntervalRecord]:
+        """Run the intervals, yielding each one's record as soon as it is cleared.
+
+        Raises
+        ------
+        SolverError
+            When an interval ends without a verified feasible allocation.
+        """
+        prep = self.prep
+        t_loop0 = time.perf_counter()
+        for si in prep.scenario.iter_intervals(prep.intervals):
             inp = IntervalInput(si.t, np.asarray(si.demand_mw), np.asarray(si.available_mw))
-            rec = mech.step(inp)
+            rec = self.mechanism.step(inp)
             if not rec.status.startswith("optimal"):
                 raise SolverError(
                     f"interval {si.t}: no verified feasible allocation ({rec.status}); "
                     "the run is abandoned and nothing is written"
                 )
-            n_scarce += bool(rec.scarce)
-            n_exec += bool(rec.executed)
+            self.n_scarce += bool(rec.scarce)
+            self.n_executed += bool(rec.executed)
             # kept a verified allocation, but some solve of the interval failed for good
-            n_fail += "error:" in rec.status or "failed(" in rec.status
-            solve_s += float(rec.solve_s)
-            w.add_interval(
-                _tables_of(rec, si, net, tiers, node_idx, node_bus, br_idx, gen_idx, gen_bus)
-            )
+            self.n_failed += "error:" in rec.status or "failed(" in rec.status
+            self.solver_s += float(rec.solve_s)
+            yield IntervalRecord(rec, si.window)
+            self.loop_s = time.perf_counter() - t_loop0
+
+    def columns(self, record: IntervalRecord) -> dict[str, dict[str, Any]]:
+        """The table rows of one record (the run directory's columns)."""
+        return self.layout.columns(record)
+
+    def manifest_updates(self) -> dict[str, Any]:
+        """What the manifest learns at the end: timings, summary, solve-path counts."""
+        n = self.prep.intervals
+        alloc = self.allocator
+        return {
+            "timings": {
+                "build_s": self.build_s,
+                "loop_s": self.loop_s,
+                "solver_s": self.solver_s,
+                "total_s": time.perf_counter() - self._t_start,
+                "per_interval_ms": 1000 * self.loop_s / max(n, 1),
+            },
+            "summary": {
+                "intervals": n,
+                "scarce": self.n_scarce,
+                "executed": self.n_executed,
+                "failed": self.n_failed,
+                "retries": list(alloc.events[:100]),
+                "n_retries": len(alloc.events),
+                "final_memory_max": float(np.max(self.mechanism.memory, initial=0.0)),
+            },
+            "solve_paths": _solve_paths(alloc),
+        }
+
+    def progress_bar(self, show: bool | None) -> Any:
+        """A tqdm bar over the intervals on stderr (``None``: when stderr is a terminal)."""
+        if not (sys.stderr.isatty() if show is None else show):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.prep.intervals,
+            desc=f"{self.prep.net.name} {self.prep.policy.value}",
+            unit="int",
+            file=sys.stderr,
+            mininterval=0.5,
+        )
+
+
+def as_run_spec(spec: RunSpec | str | Path, overrides: Iterable[str] = ()) -> RunSpec:
+    """``spec`` loaded (a TOML path) or taken as is, with ``section.key=value`` overrides."""
+    overrides = tuple(overrides)
+    if isinstance(spec, RunSpec):
+        if not overrides:
+            return spec
+        return RunSpec.from_dict(apply_overrides(spec.to_dict(), overrides), source=spec.source)
+    return load_spec(spec, overrides)
+
+
+def with_solver(spec: RunSpec, solver: Any = None) -> tuple[RunSpec, Any]:
+    """``spec`` with its solver chosen by a ``solver=`` argument, and the solver object if any.
+
+    A name replaces ``solver.name``; a :class:`fpamm_opt.solvers.SolverSpec` also its time
+    limit and options; a Pyomo solver object is returned to be used as given (its name is
+    recorded). ``None`` keeps the spec's solver.
+    """
+    if solver is None:
+        return spec, None
+    from fpamm_opt.solvers import SolverSpec as ChosenSolver
+    from fpamm_opt.solvers import as_solver_spec
+
+    chosen = as_solver_spec(solver)
+    changes: dict[str, Any] = {"name": chosen.name}
+    if isinstance(solver, ChosenSolver):
+        changes.update(time_limit_s=chosen.time_limit_s, options=dict(chosen.options))
+    return spec.replace(solver=dataclasses.replace(spec.solver, **changes)), chosen.instance
+
+
+def _resolve(
+    spec: RunSpec | str | Path,
+    policy: str | None,
+    seed: int | None,
+    intervals: int | None,
+    overrides: Iterable[str],
+    solver: Any,
+) -> tuple[RunSpec, Any]:
+    resolved = resolve_run_spec(as_run_spec(spec, overrides), policy, seed, intervals)
+    return with_solver(resolved, solver)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run went and what it measured (a path-like: ``fpamm_opt.verify(result)``)."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+
+    def __fspath__(self) -> str:
+        return str(self.run_dir)
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult(RunData):
+    """A run kept in memory: the manifest and the tables of a run directory, as pandas.
+
+    ``tables`` maps ``intervals``, ``nodes``, ``branches``, ``generators`` and
+    ``iterations`` (those the spec's ``[outputs]`` enables) to data frames with exactly the
+    columns and dtypes :func:`fpamm_opt.read_run` gives for the same run written to disk.
+    It is a :class:`~fpamm_opt.verify.context.RunData`: ``fpamm_opt.verify(result)`` checks it.
+    """
+
+    @property
+    def intervals(self) -> pd.DataFrame:
+        """One row per interval."""
+        return self.tables["intervals"]
+
+    @property
+    def nodes(self) -> pd.DataFrame:
+        """One row per (interval, load node)."""
+        return self.tables["nodes"]
+
+    @property
+    def branches(self) -> pd.DataFrame:
+        """One row per (interval, branch)."""
+        return self.tables["branches"]
+
+    @property
+    def generators(self) -> pd.DataFrame:
+        """One row per (interval, generator)."""
+        return self.tables["generators"]
+
+    @property
+    def iterations(self) -> pd.DataFrame:
+        """One row per (interval, fixed-point iteration)."""
+        return self.tables["iterations"]
+
+
+def run(
+    spec: RunSpec | str | Path,
+    out_dir: Path | str,
+    progress: bool | None = None,
+    extensions: Sequence[Any] = (),
+    overwrite: bool = False,
+    on_step: Callable[[StepRecord], None] | None = None,
+    *,
+    policy: str | None = None,
+    seed: int | None = None,
+    intervals: int | None = None,
+    overrides: Iterable[str] = (),
+    solver: Any = None,
+) -> RunResult:
+    """Run one simulation and write its run directory (see the module docstring).
+
+    Parameters
+    ----------
+    spec : RunSpec or path
+        A loaded spec or a TOML file.
+    out_dir : path
+        The run directory to create (atomically: it exists only once complete).
+    progress : bool, optional
+        tqdm bar on stderr (default: when stderr is a terminal).
+    extensions : sequence of callables ``f(model, net)``
+        Added to the spec's own ``[[extensions]]``.
+    overwrite : bool
+        Replace an existing run directory.
+    on_step : callable, optional
+        Called with each interval's :class:`~fpamm_opt.mechanism.engine.StepRecord`.
+    policy, seed, intervals : optional
+        Override ``run.policy``, ``run.seed`` and the horizon ``run.intervals``.
+    overrides : iterable of str
+        ``section.key=value`` overrides, applied first (``--set``).
+    solver : str, SolverSpec or Pyomo solver object, optional
+        Replaces the spec's solver (:func:`with_solver`).
+
+    Returns
+    -------
+    RunResult
+    """
+    spec, instance = _resolve(spec, policy, seed, intervals, overrides, solver)
+    sim = Simulation(spec, extensions, instance)
+    # Only now, with everything validated and built, touch the file system.
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out_dir.parent)
+    writer_kw: dict[str, Any] = {
+        "flush_every": spec.run.flush_every,
+        "overwrite": overwrite,
+        "tables": sim.tables,
+    }
+    bar = sim.progress_bar(progress)
+    from fpamm_opt.sim.signals import terminate_as_interrupt
+
+    with (
+        terminate_as_interrupt(),
+        RunWriter(out_dir, sim.spec_hash, sim.manifest, **writer_kw) as w,
+    ):
+        for record in sim.steps():
+            w.add_interval(sim.columns(record))
             if on_step is not None:
-                on_step(rec)
+                on_step(record.step)
             if bar is not None:
                 bar.update(1)
-        loop_s = time.perf_counter() - t_loop0
         if bar is not None:
             bar.close()
-        final = w.close(
-            {
-                "timings": {
-                    "build_s": build_s,
-                    "loop_s": loop_s,
-                    "solver_s": solve_s,
-                    "total_s": time.perf_counter() - t_start,
-                    "per_interval_ms": 1000 * loop_s / max(prep.intervals, 1),
-                },
-                "summary": {
-                    "intervals": prep.intervals,
-                    "scarce": n_scarce,
-                    "executed": n_exec,
-                    "failed": n_fail,
-                    "retries": list(alloc.events[:100]),
-                    "n_retries": len(alloc.events),
-                    "final_memory_max": float(np.max(mech.memory, initial=0.0)),
-                },
-                "solve_paths": _solve_paths(alloc),
-            }
-        )
+        final = w.close(sim.manifest_updates())
     from fpamm_opt.io.reader import read_manifest
 
     return RunResult(Path(final), read_manifest(final))
+
+
+def simulate(
+    spec: RunSpec | str | Path,
+    policy: str | None = None,
+    seed: int | None = None,
+    intervals: int | None = None,
+    overrides: Iterable[str] = (),
+    solver: Any = None,
+    *,
+    extensions: Sequence[Any] = (),
+    progress: bool = False,
+) -> SimulationResult:
+    """Run one simulation in memory and return its tables as pandas (nothing is written).
+
+    The same run as :func:`run` (same records, same conversion to tables), kept in memory.
+
+    Parameters
+    ----------
+    spec : RunSpec or path
+        A loaded spec or a TOML file.
+    policy, seed, intervals : optional
+        Override ``run.policy`` (``fpamm``, ``equal``, ``lmp``), ``run.seed`` and the horizon.
+    overrides : iterable of str
+        ``section.key=value`` overrides, applied first.
+    solver : str, SolverSpec or Pyomo solver object, optional
+        Replaces the spec's solver (:func:`with_solver`).
+    extensions : sequence of callables ``f(model, net)``
+        Added to the spec's own ``[[extensions]]``.
+    progress : bool
+        tqdm bar on stderr.
+
+    Returns
+    -------
+    SimulationResult
+        ``.tables`` (``intervals``, ``nodes``, ``branches``, ``generators``, ``iterations``)
+        and ``.manifest``.
+    """
+    spec, instance = _resolve(spec, policy, seed, intervals, overrides, solver)
+    sim = Simulation(spec, extensions, instance)
+    t0 = time.perf_counter()
+    store = MemoryTables(sim.spec_hash, sim.tables, flush_every=spec.run.flush_every)
+    bar = sim.progress_bar(progress)
+    for record in sim.steps():
+        store.add_interval(sim.columns(record))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    frames = store.frames()
+    manifest = complete_manifest(
+        sim.manifest,
+        sim.manifest_updates(),
+        spec_hash=sim.spec_hash,
+        n_intervals=store.n_intervals,
+        tables=store.table_info(),
+        write_s=time.perf_counter() - t0,
+    )
+    return SimulationResult(manifest=to_jsonable(manifest), tables=frames)
