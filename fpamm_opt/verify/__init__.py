@@ -19,9 +19,17 @@ T5-convergence         :func:`check_convergence`
 deficit-replay         :func:`check_deficit_replay`
 fairness-spread        :func:`check_fairness_spread`
 =====================  ======================================================================
+
+The package is also callable: ``fpamm_opt.verify(run, ...)`` is :func:`verify_run` (a run
+directory, a :class:`RunData`, or the :class:`~fpamm_opt.sim.run.SimulationResult` of
+:func:`fpamm_opt.simulate`, which is one).
 """
 
 from __future__ import annotations
+
+import sys
+import types
+from typing import Any
 
 from fpamm_opt.verify.context import (
     CostModel,
@@ -75,3 +83,13 @@ __all__ = [
     "tradeoff_table",
     "verify_run",
 ]
+
+
+class _CallablePackage(types.ModuleType):
+    """This package, callable as :func:`verify_run` (so ``fpamm_opt.verify(run)`` works)."""
+
+    def __call__(self, run: Any, *args: Any, **kwargs: Any) -> VerificationReport:
+        return verify_run(run, *args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
