@@ -1,6 +1,7 @@
 """The import rule of ARCHITECTURE.md: the NumPy layers never import Pyomo.
 
-``network``, ``scenario``, ``mechanism``, ``io``, ``verify`` and ``report.metrics`` must stay
+``network``, ``scenario``, ``mechanism``, ``io``, ``verify`` and ``report.metrics`` (and the
+engine contract ``engine`` and the run records ``sim.records``) must stay
 importable (and usable) without Pyomo, and must not reach into the Pyomo layer (``blocks``,
 ``problem``, ``solvers``, ``fastpath``). Checked twice: at run time in a fresh interpreter,
 and statically over every ``import`` statement of their source files (function-level imports
@@ -24,7 +25,13 @@ REPO = Path(__file__).resolve().parents[2]
 PKG = REPO / "fpamm_opt"
 
 #: Solver-free layers: single modules and packages (all their submodules).
-PURE_MODULES = ("fpamm_opt.network", "fpamm_opt.scenario", "fpamm_opt.report.metrics")
+PURE_MODULES = (
+    "fpamm_opt.network",
+    "fpamm_opt.scenario",
+    "fpamm_opt.report.metrics",
+    "fpamm_opt.engine",
+    "fpamm_opt.sim.records",
+)
 PURE_PACKAGES = ("fpamm_opt.mechanism", "fpamm_opt.io", "fpamm_opt.verify")
 #: The Pyomo layer, off limits for the pure layers.
 PYOMO_LAYER = ("fpamm_opt.blocks", "fpamm_opt.problem", "fpamm_opt.solvers", "fpamm_opt.fastpath")
