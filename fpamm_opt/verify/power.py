@@ -30,7 +30,7 @@ Series that do not:
     never makes whole): ``G`` grows like ``0.006 t``.
 
 ``python -m fpamm_opt.verify.power [--paths 2000] [--groups 400] [--runs 10] [--T 5000]
-[--seed 0]`` prints the rates (about 50 s); docs/verification.md quotes them. The violations
+[--seed 0]`` prints the rates (under a minute); docs/verification.md quotes them. The violations
 are sized against the noise: at ``T = 5000`` the two drifts' gaps exceed the random-walk
 scale ``σ √T`` about six times; one path cannot reveal a drift much below ``4 σ / √T``.
 """
