@@ -15,7 +15,8 @@ T2-bound               :func:`check_fixed_point_bound`
 T3-feasibility         :func:`check_dc_feasibility`
 T3-cold-resolve        :func:`check_cold_resolve`
 T4-tracking            :func:`check_tracking` (and :func:`tradeoff_table`)
-T5-convergence         :func:`check_convergence`
+T5-convergence         :func:`check_convergence` (and :func:`analyse_t5`: targets, evidence)
+T5-replicated          :func:`check_replicated` (a batch's seeds; :func:`verify_batch`)
 deficit-replay         :func:`check_deficit_replay`
 fairness-spread        :func:`check_fairness_spread`
 =====================  ======================================================================
@@ -31,6 +32,7 @@ import sys
 import types
 from typing import Any
 
+from fpamm_opt.verify.batch import check_replicated, verify_batch
 from fpamm_opt.verify.context import (
     CostModel,
     NetworkSpec,
@@ -39,7 +41,12 @@ from fpamm_opt.verify.context import (
     read_manifest,
     read_table,
 )
-from fpamm_opt.verify.convergence import check_convergence, check_fairness_spread, limiting_spread
+from fpamm_opt.verify.convergence import (
+    analyse_t5,
+    check_convergence,
+    check_fairness_spread,
+    limiting_spread,
+)
 from fpamm_opt.verify.deficit import check_deficit_replay, replay_deficit
 from fpamm_opt.verify.feasibility import ColdDCOPF, check_cold_resolve, check_dc_feasibility
 from fpamm_opt.verify.fixed_point import check_fixed_point, check_fixed_point_bound, residual_ratios
@@ -61,6 +68,7 @@ __all__ = [
     "RunContext",
     "RunData",
     "VerificationReport",
+    "analyse_t5",
     "applicable_checks",
     "check_cold_resolve",
     "check_convergence",
@@ -72,6 +80,7 @@ __all__ = [
     "check_memory_contraction",
     "check_memory_invariance",
     "check_memory_update",
+    "check_replicated",
     "check_tracking",
     "limiting_spread",
     "lipschitz_estimate",
@@ -81,6 +90,7 @@ __all__ = [
     "residual_ratios",
     "select_checks",
     "tradeoff_table",
+    "verify_batch",
     "verify_run",
 ]
 
