@@ -47,6 +47,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from fpamm_opt.network import NetworkData
+from fpamm_opt.verify.limits import flow_limits, gen_lower_mw
 
 # ``highspy.Highs`` prints a banner when created; the bare core class is silent.
 _HighsClass: Any = getattr(highspy, "_Highs", highspy.Highs)
@@ -125,8 +126,6 @@ class ColdClearing:
     """
 
     def __init__(self, net: NetworkData) -> None:
-        from fpamm_opt.verify.feasibility import flow_limits, gen_lower_mw
-
         self.net = net
         ng, nn = net.n_gen, net.n_node
         self.n_gen, self.n_node = ng, nn
