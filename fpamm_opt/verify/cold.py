@@ -349,6 +349,8 @@ class TierReplay:
     notes: list[str] = field(default_factory=list)
     #: for a max-min tier whose allocation differs by more than the tolerance asked for
     certificate: LeximinCertificate | QPCertificate | None = None
+    #: no cold QP answer (HiGHS stopped): the stored allocation passed on its certificate
+    certified_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -571,11 +573,51 @@ def replay_clearing(
             if not earlier.any():
                 break  # no band to widen
         assert rep is not None
+        if not rep.ok and rep.rule == "qp" and rep.message.startswith("within-tier QP"):
+            rep = _certify_unsolved(
+                lp, d, avail, xs, w, mem, earlier, rep, tier_energy, stored_p_mw
+            )
         out.append(rep)
         if not rep.ok:
             break
         earlier |= mem
     return out
+
+
+def _certify_unsolved(
+    lp: ColdClearing,
+    d: np.ndarray,
+    avail: np.ndarray,
+    xs: np.ndarray,
+    w: np.ndarray,
+    mem: np.ndarray,
+    earlier: np.ndarray,
+    failed: TierReplay,
+    tier_energy: str,
+    stored_p_mw: np.ndarray | None,
+) -> TierReplay:
+    """A QP tier HiGHS could not re-solve (its active-set solver cycles on some degenerate
+    tiers: every generator at its limit, earlier tiers held exactly): the stored allocation
+    passes only when its KKT conditions hold at the stored point (:class:`QPCertificate`)."""
+    lo = np.where(earlier, xs, 0.0)
+    hi = np.where(earlier, xs, np.where(mem, d, 0.0))
+    cert = qp_certificate(lp, d, avail, xs, w, mem, lo, hi, failed, tier_energy, stored_p_mw)
+    if not cert.passed:
+        return dataclasses.replace(failed, certificate=cert)
+    members = np.flatnonzero(mem)
+    return TierReplay(
+        tier=failed.tier,
+        ok=True,
+        cold_mw=np.where(mem, xs, np.nan),
+        deliverable_mw=failed.deliverable_mw,
+        gap_mw=0.0,
+        node=int(members[0]) if members.size else -1,
+        rule="qp",
+        rounds=1,
+        notes=[f"cold {failed.message}; the stored allocation is certified instead"],
+        certificate=cert,
+        certified_only=True,
+    )
 
 
 def _replay_tier(
@@ -809,15 +851,11 @@ def _kkt_certificate(
     ones = sp.csr_matrix(np.ones((n_col, 1)))
     a_ub = sp.vstack([sp.hstack([core, -ones]), sp.hstack([-core, -ones])], format="csr")
     b_ub = np.r_[-grad, grad]
-    bounds = np.column_stack(
-        [
-            np.r_[y_lo, nu_lo, [e[1] for e in extra], 0.0],
-            np.r_[y_hi, nu_hi, np.zeros(n_extra), np.inf],
-        ]
-    )
+    var_lo = np.r_[y_lo, nu_lo, [e[1] for e in extra], 0.0]
+    var_hi = np.r_[y_hi, nu_hi, np.zeros(n_extra), np.inf]
     bounds = [
-        (None if not math.isfinite(a) else a, None if not math.isfinite(b) else b)
-        for a, b in bounds
+        (float(a) if math.isfinite(a) else None, float(b) if math.isfinite(b) else None)
+        for a, b in zip(var_lo, var_hi)
     ]
     cost = np.zeros(n_row + n_col + n_extra + 1)
     cost[-1] = 1.0

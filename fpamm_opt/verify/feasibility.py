@@ -753,12 +753,13 @@ def _replay(
         )
         for r in replay:
             if not r.ok:
+                why = f"; {r.certificate.describe()}" if r.certificate is not None else ""
                 note(
                     int(t),
                     math.inf,
                     tol,
                     f"t={t}: tier {r.tier} cold re-solve failed with earlier tiers at their "
-                    f"stored values ({r.message}; order {text})",
+                    f"stored values ({r.message}; order {text}){why}",
                 )
                 break
             if r.node < 0:
@@ -779,6 +780,10 @@ def _replay(
                 f"{float(np.nansum(r.cold_mw[a.tier == r.tier])):.8g} MW)"
             )
             cert = r.certificate
+            if r.certified_only and cert is not None:
+                certified.append(f"t={t} tier {r.tier} (no cold QP answer: {r.notes[-1]})")
+                note(int(t), cert.excess, cert.tol, f"t={t}: tier {r.tier}: {cert.describe()}")
+                continue
             if cert is None or r.gap_mw <= tol:
                 note(int(t), r.gap_mw, tol, desc)
                 continue

@@ -24,7 +24,7 @@ import pytest
 from fpamm_opt.errors import VerificationError
 from fpamm_opt.network import load_network
 from fpamm_opt.verify import RunData, check_cold_resolve
-from fpamm_opt.verify.cold import ColdClearing, replay_clearing
+from fpamm_opt.verify.cold import ColdClearing, ColdSolve, replay_clearing
 from fpamm_opt.verify.feasibility import ClearingClaim, clearing_claim
 
 pytestmark = pytest.mark.unit
@@ -309,7 +309,8 @@ def test_certificate_accepts_a_band_level_difference_only(tiny_case: Path) -> No
     res = check_cold_resolve(_moved(tiny_case, 1e-5), sample=10, alloc_tol=tiny)
     assert res.passed, res.detail
     assert (
-        "certified (leximin within the allocator's band" in res.detail and "t=2 tier 0" in res.detail
+        "certified (leximin within the allocator's band" in res.detail
+        and "t=2 tier 0" in res.detail
     )
     res = check_cold_resolve(_moved(tiny_case, 1.0), sample=10, alloc_tol=tiny)
     assert not res.passed
@@ -325,3 +326,33 @@ def test_certificate_rejects_a_point_outside_x(tiny_case: Path) -> None:
     assert not res.passed
     failed = res.detail.split("FAILED (worst first): ")[1]
     assert failed.startswith("t=2: tier 0 node ") and "is not in X(t)" in failed
+
+
+def test_qp_tier_without_a_cold_answer_passes_only_on_its_certificate(
+    tiny_case: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HiGHS's QP stops on every attempt (it cycles on some degenerate tiers): the stored
+    allocation then passes only when its KKT conditions hold at the stored point."""
+    real = ColdClearing.solve
+
+    def no_qp(self: ColdClearing, *args: object, **kw: object) -> ColdSolve:
+        if kw.get("hessian_served") is not None:
+            nan = np.full(self.n_gen, np.nan)
+            return ColdSolve(
+                False, nan, np.full(self.n_node, np.nan), message="Iteration limit reached"
+            )
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(ColdClearing, "solve", no_qp)
+    mech = {"rule": "qp", "tier_energy": "free"}
+    good = make_run(tiny_case, ("qp", "free"), mech)
+    res = check_cold_resolve(good)
+    assert res.passed, res.detail
+    assert "certified optimal by its KKT conditions" in res.detail
+    # 1 MW moved off node 2 (and off the generator): still in X(t), no longer the rule's answer
+    bad = make_run(tiny_case, ("qp", "free"), mech)
+    nodes, gens = bad.tables["nodes"], bad.tables["generators"]
+    nodes.loc[(nodes.t == 1) & (nodes.node == 0), "served_mw"] -= 1.0
+    gens.loc[(gens.t == 1) & (gens.gen == 0), "p_mw"] -= 1.0
+    res = check_cold_resolve(bad)
+    assert not res.passed and "NOT optimal by its KKT conditions" in res.detail
