@@ -104,15 +104,18 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_no_import_cycle_in_the_package() -> None:
-    graph = import_graph()
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return import_graph()
+
+
+def test_no_import_cycle_in_the_package(graph: dict[str, set[str]]) -> None:
     assert "fpamm_opt.problem" in graph and "fpamm_opt.fastpath" in graph["fpamm_opt.problem"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-def test_the_former_cycles_stay_one_way() -> None:
-    graph = import_graph()
+def test_the_former_cycles_stay_one_way(graph: dict[str, set[str]]) -> None:
     assert "fpamm_opt.problem" not in graph["fpamm_opt.fastpath"]
     assert "fpamm_opt.verify.feasibility" not in graph["fpamm_opt.verify.cold"]
     for user in ("fpamm_opt.problem", "fpamm_opt.fastpath"):
@@ -179,9 +182,8 @@ def test_problem_never_compares_class_names() -> None:
     assert hits == [], hits
 
 
-def test_graph_edges_end_at_package_modules() -> None:
+def test_graph_edges_end_at_package_modules(graph: dict[str, set[str]]) -> None:
     """Every edge ends at a module of the package (no dangling names)."""
-    graph = import_graph()
     ends = {m for targets in graph.values() for m in targets}
     assert ends <= set(graph), sorted(ends - set(graph))
     assert len(graph) > 50
