@@ -49,8 +49,9 @@ from fpamm_opt.sim.records import IntervalRecord, TableLayout
 from fpamm_opt.spec import RunSpec, apply_overrides, load_spec, spec_hash
 from fpamm_opt.verify.context import RunData
 
-#: Solvers that cannot take the QP rule's quadratic objective.
-LP_ONLY_SOLVERS = frozenset({"glpk", "cbc", "clp"})
+#: Solvers that cannot take the QP rule's quadratic objective (APPSI's HiGHS interface
+#: accepts linear objectives only; ``highs`` is the one that takes QPs).
+LP_ONLY_SOLVERS = frozenset({"glpk", "cbc", "clp", "appsi_highs"})
 
 #: Feasibility tolerance of stored allocations (MW), relative part times total demand.
 FEAS_TOL_REL = 1e-6

@@ -117,6 +117,8 @@ def test_solver_name_and_object_reach_the_run(tmp_path: Path) -> None:
         SPEC, tmp_path / "obj", progress=False, intervals=5, solver=pyo.SolverFactory("highs")
     )
     assert res.manifest["solver"] == "highs" and res.manifest["engine"] == "pyomo"
+    with pytest.raises(fpamm_opt.FpammError, match="solves LPs only"):
+        fpamm_opt.simulate(SPEC, intervals=2, overrides=["mechanism.rule=qp"], solver="appsi_highs")
     with pytest.raises(fpamm_opt.FpammError, match="solver object"):
         fpamm_opt.simulate(
             SPEC, intervals=2, overrides=["solver.engine=highs"], solver=pyo.SolverFactory("highs")
