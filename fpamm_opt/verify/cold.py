@@ -759,8 +759,9 @@ def qp_certificate(
     total = None
     if tier_energy == "max":
         total = (mem.astype(float), rep.deliverable_mw - tier_slack_mw(d))
-    if stored_p_mw is not None:
-        x_all = np.where(mem, xs, np.clip(xs, lo, hi))
+    x_all = np.where(mem, xs, np.clip(xs, lo, hi))
+    if stored_p_mw is not None and np.array_equal(x_all, xs):
+        # the tier is the last one served: the stored dispatch is a point of its problem
         return _kkt_certificate(lp, d, avail, x_all, stored_p_mw, w, mem, total)
     # The stored tier in X(t) with earlier tiers at their stored values: a dispatch p.
     p_s: np.ndarray | None = None
