@@ -1,6 +1,6 @@
 """Executable docs: the Python quickstart and ``examples/own_model.py`` run as written.
 
-Every ```python block of docs/quickstart.md is executed in order (one namespace, in a scratch
+Every ```python block of docs/quickstart.md and of README.md is executed in order (one namespace, in a scratch
 directory where ``models/`` is the repository's, so nothing lands in the checkout), and
 the example's ``main()`` runs with a solver name and with a solver object.
 """
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "docs" / "quickstart.md"
+README = REPO / "README.md"
 EXAMPLE = REPO / "examples" / "own_model.py"
 
 
@@ -34,16 +35,17 @@ def test_python_blocks_are_found() -> None:
     assert python_blocks(text) == ["x = 1\n", "y = 2\n"]
 
 
-def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = python_blocks(QUICKSTART.read_text(encoding="utf-8"))
-    assert blocks, "docs/quickstart.md has no ```python block"
+@pytest.mark.parametrize("doc", [QUICKSTART, README], ids=["quickstart", "readme"])
+def test_quickstart_runs(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = python_blocks(doc.read_text(encoding="utf-8"))
+    assert blocks, f"{doc.name} has no ```python block"
     (tmp_path / "models").symlink_to(REPO / "models", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {"__name__": "quickstart"}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for k, code in enumerate(blocks):
-            exec(compile(code, f"{QUICKSTART.name}[block {k}]", "exec"), namespace)
+            exec(compile(code, f"{doc.name}[block {k}]", "exec"), namespace)
     res, report = namespace["res"], namespace["report"]
     assert len(res.tables["intervals"]) == 100 and report.passed
     assert "scarce intervals" in out.getvalue()
