@@ -31,7 +31,6 @@ import dataclasses
 import enum
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyomo.environ as pyo
@@ -50,6 +49,7 @@ from fpamm_opt.mechanism.types import (
     widened_note,
 )
 from fpamm_opt.network import NetworkData
+from fpamm_opt.opf import DCOPFProblem, DCOPFResult, lmp_from_duals
 from fpamm_opt.pipeline.accounting import PathStats
 from fpamm_opt.pipeline.bounds import RULE_BAND, TIGHT_BAND
 from fpamm_opt.pipeline.ledger import ClearLedger
@@ -280,26 +280,6 @@ def make_engine(
             raise InputError(f"engine 'highs' needs solver 'highs', got {solver.name!r}")
         return HighsEngine(m, net, solver, formulation)
     return PyomoEngine(m, net, solver)
-
-
-def lmp_from_duals(
-    net: NetworkData, formulation: Formulation, sol: LPSolution
-) -> np.ndarray | None:
-    """Nodal prices ($/MWh) at each load node from the duals of ``sol``.
-
-    B-θ: the dual of the bus balance. PTDF: ``λ_island - Σ_l H_lb μ_l`` (an extra MW
-    withdrawn at ``b`` moves the island balance by one and each flow row by ``-H_lb``).
-    """
-    if sol.balance_duals is None:
-        return None
-    if formulation is Formulation.BTHETA:
-        bus_price = sol.balance_duals
-    else:
-        islands = np.unique(net.bus_island)
-        isl = np.searchsorted(islands, net.bus_island)
-        flow = sol.flow_duals if sol.flow_duals is not None else np.zeros(net.n_branch)
-        bus_price = sol.balance_duals[isl] - net.ptdf.T @ flow
-    return np.asarray(bus_price)[net.node_bus]
 
 
 # ---------------------------------------------------------------- problem --
@@ -578,7 +558,9 @@ class AllocationProblem:
     def solve_dcopf(
         self, demand_mw: np.ndarray | None = None, available_mw: np.ndarray | None = None
     ) -> DCOPFResult:
-        """A plain least-cost DC-OPF (no shedding, the case's own costs and ``pmin``)."""
+        """A plain least-cost DC-OPF (no shedding, the case's own costs and ``pmin``) on this
+        problem's engine and model (:class:`~fpamm_opt.opf.DCOPFProblem` is the same problem
+        on the DC-OPF block alone)."""
         net = self.net
         d = net.node_demand_mw if demand_mw is None else np.asarray(demand_mw, dtype=float)
         g = net.gen_pmax_mw if available_mw is None else np.asarray(available_mw, dtype=float)
@@ -605,20 +587,6 @@ class AllocationProblem:
         )
 
 
-@dataclass(frozen=True)
-class DCOPFResult:
-    """Result of :meth:`AllocationProblem.solve_dcopf`."""
-
-    status: str
-    termination: str
-    objective: float | None
-    p_gen_mw: np.ndarray
-    flow_mw: np.ndarray
-    lmp: np.ndarray | None
-    solve_s: float
-    message: str = ""
-
-
 def solve_dcopf(
     net: NetworkData,
     formulation: Formulation | str = Formulation.BTHETA,
@@ -640,13 +608,17 @@ def solve_dcopf(
     engine : EngineKind or str
         ``pyomo`` (default) or ``highs`` (the fast path; name ``highs`` only).
     extensions : sequence of callables ``f(model, net)``
-        Constraints added to the model before the solve.
+        Constraints added to the model before the solve (with engine ``pyomo`` the model
+        holds the DC-OPF block ``model.dcopf`` alone, :class:`~fpamm_opt.opf.DCOPFProblem`).
 
     Returns
     -------
     DCOPFResult
         Status, cost ($/h, the case's own curves), dispatch, flows and LMPs.
     """
+    if EngineKind(engine) is EngineKind.PYOMO:
+        return DCOPFProblem(net, formulation, solver, extensions).solve()
+    # The fast path compiles the whole model (both blocks) into arrays.
     prob = AllocationProblem(
         net,
         np.zeros(net.n_node, dtype=int),

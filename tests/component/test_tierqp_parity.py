@@ -64,7 +64,11 @@ def test_kkt_tier_answers_equal_the_solver_qp(case, formulation, cover):
     assert compared >= 15
     n_qp = ref.stats.qp_paths["solver"]
     assert n_qp >= 15 and sum(ref.stats.qp_paths.values()) == n_qp
-    certified = kkt.stats.qp_paths["kkt_warm"] + kkt.stats.qp_paths["kkt_carry"] + kkt.stats.qp_paths["kkt_lp"]
+    certified = (
+        kkt.stats.qp_paths["kkt_warm"]
+        + kkt.stats.qp_paths["kkt_carry"]
+        + kkt.stats.qp_paths["kkt_lp"]
+    )
     # every tier problem has one answer; most come from the KKT search. Where it fails, HiGHS
     # answers and the search runs once more from HiGHS's active set (counted warm: one clear
     # per interval here), so that the interval keeps one path (docs/design.md)
@@ -101,7 +105,11 @@ def test_warm_kkt_answers_along_a_fixed_point_equal_the_solver_qp():
     assert kkt.stats.qp_paths["kkt_warm"] >= 20
     # every clear has a certified answer: where an interval's first search fails, HiGHS's QP
     # runs once and the search, warm from its answer, certifies (one path per interval)
-    certified = kkt.stats.qp_paths["kkt_warm"] + kkt.stats.qp_paths["kkt_carry"] + kkt.stats.qp_paths["kkt_lp"]
+    certified = (
+        kkt.stats.qp_paths["kkt_warm"]
+        + kkt.stats.qp_paths["kkt_carry"]
+        + kkt.stats.qp_paths["kkt_lp"]
+    )
     assert certified == 30 and kkt.stats.qp_paths["solver"] <= 5
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -329,3 +330,22 @@ def test_run_chain_takes_the_first_outcome() -> None:
     chain = [WaterFillTrial(solves, stats), DeliverableLP(solves), MaxMinLPs(solves)]
     out = run_chain(chain, led.tier(0, 0, MEM0, session))  # type: ignore[arg-type]
     assert out.final is not None and eng.solves == 1 and stats.tier_paths["cp"] == 1
+
+
+def test_clear_interval_opens_the_interval_on_the_allocator() -> None:
+    from fpamm_opt.mechanism.clearing import clear_interval
+    from fpamm_opt.mechanism.config import MechanismConfig, Policy
+    from fpamm_opt.mechanism.copperplate import CopperPlateAllocator
+
+    class Opening(CopperPlateAllocator):
+        opened: ClassVar[list[IntervalInput]] = []
+
+        def begin_interval(self, inp: IntervalInput) -> None:
+            self.opened.append(inp)
+
+    alloc = Opening([100.0], [10.0], [0, 0, 1], 2)
+    inp = IntervalInput(0, np.array([10.0, 10.0, 20.0]), np.array([30.0]))
+    res = clear_interval(
+        alloc, inp, np.zeros(3), np.array([0, 0, 1]), 2, [1, 0], Policy.EQUAL, MechanismConfig()
+    )
+    assert res.dispatch.ok and alloc.opened == [inp] and alloc.opened[0] is inp
