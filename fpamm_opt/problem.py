@@ -31,7 +31,6 @@ import dataclasses
 import enum
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyomo.environ as pyo
@@ -41,18 +40,32 @@ from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
 from fpamm_opt.engine import Engine, EngineKind, LPSolution
 from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.config import Rule, TierEnergy
-from fpamm_opt.mechanism.copperplate import water_fill
-from fpamm_opt.mechanism.tierqp import ActiveSet, TierQP, TierQPResult
+from fpamm_opt.mechanism.tierqp import TierQP
 from fpamm_opt.mechanism.types import (
     Dispatch,
     IntervalInput,
     SolveStatus,
-    keep_deferred,
-    qp_fallback_note,
-    rounds_capped_note,
+    new_deferred_token,
     widened_note,
 )
 from fpamm_opt.network import NetworkData
+from fpamm_opt.opf import DCOPFProblem, DCOPFResult, lmp_from_duals
+from fpamm_opt.pipeline.accounting import PathStats
+from fpamm_opt.pipeline.bounds import RULE_BAND, TIGHT_BAND
+from fpamm_opt.pipeline.ledger import ClearLedger
+from fpamm_opt.pipeline.rationing import TrialRationing
+from fpamm_opt.pipeline.session import DeferredClear, IntervalSession
+from fpamm_opt.pipeline.strategies import (
+    DeliverableLP,
+    FixedLoadSolves,
+    KKTTier,
+    MaxMinLPs,
+    SolverQP,
+    TierFailed,
+    TierStrategy,
+    WaterFillTrial,
+    run_chain,
+)
 from fpamm_opt.solvers import SolverLike, SolverSpec, as_solver_spec, make_solver
 
 Extension = Callable[[pyo.ConcreteModel, NetworkData], None]
@@ -125,24 +138,6 @@ def balance_is_own(m: pyo.ConcreteModel) -> bool:
         for con in dc.eq_p_balance.values()
         for v in identify_variables(con.body, include_fixed=True)
     )
-
-
-def _fix_tier(
-    lo: np.ndarray,
-    hi: np.ndarray,
-    x: np.ndarray,
-    d: np.ndarray,
-    mem: np.ndarray,
-    band: np.ndarray,
-    exact: bool = False,
-) -> None:
-    """Fix tier ``mem`` at ``x`` in the served-load bounds: within ``band`` (a lower and upper
-    bound, never an equality re-imposed from an LP solution), or exactly when ``exact``."""
-    if exact:
-        lo[mem] = hi[mem] = x[mem]
-    else:
-        lo[mem] = np.maximum(x[mem] - band[mem], 0.0)
-        hi[mem] = np.minimum(x[mem] + band[mem], d[mem])
 
 
 # ----------------------------------------------------------------- engine --
@@ -291,6 +286,11 @@ def make_engine(
 class AllocationProblem:
     """The :class:`~fpamm_opt.mechanism.types.Allocator` of the package, over one Pyomo model.
 
+    :meth:`clear` is a loop over tiers, each cleared by the first strategy of :attr:`chain`
+    that gives an answer (:mod:`fpamm_opt.pipeline`). Interval-scoped caches live in an
+    :class:`~fpamm_opt.pipeline.session.IntervalSession` opened by :meth:`begin_interval`;
+    path counts in :attr:`stats`.
+
     Parameters
     ----------
     net : NetworkData
@@ -306,7 +306,31 @@ class AllocationProblem:
         See :func:`fpamm_opt.solvers.as_solver_spec` (default: persistent HiGHS).
     engine : EngineKind
     extensions : sequence of callables ``f(model, net)``
+    max_rounds : int
+        Cap on max-min rounds per tier (each fixes >= 1 node); past it the remaining nodes
+        keep the last solution and the dispatch notes "rounds-capped".
+    tier_energy : TierEnergy
+    water_fill : bool
+        Try the exact water-fill shortcut per tier before the rule's solves (only where the
+        balance involves the DC-OPF block's own variables, :func:`balance_is_own`).
+    qp_method : QPMethod
+    rationing : TrialRationing, optional
+        How often weighted tiers get a water-fill trial (default: ``TRIAL_MIN_RATE``,
+        ``TRIAL_PROBE``).
     """
+
+    #: Below this success rate of weighted water-fill trials, only every TRIAL_PROBE-th
+    #: weighted tier is tried (:class:`~fpamm_opt.pipeline.rationing.TrialRationing`).
+    TRIAL_MIN_RATE = 0.2
+    TRIAL_PROBE = 10
+    #: Tight band and the rule's band (relative to demand, plus MW):
+    #: :data:`fpamm_opt.pipeline.bounds.TIGHT_BAND`, :data:`~fpamm_opt.pipeline.bounds.RULE_BAND`.
+    TIGHT_BAND_REL, TIGHT_BAND_ABS = TIGHT_BAND
+    BAND_REL, BAND_ABS = RULE_BAND
+    BAND = RULE_BAND
+    #: Active-set corrections allowed from the previous interval's answer before the search
+    #: restarts from the deliverable LP's point.
+    KKT_CARRY_ITER = 4
 
     def __init__(
         self,
@@ -323,6 +347,7 @@ class AllocationProblem:
         tier_energy: TierEnergy | str = TierEnergy.FREE,
         water_fill: bool = True,
         qp_method: QPMethod | str = "auto",
+        rationing: TrialRationing | None = None,
     ) -> None:
         self.net = net
         self.node_tier = np.asarray(node_tier, dtype=int)
@@ -336,87 +361,66 @@ class AllocationProblem:
         self.engine = make_engine(engine, self.model, net, self.solver_spec, self.formulation)
         self.engine_kind: EngineKind = self.engine.kind
         self.price = secant_price(net)
-        self._zeros_node = np.zeros(net.n_node)
-        self._ones_node = np.ones(net.n_node)
-        self._zeros_gen = np.zeros(net.n_gen)
         # Minimum outputs relaxed to 0 (or kept when negative) so that X(t) is never empty.
         self._pg_lo = np.minimum(net.gen_pmin_mw, 0.0)
-        #: Cap on max-min rounds per tier (each fixes >= 1 node); past it the remaining
-        #: nodes keep the last solution and the dispatch notes "rounds-capped".
         self.max_rounds = max_rounds
         self.tier_energy = TierEnergy(tier_energy)
-        #: Try the exact water-fill shortcut per tier before the rule's solves (see
-        #: :meth:`clear`); False always runs the deliverable LP and the rule.
         self.water_fill = bool(water_fill) and balance_is_own(self.model)
-        #: How tiers were cleared: ``"cp"`` water-fill at the copper-plate bound accepted,
-        #: ``"rule"`` the trial was infeasible and the rule's solves ran, ``"skipped"`` no
-        #: trial (it failed earlier in the interval, or trials rarely succeed lately).
-        self.tier_paths: dict[str, int] = {"cp": 0, "rule": 0, "skipped": 0}
-        # Trials found infeasible in the current interval, by (tier, position in the order):
-        # the fixed point clears one interval several times with nearby weights, and a
-        # congested tier stays congested; skipping the repeat trial saves one LP per clear.
-        self._trial_key: tuple[int, float, float] | None = None
-        self._trial_failed: set[tuple[int, int]] = set()
-        # Across intervals: the success rate of trials on tiers that cannot be fully served
-        # (an average over about the last ten). On a network whose scarcity always congests
-        # they almost never succeed; below TRIAL_MIN_RATE only every TRIAL_PROBE-th such tier
-        # is tried, so the rate can recover. Speed only: either path gives the rule's answer.
-        self._trial_rate = 1.0
-        self._trial_turns = 0
-        #: How within-tier QPs were solved: ``"kkt_*"`` certified by :mod:`tierqp` from the
-        #: same tier earlier in the interval (warm), the previous interval's answer (carry)
-        #: or the deliverable LP's point (lp); ``"solver"`` the solver's QP (the method is
-        #: off, or no search gave a certified answer). ``qp_misses`` counts failed searches.
         self.qp_method = QPMethod(qp_method)
-        self._tierqp: TierQP | None = None
+        #: How tiers were cleared and QPs solved, over this allocator's lifetime.
+        self.stats = PathStats()
+        self.rationing = rationing or TrialRationing(self.TRIAL_MIN_RATE, self.TRIAL_PROBE)
+        self.solves = FixedLoadSolves(self.engine, self.price, net.n_node, net.n_gen)
+        #: The KKT search of the QP rule (None: the solver's QP answers every tier).
+        self.kkt: KKTTier | None = None
         if self.rule is Rule.QP and self.qp_method is not QPMethod.SOLVER:
-            plain = not extensions
-            if self.qp_method is QPMethod.KKT and not plain:
+            if self.qp_method is QPMethod.KKT and extensions:
                 raise InputError("qp_method 'kkt' needs the plain blocks (no extensions)")
-            if plain:
-                self._tierqp = TierQP(net)
-        self.qp_paths: dict[str, int] = {"kkt_warm": 0, "kkt_carry": 0, "kkt_lp": 0, "solver": 0}
-        self.kkt_iterations = 0
-        #: Why the KKT search gave no certified answer, by reason (diagnostics).
-        self.qp_misses: dict[str, int] = {}
-        self._qp_guess: dict[tuple[int, int], ActiveSet] = {}
-        self._qp_last: dict[int, ActiveSet] = {}  # the latest certified one per tier
-        # KKT search failures in this interval by (tier, position); from two on, the solver's QP
-        # Each QP tier's solve path in this interval by (tier, position): "kkt", "solver" or
-        # "maxmin", chosen at its first clear; it only ever moves right (see :meth:`clear`).
-        self._qp_path: dict[tuple[int, int], str] = {}
-        # This interval's deliverable LPs by (tier, position), with the served-load bounds
-        # they ran under: the first tier's is the same in every clear of the fixed point.
-        self._deliverable: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, LPSolution]] = {}
-        # Served-load bounds of the latest two deferred clears (see :meth:`complete`).
-        self._deferred: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, LPSolution | None]] = {}
+            if not extensions:
+                self.kkt = KKTTier(TierQP(net), self._pg_lo, self.stats, self.KKT_CARRY_ITER)
+        #: The strategies tried in turn on every tier.
+        self.chain: list[TierStrategy] = self._build_chain()
+        self._session: IntervalSession | None = None
+
+    def _build_chain(self) -> list[TierStrategy]:
+        """Water-fill trial (if on), deliverable LP, the QP strategies (QP rule), max-min."""
+        chain: list[TierStrategy] = []
+        if self.water_fill:
+            chain.append(WaterFillTrial(self.solves, self.stats, self.rationing))
+        chain.append(DeliverableLP(self.solves, self.tier_energy))
+        if self.rule is Rule.QP:
+            if self.kkt is not None:
+                chain.append(self.kkt)
+            chain.append(SolverQP(self.solves, self.stats, self.kkt))
+        chain.append(MaxMinLPs(self.solves, self.max_rounds))
+        return chain
 
     @property
     def kkt_enabled(self) -> bool:
         """Whether the QP rule's tier problems go to :class:`TierQP` first."""
-        return self._tierqp is not None
+        return self.kkt is not None
+
+    def begin_interval(self, inp: IntervalInput) -> IntervalSession:
+        """Open interval ``inp``: a fresh :class:`IntervalSession` (the previous is dropped).
+
+        Called by :func:`~fpamm_opt.mechanism.clearing.clear_interval`; :meth:`clear` opens
+        one itself when it sees an ``IntervalInput`` object other than the session's.
+        """
+        self._session = IntervalSession(inp)
+        return self._session
+
+    def session_for(self, inp: IntervalInput) -> IntervalSession:
+        """The session of ``inp`` (the very object), opened if needed."""
+        if self._session is None or self._session.inp is not inp:
+            return self.begin_interval(inp)
+        return self._session
 
     # ---------------------------------------------------------------- helpers
     def _base(self, inp: IntervalInput) -> None:
         e = self.engine
         e.set_demand(inp.demand_mw)
         e.set_gen_bounds(self._pg_lo, np.asarray(inp.available_mw, dtype=float))
-        e.set_level(self._ones_node, self._zeros_node)
-        e.set_tier_total(self._ones_node, 0.0)
-
-    def _dispatch(
-        self, sol: LPSolution, status: SolveStatus, n_solves: int, solve_s: float, **kw
-    ) -> Dispatch:
-        return Dispatch(
-            status=status,
-            served_mw=sol.pl,
-            p_gen_mw=sol.pg,
-            flow_mw=sol.pf,
-            objective=sol.objective,
-            n_solves=n_solves,
-            solve_s=solve_s,
-            **kw,
-        )
+        self.solves.plain_rows()
 
     def _failed(self, sol: LPSolution, n: int, s: float, note: str) -> Dispatch:
         return Dispatch(
@@ -430,269 +434,30 @@ class AllocationProblem:
         )
 
     def lmp_from_duals(self, sol: LPSolution) -> np.ndarray | None:
-        """Nodal prices ($/MWh) at each load node from the duals of ``sol``.
-
-        B-θ: the dual of the bus balance. PTDF: ``λ_island - Σ_l H_lb μ_l`` (an extra MW
-        withdrawn at ``b`` moves the island balance by one and each flow row by ``-H_lb``).
-        """
-        if sol.balance_duals is None:
-            return None
-        net = self.net
-        if self.formulation is Formulation.BTHETA:
-            bus_price = sol.balance_duals
-        else:
-            islands = np.unique(net.bus_island)
-            isl = np.searchsorted(islands, net.bus_island)
-            flow = sol.flow_duals if sol.flow_duals is not None else np.zeros(net.n_branch)
-            bus_price = sol.balance_duals[isl] - net.ptdf.T @ flow
-        return np.asarray(bus_price)[net.node_bus]
-
-    #: Below this success rate of weighted water-fill trials, only every TRIAL_PROBE-th
-    #: weighted tier is tried (see ``_trial_rate``).
-    TRIAL_MIN_RATE = 0.2
-    TRIAL_PROBE = 10
-    #: Tight fixing band (relative to demand, plus MW), near HiGHS's own feasibility
-    #: tolerance, where an answer must match an exact one: a water-fill trial's check LP (the
-    #: rule's band 1e-6 d + 1e-6 would also accept a point that a line limit misses by up to
-    #: that band, and the fixed point then alternated between it and the exact answer:
-    #: residuals of ~1e-3 MW on IEEE-57, above the T2 floor), and the earlier tiers of the
-    #: solver's QP fallback (as the KKT solver fixes them).
-    TIGHT_BAND_REL = 1e-9
-    TIGHT_BAND_ABS = 1e-9
-    #: The rule's band (relative to demand, plus MW): max-min bottlenecks keep their level
-    #: within it, and earlier tiers are widened to it when even the tight band is infeasible
-    #: by solver tolerances. 1e-7 relative left some case118 LPs infeasible (primal
-    #: infeasibility ~1e-5 MW); 1e-6 d + 1e-6 MW solves them.
-    BAND_REL = 1e-6
-    BAND_ABS = 1e-6
-    BAND = (BAND_REL, BAND_ABS)
-    #: Active-set corrections allowed from the previous interval's answer before the search
-    #: restarts from the deliverable LP's point.
-    KKT_CARRY_ITER = 4
-
-    def _trial_due(self) -> bool:
-        """Whether a tier that cannot be fully served gets a water-fill trial."""
-        self._trial_turns += 1
-        return self._trial_rate >= self.TRIAL_MIN_RATE or self._trial_turns % self.TRIAL_PROBE == 0
-
-    @staticmethod
-    def _tier_level(
-        d: np.ndarray,
-        x: np.ndarray,
-        w: np.ndarray,
-        v: np.ndarray,
-        mem: np.ndarray,
-        q: float,
-        tol_mw: float,
-    ) -> tuple[float, bool]:
-        """Tier level ``max u_i w_i`` over uncapped nodes, and whether a cap ``u <= 1`` binds."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.where(d > 0, 1.0 - x / d, 0.0)
-        uncapped = mem & (d > 0) & (u < 1.0 - 1e-9)
-        capped = mem & (d > 0) & (u >= 1.0 - 1e-9)
-        level = float(np.max(u[uncapped] * w[uncapped])) if uncapped.any() else 1.0
-        cap = bool(q > tol_mw and capped.any() and np.any(level * v[capped] > 1.0 + 1e-9))
-        return level, cap
-
-    def _water_fill_trial(
-        self,
-        d: np.ndarray,
-        v: np.ndarray,
-        mem: np.ndarray,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        q: float,
-        band: np.ndarray,
-    ) -> tuple[np.ndarray, LPSolution, np.ndarray, np.ndarray]:
-        """Tier ``mem`` water-filled to serve ``q`` MW, then one LP: is it in ``X(t)``?
-
-        Both rules have the copper-plate answer ``u_i = min(1, λ v_i)`` with
-        ``Σ d_i u_i = Σ d_i - q`` over the set ``{0 <= x <= d, Σ_tier x <= q}``; when ``q`` is
-        at least the tier's deliverable energy that set contains the tier's slice of ``X(t)``
-        (earlier tiers fixed, later at zero), so a water-filled point that the LP finds
-        feasible is the rule's unique answer over ``X(t)`` too. The LP (least-cost dispatch
-        with the tier fixed within ``band``) includes every network and extension constraint.
-        Returns the point, the LP and the served-load bounds that fix the tier at the point.
-        """
-        x = np.zeros(self.n_node)
-        pos = mem & (d > 0)
-        u, _ = water_fill(d[pos], v[pos], max(float(d[pos].sum()) - q, 0.0))
-        x[pos] = d[pos] * (1.0 - u)
-        lo_t, hi_t = lo.copy(), hi.copy()
-        _fix_tier(lo_t, hi_t, x, d, mem, band, exact=q >= float(d[mem].sum()))
-        sol = self._least_cost_lp(lo_t, hi_t, retry=False)
-        if sol.status is not SolveStatus.OPTIMAL:
-            self.engine.set_served_bounds(lo, hi)  # the rule's solves see the tier free again
-        return x, sol, lo_t, hi_t
-
-    def _least_cost_lp(self, lo: np.ndarray, hi: np.ndarray, retry: bool = True) -> LPSolution:
-        """Least-cost dispatch with served loads in ``[lo, hi]`` (level rows, tier total off)."""
-        e = self.engine
-        e.set_level(self._ones_node, self._zeros_node)
-        e.set_tier_total(self._ones_node, 0.0)
-        e.set_served_bounds(lo, hi)
-        e.set_objective(self.price, self._zeros_node, 0.0)
-        return e.solve(retry=retry)
-
-    def _solve_fixed(
-        self,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        fixed: np.ndarray,
-        d: np.ndarray,
-        duals: bool = False,
-        widen_first: np.ndarray | None = None,
-        point: LPSolution | None = None,
-    ) -> tuple[LPSolution, int, float, str]:
-        """Solve with the loads of ``fixed`` nodes held at ``lo == hi`` (exactly).
-
-        Earlier tiers are fixed **exactly** at the allocation the rule gave them, so that
-        what is stored is what later tiers were cleared against. A band around them is not
-        harmless: a least-cost LP slides every banded load to the bottom of its band, and on
-        a congested network a later tier's answer can be very sensitive to an earlier tier's
-        loads (IEEE-118, seed 29, t = 1539: 44 MW for a later node from 2.3e-3 MW of earlier
-        tiers, a 1e-6 band). Only when the solver calls the exact fix infeasible by its
-        tolerances are they widened, to :attr:`TIGHT_BAND_REL` and then to the rule's band
-        ``1e-6 d + 1e-6`` MW (returned as ``"tight"`` / ``"band"``, else ``""``). With
-        ``widen_first`` (the tier cleared last, for the final dispatch) only those nodes are
-        widened first (``"last-tight"`` / ``"last-band"``): no later tier depends on them,
-        so the earlier tiers stay exactly where the later ones were cleared against them.
-        ``point`` (the final dispatch only): the last tier's own solve, a point of ``X(t)``
-        whose earlier tiers are those the last tier was cleared against (exactly, or where
-        that solve widened them, the values it chose within the band), returned as
-        ``"rule-point"`` when the exact solve fails, before any widening: the last tier is
-        optimal over a set that contains the stored earlier tiers, hence optimal with them
-        fixed (what the audit re-solves).
-
-        Returns the solution, the solves used, their time and the widening used.
-        """
-        e = self.engine
-        n, secs = 0, 0.0
-        steps = [("tight", self.TIGHT_BAND_REL, self.TIGHT_BAND_ABS), ("band", *self.BAND)]
-        widths = [("", fixed, 0.0, 0.0)]
-        if widen_first is not None and widen_first.any():
-            widths += [(f"last-{name}", widen_first & fixed, r, a) for name, r, a in steps]
-        widths += [(name, fixed, r, a) for name, r, a in steps]
-        if not fixed.any():
-            widths = widths[:1]
-        for i, (label, which, rel, abs_mw) in enumerate(widths):  # noqa: B007 (label: last)
-            b = np.where(which, rel * d + abs_mw, 0.0)
-            e.set_served_bounds(np.maximum(lo - b, 0.0), np.minimum(hi + b, np.maximum(d, hi)))
-            sol = e.solve(duals=duals, retry=i == len(widths) - 1)
-            n += 1
-            secs += sol.solve_s
-            if sol.status is SolveStatus.OPTIMAL:
-                break
-            if i == 0 and point is not None:
-                e.set_served_bounds(lo, hi)
-                return point, n, secs, "rule-point"
-        if label:
-            e.set_served_bounds(lo, hi)
-        return sol, n, secs, label
-
-    def _dispatch_lp(
-        self,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        d: np.ndarray,
-        last: np.ndarray,
-        point: LPSolution | None = None,
-    ) -> tuple[LPSolution, int, float, str]:
-        """Least-cost dispatch of the allocation in ``[lo, hi]``, every fixed load held
-        exactly first, then only the last tier ``last`` widened (:meth:`_solve_fixed`): the
-        stored allocation is the rule's, not the bottom of a band that a least-cost LP
-        slides to (IEEE-118, seed 29, t = 4976: 3e-6 MW of an earlier tier's loads were
-        worth 27 MW to the later tier). Where HiGHS cannot solve the exact fix, the last
-        tier's own solve ``point`` (loads exactly the allocation, not least-cost) is kept
-        before anything is widened."""
-        e = self.engine
-        e.set_level(self._ones_node, self._zeros_node)
-        e.set_tier_total(self._ones_node, 0.0)
-        e.set_objective(self.price, self._zeros_node, 0.0)
-        if point is not None:
-            point = dataclasses.replace(point, objective=float(self._cost_of(point.pg)))
-        return self._solve_fixed(lo, hi, lo == hi, d, widen_first=last, point=point)
-
-    @staticmethod
-    def _point_of(res: TierQPResult) -> LPSolution:
-        """A certified KKT answer as a point of ``X(t)`` (loads, outputs, flows)."""
-        nan = float("nan")
-        return LPSolution(
-            SolveStatus.OPTIMAL, "kkt", res.p_gen_mw, res.served_mw, res.flow_mw, nan, nan, 0.0
-        )
-
-    def _cost_of(self, pg: np.ndarray) -> float:
-        """The dispatch LP's objective (``price · p``) at the generator outputs ``pg``."""
-        return float(np.dot(self.price, pg))
-
-    def _kkt_tier(
-        self,
-        inp: IntervalInput,
-        d: np.ndarray,
-        w: np.ndarray,
-        mem: np.ndarray,
-        k: int,
-        pos: int,
-        x_fixed: np.ndarray,
-        q_min: float | None,
-        deliverable: LPSolution,
-    ) -> tuple[TierQPResult | None, float]:
-        """The tier's QP answer from :class:`TierQP` (None when not certified), and the time.
-
-        Guesses tried in turn: the active set of the same tier earlier in this interval (warm:
-        the fixed point clears it again with nearby weights), else the tier's latest certified
-        one from an earlier interval (carry, a few corrections only); then the one read off the
-        deliverable LP.
-        """
-        assert self._tierqp is not None
-        t0 = time.perf_counter()
-        g_hi = np.asarray(inp.available_mw, dtype=float)
-        qp = self._tierqp
-
-        def from_lp() -> ActiveSet:
-            guess = qp.guess_from(
-                deliverable.pf, deliverable.pg, self._pg_lo, g_hi, q_min is not None
-            )
-            # nodes: the copper-plate answer at the deliverable energy caps the same nodes
-            on = mem & (d > 0)
-            short = float(d[on].sum() - deliverable.pl[on].sum())
-            u, _ = water_fill(d[on], 1.0 / w[on], short)
-            guess.node_state = np.zeros(d.size, dtype=np.int8)
-            guess.node_state[np.flatnonzero(on)[u >= 1.0]] = 1
-            return guess
-
-        tries: list[tuple[str, ActiveSet | None, int | None]] = []
-        if (k, pos) in self._qp_guess:
-            tries.append(("warm", self._qp_guess[(k, pos)], None))
-        elif k in self._qp_last:
-            tries.append(("carry", self._qp_last[k], self.KKT_CARRY_ITER))
-        tries.append(("lp", None, None))
-        for how, guess, limit in tries:
-            res = qp.solve(d, w, mem, x_fixed, self._pg_lo, g_hi, q_min, guess or from_lp(), limit)
-            self.kkt_iterations += res.iterations
-            if res.ok:
-                self.qp_paths[f"kkt_{how}"] += 1
-                break
-            reason = f"{how}:{res.reason.split(':')[0]}"
-            self.qp_misses[reason] = self.qp_misses.get(reason, 0) + 1
-        if res.active is not None:
-            self._qp_guess[(k, pos)] = res.active
-            if res.ok:
-                self._qp_last[k] = res.active
-        return (res if res.ok else None), time.perf_counter() - t0
+        """Nodal prices ($/MWh) at each load node from the duals of ``sol`` (see
+        :func:`lmp_from_duals`)."""
+        return lmp_from_duals(self.net, self.formulation, sol)
 
     # ------------------------------------------------------------ Allocator
     def screen(self, inp: IntervalInput) -> Dispatch:
         """Least-cost DC-OPF with one value of lost load (the LMP baseline's clearing)."""
         e = self.engine
         self._base(inp)
-        e.set_served_bounds(self._zeros_node, inp.demand_mw)
+        e.set_served_bounds(np.zeros(self.n_node), inp.demand_mw)
         e.set_objective(self.price, np.full(self.n_node, -self.voll), 0.0)
         sol = e.solve(duals=True)
         if sol.status is not SolveStatus.OPTIMAL:
             return self._failed(sol, 1, sol.solve_s, "screen")
-        return self._dispatch(
-            sol, SolveStatus.OPTIMAL, 1, sol.solve_s, lmp=self.lmp_from_duals(sol), note=sol.message
+        return Dispatch(
+            status=SolveStatus.OPTIMAL,
+            served_mw=sol.pl,
+            p_gen_mw=sol.pg,
+            flow_mw=sol.pf,
+            objective=sol.objective,
+            n_solves=1,
+            solve_s=sol.solve_s,
+            lmp=self.lmp_from_duals(sol),
+            note=sol.message,
         )
 
     def clear(
@@ -704,278 +469,74 @@ class AllocationProblem:
     ) -> Dispatch:
         """Lexicographic tier clearing with the within-tier rule (see docs/design.md).
 
-        ``dispatch=False`` leaves out the final least-cost dispatch LP: the result is
-        ``deferred`` (served loads only) and :meth:`complete` solves that LP later. The fixed
-        point of the clearing operator reads only served loads from its iterates.
+        Each tier in ``tier_order`` is cleared by the first strategy of :attr:`chain` with an
+        answer, which fixes it exactly for the tiers after it. ``dispatch=False`` leaves out
+        the final least-cost dispatch LP: the result is ``deferred`` (served loads only, with
+        a ``deferred_token``) and :meth:`complete` solves that LP later; the fixed point of
+        the clearing operator reads only served loads from its iterates.
         """
-        e = self.engine
-        d = np.asarray(inp.demand_mw, dtype=float)
-        w = np.asarray(weights, dtype=float)
-        v = 1.0 / w
-        K = self.n_tier
-        # Slack on the tier's fixed energy: well above LP feasibility tolerances (1e-7), far
-        # below anything that matters (1e-6 of demand).
-        notes: list[str] = []  # recoveries worth recording in the interval's status
-        tol_mw = max(1e-6 * float(d.sum()), 1e-5)
-        # MW: the max-min bottlenecks' band (see BAND_REL).
-        band = self.BAND_REL * d + self.BAND_ABS
-        tight = self.TIGHT_BAND_REL * d + self.TIGHT_BAND_ABS
+        session = self.session_for(inp)
+        ledger = ClearLedger(inp, weights, self.n_tier)
         self._base(inp)
-        e.set_weights(w)
-        lo = np.zeros(self.n_node)
-        hi = np.zeros(self.n_node)  # later tiers get nothing while earlier ones clear
-        levels = np.full(K, np.nan)
-        deliver = np.full(K, np.nan)
-        rounds = np.zeros(K, dtype=int)
-        cap = False
-        n_solves, solve_s = 0, 0.0
-        fixed_mw = 0.0  # energy given to the tiers cleared so far
-        x_fixed = np.zeros(self.n_node)  # the allocations of the tiers cleared so far
-        # Nodes of the tiers cleared so far: held exactly at ``x_fixed`` (lo == hi), widened
-        # by ``_solve_fixed`` only when a solve calls that infeasible.
-        fixed = np.zeros(self.n_node, dtype=bool)
-        widened: list[str] = []
-        switched = False  # a tier's QP path changed since an earlier clear of the interval
-        avail_total = float(np.sum(np.asarray(inp.available_mw, dtype=float)))
-        last: LPSolution | None = None  # the final dispatch LP, when a trial already was one
-        key = (int(inp.t), float(d.sum()), avail_total)
-        if key != self._trial_key:
-            self._trial_key, self._trial_failed = key, set()
-            self._qp_guess = {}
-            self._qp_path = {}
-            self._deliverable = {}
-            self._deferred = {}
-        last_mem = np.zeros(self.n_node, dtype=bool)  # the tier cleared last
+        self.engine.set_weights(ledger.w)
         for pos, k in enumerate(tier_order):
-            mem = self.node_tier == k
-            last_mem = mem
-            point: LPSolution | None = None  # a solve whose loads are exactly the allocation
-            lo[mem], hi[mem] = 0.0, d[mem]
-            last = None
-            # Shortcut: the copper-plate bound on the tier's energy, water-filled, checked.
-            d_tier = float(d[mem].sum())
-            q_cp = min(d_tier, max(avail_total - fixed_mw, 0.0))
-            weighted = q_cp < d_tier
-            if self.water_fill and (
-                (k, pos) in self._trial_failed or (weighted and not self._trial_due())
-            ):
-                self.tier_paths["skipped"] += 1
-            elif self.water_fill:
-                x, sol, lo_t, hi_t = self._water_fill_trial(d, v, mem, lo, hi, q_cp, tight)
-                n_solves += 1
-                solve_s += sol.solve_s
-                ok = sol.status is SolveStatus.OPTIMAL
-                if weighted:
-                    self._trial_rate = 0.9 * self._trial_rate + 0.1 * ok
-                if ok:
-                    self.tier_paths["cp"] += 1
-                    deliver[k] = q_cp
-                    levels[k], capped_now = self._tier_level(d, x, w, v, mem, q_cp, tol_mw)
-                    cap |= capped_now
-                    rounds[k] = 0 if levels[k] == 0.0 else 1
-                    lo[mem], hi[mem] = lo_t[mem], hi_t[mem]
-                    fixed_mw += float(x[mem].sum())
-                    x_fixed[mem] = x[mem]
-                    fixed |= mem
-                    last = sol
-                    continue
-                self.tier_paths["rule"] += 1
-                self._trial_failed.add((k, pos))
-            # (a) the tier's deliverable energy, earlier tiers fixed, later tiers at zero
-            e.set_served_bounds(lo, hi)
-            e.set_level(self._ones_node, self._zeros_node)
-            e.set_tier_total(self._ones_node, 0.0)
-            e.set_objective(self._zeros_gen, np.where(mem, -1.0, 0.0), 0.0)
-            seen = self._deliverable.get((k, pos))
-            if seen is not None and np.array_equal(seen[0], lo) and np.array_equal(seen[1], hi):
-                sol = seen[2]  # the same LP earlier in this interval (first tier, usually)
-            else:
-                sol, n, secs, how = self._solve_fixed(lo, hi, fixed, d)
-                if how:
-                    widened.append(f"deliverable[{k}]:{how}")
-                if sol.message:
-                    notes.append(sol.message)
-                n_solves += n
-                solve_s += secs
-                if sol.status is SolveStatus.OPTIMAL:
-                    self._deliverable[(k, pos)] = (lo.copy(), hi.copy(), sol)
+            ctx = ledger.tier(k, pos, self.node_tier == k, session)
+            try:
+                ledger.record(ctx, run_chain(self.chain, ctx))
+            except TierFailed as fail:
+                return self._failed(fail.sol, ledger.log.n_solves, ledger.log.solve_s, fail.what)
+        return self._finish(ledger, session, dispatch)
+
+    def _finish(self, led: ClearLedger, session: IntervalSession, dispatch: bool) -> Dispatch:
+        """The cleared allocation: with the accepted trial's LP as its dispatch, deferred, or
+        with its least-cost dispatch (every load exact first, :meth:`FixedLoadSolves.dispatch`)."""
+        b, log = led.bounds, led.log
+        deferred = led.final is None and not dispatch
+        token: int | None = None
+        sol = led.final  # the last tier's accepted trial was this very LP
+        if deferred:
+            served = np.clip(b.x_fixed, b.lo, b.hi)
+            token = new_deferred_token()
+            kept = DeferredClear(b.lo.copy(), b.hi.copy(), led.last_mem.copy(), led.point)
+            session.keep_deferred(token, kept)
+        elif sol is None:
+            sol, n, secs, how = self.solves.dispatch(b.lo, b.hi, b.d, led.last_mem, led.point)
+            log.record("dispatch", sol, n, secs, how)
             if sol.status is not SolveStatus.OPTIMAL:
-                return self._failed(sol, n_solves, solve_s, f"deliverable[{k}]")
-            q = float(sol.pl[mem].sum())
-            deliver[k] = q
-            if q >= d_tier - tol_mw:
-                _fix_tier(lo, hi, d, d, mem, band, exact=True)
-                fixed_mw += d_tier
-                x_fixed[mem] = d[mem]
-                fixed |= mem
-                levels[k] = 0.0
-                continue
-            if self.tier_energy is TierEnergy.MAX:
-                e.set_tier_total(mem.astype(float), q - tol_mw)
-            # (b) the within-tier rule
-            use_lp = self.rule is Rule.MAXMIN
-            if self.rule is Rule.QP:
-                first = (k, pos) not in self._qp_path
-                path = self._qp_path.get((k, pos), "kkt" if self._tierqp else "solver")
-                q_min = q - tol_mw if self.tier_energy is TierEnergy.MAX else None
-                x_qp: np.ndarray | None = None
-                if path == "kkt":
-                    res, secs = self._kkt_tier(inp, d, w, mem, k, pos, x_fixed, q_min, sol)
-                    n_solves += 1
-                    solve_s += secs
-                    if res is not None:
-                        x_qp, point = res.served_mw, self._point_of(res)
-                if x_qp is None and path != "maxmin":
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        qcoef = np.where(mem & (d > 0), w / d, 0.0)
-                    e.set_objective(self._zeros_gen, np.where(mem, -w, 0.0), 0.0, q_served=qcoef)
-                    self.qp_paths["solver"] += 1
-                    # Earlier tiers exactly at their allocation, as the KKT solver takes them.
-                    sol, n, secs, how = self._solve_fixed(lo, hi, fixed, d)
-                    n_solves += n
-                    solve_s += secs
-                    if how:
-                        widened.append(f"qp[{k}]:{how}")
-                    if sol.message:
-                        notes.append(sol.message)
-                    if sol.status is SolveStatus.OPTIMAL:
-                        x_qp = np.clip(sol.pl, lo, hi)
-                        point = sol
-                        if self._tierqp is not None:  # a warm start for the KKT search
-                            self._qp_guess[(k, pos)] = self._tierqp.guess_from(
-                                sol.pf, sol.pg, self._pg_lo, inp.available_mw, q_min is not None
-                            )
-                        if first and path == "kkt":
-                            # The first clear chooses the tier's path for the interval: the
-                            # KKT search, warm from the solver's answer, or else the solver.
-                            res, secs = self._kkt_tier(inp, d, w, mem, k, pos, x_fixed, q_min, sol)
-                            n_solves += 1
-                            solve_s += secs
-                            path = "solver" if res is None else "kkt"
-                            if res is not None:
-                                x_qp, point = res.served_mw, self._point_of(res)
-                        else:
-                            path = "solver"
-                    else:
-                        # HiGHS's QP solver occasionally stops ("Iteration limit reached",
-                        # "Solve error") on feasible problems: the LP rule replaces it for
-                        # this tier for the rest of the interval. Recorded.
-                        notes.append(qp_fallback_note(k, sol.termination))
-                        path = "maxmin"
-                # Paths only ever go kkt -> solver -> maxmin within an interval; a change
-                # after the first clear restarts the fixed point (mechanism/clearing.py).
-                switched |= not first and path != self._qp_path[(k, pos)]
-                self._qp_path[(k, pos)] = path
-                if x_qp is None:
-                    use_lp = True
-                else:
-                    x = x_qp
-                    rounds[k] = 1
-            if use_lp:
-                e.set_objective(self._zeros_gen, self._zeros_node, 1.0)
-                free = mem & (d > 0)
-                lo[mem & (d <= 0)] = hi[mem & (d <= 0)] = 0.0
-                x = sol.pl.copy()
-                while free.any() and rounds[k] < self.max_rounds:
-                    # Rows of non-free nodes stay inactive as x_i + λ >= 0 (never a zero
-                    # coefficient: solvers drop those and then warn when they change).
-                    coef = np.where(free, d * v, 1.0)
-                    rhs = np.where(free, d, 0.0)
-                    e.set_level(coef, rhs)
-                    sol, n, secs, how = self._solve_fixed(lo, hi, fixed, d, duals=True)
-                    point = sol
-                    if how:
-                        widened.append(f"maxmin[{k}]:{how}")
-                    if sol.message:
-                        notes.append(sol.message)
-                    n_solves += n
-                    solve_s += secs
-                    if sol.status is not SolveStatus.OPTIMAL:
-                        return self._failed(sol, n_solves, solve_s, f"maxmin[{k}]")
-                    rounds[k] += 1
-                    x = np.clip(sol.pl, 0.0, d)
-                    lam = sol.level
-                    # Bottleneck nodes: positive dual on their level row (Σ μ_i coef_i = 1, so
-                    # at least one exists); fallback: tight rows.
-                    # Σ_i μ_i coef_i = 1 at the optimum, so μ_i coef_i is a normalised share;
-                    # solver noise stays far below the threshold.
-                    mu = sol.level_duals if sol.level_duals is not None else None
-                    slack = x + coef * lam - rhs
-                    share = np.abs(mu) * coef if mu is not None else None
-                    if share is not None and np.any(free & (share > 1e-7)):
-                        bott = free & (share > 1e-7)
-                    else:
-                        bott = free & (slack <= tol_mw)
-                    if not bott.any() or lam <= 1e-12:
-                        bott = free.copy()
-                    # A bottleneck keeps (at least) its level: a lower bound with a tiny band,
-                    # not x == value (re-imposing an LP solution exactly as an equality can
-                    # make the next LP infeasible by solver tolerances).
-                    lo[bott] = np.maximum(x[bott] - band[bott], 0.0)
-                    free &= ~bott
-                    if lam <= 1e-12:
-                        break
-                if free.any():
-                    notes.append(rounds_capped_note(k))
-                x = np.where(mem, np.clip(x, 0.0, d), x)
-            levels[k], capped_now = self._tier_level(d, x, w, v, mem, q, tol_mw)
-            cap |= capped_now
-            # The tier's allocation is fixed lexicographically, exactly (see _solve_fixed).
-            _fix_tier(lo, hi, x, d, mem, band, exact=True)
-            fixed |= mem
-            fixed_mw += float(x[mem].sum())
-            x_fixed[mem] = x[mem]
-        deferred = last is None and not dispatch
-        if last is not None:
-            # The last tier's accepted trial was this very LP (same bounds, cost objective).
-            sol = last
-        elif deferred:
-            served = np.clip(x_fixed, lo, hi)
-            self._deferred = keep_deferred(
-                self._deferred, served, (lo.copy(), hi.copy(), last_mem.copy(), point)
-            )
-        else:
-            # (c) least-cost dispatch of the allocation just fixed (exactly)
-            sol, n, secs, how = self._dispatch_lp(lo, hi, d, last_mem, point)
-            if how:
-                widened.append(f"dispatch:{how}")
-            if sol.message:
-                notes.append(sol.message)
-            n_solves += n
-            solve_s += secs
-            if sol.status is not SolveStatus.OPTIMAL:
-                return self._failed(sol, n_solves, solve_s, "dispatch")
-        if widened:
-            notes.append(widened_note(widened))
+                return self._failed(sol, log.n_solves, log.solve_s, "dispatch")
+        if log.widened:
+            log.notes.append(widened_note(log.widened))
         nan = float("nan")
         return Dispatch(
             status=SolveStatus.OPTIMAL,
-            served_mw=served if deferred else np.clip(sol.pl, 0.0, d),
-            p_gen_mw=np.full(self.n_gen, nan) if deferred else sol.pg,
-            flow_mw=np.full(self.n_branch, nan) if deferred else sol.pf,
-            objective=nan if deferred else sol.objective,
-            n_solves=n_solves,
-            solve_s=solve_s,
-            tier_level=levels,
-            tier_deliverable_mw=deliver,
-            rounds=rounds,
-            cap_active=cap,
-            note=";".join(notes),
+            served_mw=served if sol is None else np.clip(sol.pl, 0.0, b.d),
+            p_gen_mw=np.full(self.n_gen, nan) if sol is None else sol.pg,
+            flow_mw=np.full(self.n_branch, nan) if sol is None else sol.pf,
+            objective=nan if sol is None else sol.objective,
+            n_solves=log.n_solves,
+            solve_s=log.solve_s,
+            tier_level=led.levels,
+            tier_deliverable_mw=led.deliver,
+            rounds=led.rounds,
+            cap_active=led.cap,
+            note=";".join(log.notes),
             deferred=deferred,
-            path_switched=switched,
+            path_switched=led.switched,
+            deferred_token=token,
         )
 
     def complete(self, inp: IntervalInput, disp: Dispatch) -> Dispatch:
-        """The least-cost dispatch of a deferred clear ``disp`` (one of the latest kept)."""
+        """The least-cost dispatch of a deferred clear ``disp`` (one of the latest kept in
+        this interval's session, found by its ``deferred_token``)."""
         if not disp.deferred:
             return disp
-        bounds = self._deferred.get(id(disp.served_mw))
-        if bounds is None:
+        session = self._session
+        kept = None if session is None else session.deferred.get(disp.deferred_token or 0)
+        if kept is None:
             raise ValueError("complete() takes one of the latest two deferred clears")
-        lo, hi, last_mem, point = bounds
         d = np.asarray(inp.demand_mw, dtype=float)
         self._base(inp)
-        sol, n, secs, how = self._dispatch_lp(lo, hi, d, last_mem, point)
+        sol, n, secs, how = self.solves.dispatch(kept.lo, kept.hi, d, kept.last_mem, kept.point)
         extra = widened_note([f"dispatch:{how}"]) if how else ""
         note = ";".join(n for n in (disp.note, extra, sol.message) if n)
         if sol.status is not SolveStatus.OPTIMAL:
@@ -990,23 +551,25 @@ class AllocationProblem:
             solve_s=secs,
             note=note,
             deferred=False,
+            deferred_token=None,
         )
 
     # ------------------------------------------------------------- DC-OPF
     def solve_dcopf(
         self, demand_mw: np.ndarray | None = None, available_mw: np.ndarray | None = None
     ) -> DCOPFResult:
-        """A plain least-cost DC-OPF (no shedding, the case's own costs and ``pmin``)."""
+        """A plain least-cost DC-OPF (no shedding, the case's own costs and ``pmin``) on this
+        problem's engine and model (:class:`~fpamm_opt.opf.DCOPFProblem` is the same problem
+        on the DC-OPF block alone)."""
         net = self.net
         d = net.node_demand_mw if demand_mw is None else np.asarray(demand_mw, dtype=float)
         g = net.gen_pmax_mw if available_mw is None else np.asarray(available_mw, dtype=float)
         e = self.engine
         e.set_demand(d)
         e.set_gen_bounds(net.gen_pmin_mw, g)
-        e.set_level(self._ones_node, self._zeros_node)
-        e.set_tier_total(self._ones_node, 0.0)
+        self.solves.plain_rows()
         e.set_served_bounds(d, d)
-        e.set_objective(self._zeros_gen, self._zeros_node, 0.0, case_cost=True)
+        e.set_objective(np.zeros(net.n_gen), np.zeros(net.n_node), 0.0, case_cost=True)
         t0 = time.perf_counter()
         sol = e.solve(duals=True)
         wall = time.perf_counter() - t0
@@ -1022,20 +585,6 @@ class AllocationProblem:
             solve_s=wall,
             message=sol.message,
         )
-
-
-@dataclass(frozen=True)
-class DCOPFResult:
-    """Result of :meth:`AllocationProblem.solve_dcopf`."""
-
-    status: str
-    termination: str
-    objective: float | None
-    p_gen_mw: np.ndarray
-    flow_mw: np.ndarray
-    lmp: np.ndarray | None
-    solve_s: float
-    message: str = ""
 
 
 def solve_dcopf(
@@ -1059,13 +608,17 @@ def solve_dcopf(
     engine : EngineKind or str
         ``pyomo`` (default) or ``highs`` (the fast path; name ``highs`` only).
     extensions : sequence of callables ``f(model, net)``
-        Constraints added to the model before the solve.
+        Constraints added to the model before the solve (with engine ``pyomo`` the model
+        holds the DC-OPF block ``model.dcopf`` alone, :class:`~fpamm_opt.opf.DCOPFProblem`).
 
     Returns
     -------
     DCOPFResult
         Status, cost ($/h, the case's own curves), dispatch, flows and LMPs.
     """
+    if EngineKind(engine) is EngineKind.PYOMO:
+        return DCOPFProblem(net, formulation, solver, extensions).solve()
+    # The fast path compiles the whole model (both blocks) into arrays.
     prob = AllocationProblem(
         net,
         np.zeros(net.n_node, dtype=int),

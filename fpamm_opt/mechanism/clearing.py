@@ -351,6 +351,9 @@ def clear_interval(
     wmap = WeightMap.build(cfg, s, deficit, node_tier, n_tier, d) if fpamm_weights else None
     w_start = wmap.start() if wmap is not None else ones
 
+    begin = getattr(allocator, "begin_interval", None)
+    if callable(begin):  # interval-scoped caches of the allocator: opened here, per interval
+        begin(inp)
     screen = allocator.screen(inp)
     tr.account(screen)
     if screen.ok:

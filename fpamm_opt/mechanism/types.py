@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ class Dispatch:
     #: earlier clear of the same interval: the fixed point restarts so that every iterate it
     #: records comes from one operator (mechanism/clearing.py).
     path_switched: bool = False
+    #: A deferred clear's ticket for ``complete`` (:func:`new_deferred_token`; None otherwise).
+    deferred_token: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -116,11 +119,19 @@ class Allocator(Protocol):
 DEFERRED_KEPT = 2
 
 
-def keep_deferred(store: dict[int, Any], served: np.ndarray, value: Any) -> dict[int, Any]:
-    """``store`` with ``value`` filed under a deferred clear's ``served_mw`` array (by
-    identity), keeping the latest :data:`DEFERRED_KEPT` entries."""
+_DEFERRED_TOKENS = itertools.count(1)
+
+
+def new_deferred_token() -> int:
+    """A fresh ticket for a deferred clear (unique within the process)."""
+    return next(_DEFERRED_TOKENS)
+
+
+def keep_deferred(store: dict[int, Any], token: int, value: Any) -> dict[int, Any]:
+    """``store`` with ``value`` filed under a deferred clear's ``deferred_token``, keeping
+    the latest :data:`DEFERRED_KEPT` entries."""
     kept = list(store.items())[-(DEFERRED_KEPT - 1) :]
-    return dict([*kept, (id(served), value)])
+    return dict([*kept, (token, value)])
 
 
 class DeferringAllocator(Allocator, Protocol):

@@ -104,7 +104,7 @@ class RetryingAllocator:
         self.n_node, self.n_gen = primary.n_node, primary.n_gen
         self.n_branch, self.n_tier = primary.n_branch, primary.n_tier
         self.events: list[str] = []
-        # (tier order, weights) of the latest deferred clears, by their served array
+        # (tier order, weights) of the latest deferred clears, by their deferred_token
         self._pending: dict[int, tuple[Sequence[int], np.ndarray]] = {}
 
     def _ok(self, inp: IntervalInput, d: Dispatch) -> bool:
@@ -141,6 +141,14 @@ class RetryingAllocator:
             **{**second.__dict__, "status": SolveStatus.ERROR, "note": f"failed({what}:{reason})"}
         )
 
+    def begin_interval(self, inp: IntervalInput) -> None:
+        """Open ``inp`` on the primary (and the fallback, once built): see
+        :meth:`fpamm_opt.problem.AllocationProblem.begin_interval`."""
+        for alloc in (self.primary, self._fallback):
+            begin = getattr(alloc, "begin_interval", None)
+            if callable(begin):
+                begin(inp)
+
     def screen(self, inp: IntervalInput) -> Dispatch:
         d = self.primary.screen(inp)
         if self._ok(inp, d):
@@ -159,8 +167,8 @@ class RetryingAllocator:
             d = self.primary.clear(inp, tier_order, weights)
         else:
             d = self.primary.clear(inp, tier_order, weights, dispatch=False)
-        if d.deferred and self._served_ok(inp, d):
-            self._pending = keep_deferred(self._pending, d.served_mw, (tier_order, weights))
+        if d.deferred and d.deferred_token is not None and self._served_ok(inp, d):
+            self._pending = keep_deferred(self._pending, d.deferred_token, (tier_order, weights))
             return d
         if not d.deferred and self._ok(inp, d):
             return d
@@ -170,7 +178,8 @@ class RetryingAllocator:
         """The primary's dispatch of a deferred clear, checked; else the clear on the fallback."""
         if not disp.deferred:
             return disp
-        tier_order, weights = self._pending[id(disp.served_mw)]
+        assert disp.deferred_token is not None
+        tier_order, weights = self._pending[disp.deferred_token]
         d = self.primary.complete(inp, disp)
         # the dispatch must be in X(t) and serve what the fixed point worked with
         moved = float(np.max(np.abs(d.served_mw - disp.served_mw), initial=0.0))
@@ -265,13 +274,11 @@ def prepare(spec: RunSpec, solver_instance: Any = None) -> PreparedRun:
 
 def _solve_paths(alloc: Any) -> dict[str, Any]:
     """How the primary allocator cleared tiers and solved QPs (counts, for the manifest)."""
-    prim = getattr(alloc, "primary", alloc)
-    out: dict[str, Any] = {}
-    for name in ("tier_paths", "qp_paths", "qp_misses", "kkt_iterations"):
-        if hasattr(prim, name):
-            val = getattr(prim, name)
-            out[name] = dict(val) if isinstance(val, dict) else int(val)
-    return out
+    from fpamm_opt.pipeline.accounting import PathStats
+
+    prim = alloc.primary if isinstance(alloc, RetryingAllocator) else alloc
+    stats = getattr(prim, "stats", None)
+    return stats.as_manifest() if isinstance(stats, PathStats) else {}
 
 
 def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> RetryingAllocator:

@@ -57,7 +57,7 @@ _INF = math.inf
 #: Bands ``(rel, abs MW)`` around the stored allocation of the tiers cleared earlier, tried
 #: in order until the tier's cold solves are feasible: exactly the stored values first, then
 #: ``1e-9 d + 1e-9`` (where HiGHS calls the exact values infeasible by its tolerances; the
-#: allocator widens the same way, ``problem.AllocationProblem._solve_fixed``), then ``1e-7 d +
+#: allocator widens the same way, ``pipeline.strategies.FixedLoadSolves.solve``), then ``1e-7 d +
 #: 1e-9`` and ``1e-6 d + 1e-6`` (the allocator's last resort, and the band runs written
 #: before manifest version 3 fixed earlier tiers in). Tightest first because a band is
 #: amplified through congested corridors: on IEEE-118 (seed 29, t = 1539) a later tier's

@@ -7,6 +7,8 @@ describe exactly the same problem and must agree to solver tolerance.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyomo.environ as pyo
 import pytest
@@ -60,14 +62,18 @@ def test_kkt_tier_answers_equal_the_solver_qp(case, formulation, cover):
         np.testing.assert_allclose(a.tier_level, b.tier_level, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(a.objective, b.objective, rtol=1e-7)
     assert compared >= 15
-    n_qp = ref.qp_paths["solver"]
-    assert n_qp >= 15 and sum(ref.qp_paths.values()) == n_qp
-    certified = kkt.qp_paths["kkt_warm"] + kkt.qp_paths["kkt_carry"] + kkt.qp_paths["kkt_lp"]
+    n_qp = ref.stats.qp_paths["solver"]
+    assert n_qp >= 15 and sum(ref.stats.qp_paths.values()) == n_qp
+    certified = (
+        kkt.stats.qp_paths["kkt_warm"]
+        + kkt.stats.qp_paths["kkt_carry"]
+        + kkt.stats.qp_paths["kkt_lp"]
+    )
     # every tier problem has one answer; most come from the KKT search. Where it fails, HiGHS
     # answers and the search runs once more from HiGHS's active set (counted warm: one clear
     # per interval here), so that the interval keeps one path (docs/design.md)
-    rescued = kkt.qp_paths["kkt_warm"]
-    assert certified - rescued + kkt.qp_paths["solver"] == n_qp
+    rescued = kkt.stats.qp_paths["kkt_warm"]
+    assert certified - rescued + kkt.stats.qp_paths["solver"] == n_qp
     if case != "case118":
         assert certified >= n_qp // 2
 
@@ -96,11 +102,15 @@ def test_warm_kkt_answers_along_a_fixed_point_equal_the_solver_qp():
             scale = float(inp.demand_mw.max())
             np.testing.assert_allclose(a.served_mw, b.served_mw, rtol=0, atol=1e-6 * scale)
     assert n >= 25
-    assert kkt.qp_paths["kkt_warm"] >= 20
+    assert kkt.stats.qp_paths["kkt_warm"] >= 20
     # every clear has a certified answer: where an interval's first search fails, HiGHS's QP
     # runs once and the search, warm from its answer, certifies (one path per interval)
-    certified = kkt.qp_paths["kkt_warm"] + kkt.qp_paths["kkt_carry"] + kkt.qp_paths["kkt_lp"]
-    assert certified == 30 and kkt.qp_paths["solver"] <= 5
+    certified = (
+        kkt.stats.qp_paths["kkt_warm"]
+        + kkt.stats.qp_paths["kkt_carry"]
+        + kkt.stats.qp_paths["kkt_lp"]
+    )
+    assert certified == 30 and kkt.stats.qp_paths["solver"] <= 5
 
 
 @pytest.mark.parametrize("rule", ["qp", "maxmin"])
@@ -136,10 +146,19 @@ def test_complete_only_takes_its_own_deferred_clears():
     inp, w = next(_scarce_inputs(net, seed=2, n=1))
     first = prob.clear(inp, [0], w, dispatch=False)
     assert first.deferred
-    forged = type(first)(**{**first.__dict__, "served_mw": first.served_mw.copy()})
+    forged = dataclasses.replace(first, deferred_token=-1)  # a ticket never issued
     with pytest.raises(ValueError, match="deferred"):
         prob.complete(inp, forged)
     assert prob.complete(inp, first).ok
+    # only the latest two are kept: a third deferred clear evicts the first
+    later = [prob.clear(inp, [0], w * (1 + 1e-3 * i), dispatch=False) for i in (1, 2)]
+    with pytest.raises(ValueError, match="deferred"):
+        prob.complete(inp, first)
+    assert all(prob.complete(inp, x).ok for x in later)
+    # a new interval drops the session's deferred clears
+    prob.begin_interval(dataclasses.replace(inp))
+    with pytest.raises(ValueError, match="deferred"):
+        prob.complete(inp, later[-1])
 
 
 def _cap_first_gen(m, net):
@@ -158,7 +177,7 @@ def test_kkt_is_not_used_under_extensions():
         AllocationProblem(net, tiers, 1, rule="qp", qp_method="kkt", extensions=[_cap_first_gen])
     inp, w = next(_scarce_inputs(net, seed=4, n=1))
     res = auto.clear(inp, [0], w)
-    assert res.ok and auto.qp_paths["solver"] == 1
+    assert res.ok and auto.stats.qp_paths["solver"] == 1
     assert res.p_gen_mw[0] <= 0.5 * net.gen_pmax_mw[0] + 1e-6
 
 
@@ -182,7 +201,7 @@ def test_two_tiers_kkt_and_solver_fix_the_earlier_tier_alike():
         scale = float(inp.demand_mw.max())
         np.testing.assert_allclose(a.served_mw, b.served_mw, rtol=0, atol=1e-7 * scale)
     assert compared >= 10
-    assert kkt.qp_paths["kkt_lp"] >= 15 and ref.qp_paths["solver"] >= 20
+    assert kkt.stats.qp_paths["kkt_lp"] >= 15 and ref.stats.qp_paths["solver"] >= 20
 
 
 def test_a_tier_whose_search_keeps_failing_goes_to_the_solver(monkeypatch):
@@ -191,7 +210,7 @@ def test_a_tier_whose_search_keeps_failing_goes_to_the_solver(monkeypatch):
     net = load_network("case57", ratings="derived")
     tiers = np.zeros(net.n_node, dtype=int)
     prob = AllocationProblem(net, tiers, 1, rule="qp", qp_method="kkt", water_fill=False)
-    real = prob._tierqp.solve
+    real = prob.kkt.qp.solve
     calls = {"n": 0}
 
     def failing(*a, **kw):
@@ -199,7 +218,7 @@ def test_a_tier_whose_search_keeps_failing_goes_to_the_solver(monkeypatch):
         res = real(*a, **kw)
         return type(res)(**{**res.__dict__, "ok": False, "reason": "injected"})
 
-    monkeypatch.setattr(prob._tierqp, "solve", failing)
+    monkeypatch.setattr(prob.kkt.qp, "solve", failing)
     inputs = list(_scarce_inputs(net, seed=21, n=2))
     inp, w = inputs[0]
     for m in range(5):
@@ -208,7 +227,7 @@ def test_a_tier_whose_search_keeps_failing_goes_to_the_solver(monkeypatch):
     # each clear tries the KKT search (warm or carried guess, then the LP's) until the second
     # failure; then only the solver
     tried = calls["n"]
-    assert prob.qp_paths["solver"] == 5
+    assert prob.stats.qp_paths["solver"] == 5
     assert 2 <= tried <= 6
     seen = {"n": 0}
 
@@ -216,7 +235,7 @@ def test_a_tier_whose_search_keeps_failing_goes_to_the_solver(monkeypatch):
         seen["n"] += 1
         return real(*a, **kw)
 
-    monkeypatch.setattr(prob._tierqp, "solve", counting)
+    monkeypatch.setattr(prob.kkt.qp, "solve", counting)
     inp2, w2 = inputs[1]
     assert prob.clear(inp2, [0], w2).ok
     assert seen["n"] >= 1  # a new interval tries the KKT search again
@@ -282,5 +301,5 @@ def test_kkt_on_two_islands_equals_the_solver_qp(tmp_path):
         congested += bool(
             np.any(np.isclose(y.flow_mw, hi, atol=1e-6) | np.isclose(y.flow_mw, lo, atol=1e-6))
         )
-    assert kkt.qp_paths["kkt_lp"] + kkt.qp_paths["kkt_carry"] >= 8
+    assert kkt.stats.qp_paths["kkt_lp"] + kkt.stats.qp_paths["kkt_carry"] >= 8
     assert congested >= 3

@@ -64,10 +64,10 @@ def test_shortcut_gives_the_rules_answer(engine: str, rule: str, tier_energy: st
         assert a.cap_active == b.cap_active
         assert a.objective == pytest.approx(b.objective, rel=1e-5, abs=1e-3)
     assert compared >= 20
-    paths = fast.tier_paths
+    paths = fast.stats.tier_paths
     # Both branches were exercised: accepted water-fills and infeasible trials.
     assert paths["cp"] >= 5 and paths["rule"] >= 3, paths
-    assert full.tier_paths == {"cp": 0, "rule": 0, "skipped": 0}
+    assert full.stats.tier_paths == {"cp": 0, "rule": 0, "skipped": 0}
 
 
 def test_a_repeat_clear_of_the_same_interval_skips_the_failed_trial() -> None:
@@ -76,9 +76,9 @@ def test_a_repeat_clear_of_the_same_interval_skips_the_failed_trial() -> None:
     prob = AllocationProblem(net, tiers, 2, rule="maxmin", formulation="ptdf", solver=SPEC)
     for inp, w, order in _intervals(net, seed=11):
         first = prob.clear(inp, order, w)
-        failed = prob.tier_paths["rule"]
+        failed = prob.stats.tier_paths["rule"]
         again = prob.clear(inp, order, w * 1.01)
-        if prob.tier_paths["rule"] == failed and prob.tier_paths["skipped"] > 0:
+        if prob.stats.tier_paths["rule"] == failed and prob.stats.tier_paths["skipped"] > 0:
             # The trial that failed was not repeated, and the answer is unchanged.
             np.testing.assert_allclose(again.served_mw, first.served_mw, atol=1e-4 * net.n_node)
             assert again.n_solves < first.n_solves
@@ -96,16 +96,16 @@ def test_trials_are_rationed_when_they_rarely_succeed() -> None:
         net, tiers, 1, rule="maxmin", formulation="ptdf", solver=SPEC, water_fill=False
     )
     inp, w, _ = _intervals(net, seed=11)[0]
-    prob._trial_rate = 0.0  # as after a long run of congested intervals
+    prob.rationing.rate = 0.0  # as after a long run of congested intervals
     probe = AllocationProblem.TRIAL_PROBE
     tried = []
     for _ in range(2 * probe):
-        before = prob.tier_paths["cp"] + prob.tier_paths["rule"]
+        before = prob.stats.tier_paths["cp"] + prob.stats.tier_paths["rule"]
         got = prob.clear(dataclasses.replace(inp, t=len(tried)), [0], w)
-        tried.append(prob.tier_paths["cp"] + prob.tier_paths["rule"] > before)
+        tried.append(prob.stats.tier_paths["cp"] + prob.stats.tier_paths["rule"] > before)
         gap = np.abs(got.served_mw - ref.clear(inp, [0], w).served_mw)
         assert np.all(gap <= 1e-5 * np.maximum(inp.demand_mw, 1.0))
-        prob._trial_rate = 0.0
+        prob.rationing.rate = 0.0
     # One single tier per clear: tried exactly on the probe turns.
     assert tried == [(i + 1) % probe == 0 for i in range(2 * probe)]
 
@@ -141,4 +141,4 @@ def test_an_extension_that_adds_supply_turns_the_shortcut_off() -> None:
     # The source counts: the tier could get more than the generators can supply, which the
     # copper-plate bound of the shortcut would have missed.
     assert got.tier_deliverable_mw[0] > float(np.sum(inp.available_mw)) + 1.0
-    assert prob.tier_paths == {"cp": 0, "rule": 0, "skipped": 0}
+    assert prob.stats.tier_paths == {"cp": 0, "rule": 0, "skipped": 0}

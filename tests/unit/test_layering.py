@@ -32,9 +32,15 @@ PURE_MODULES = (
     "fpamm_opt.engine",
     "fpamm_opt.sim.records",
 )
-PURE_PACKAGES = ("fpamm_opt.mechanism", "fpamm_opt.io", "fpamm_opt.verify")
+PURE_PACKAGES = ("fpamm_opt.mechanism", "fpamm_opt.io", "fpamm_opt.verify", "fpamm_opt.pipeline")
 #: The Pyomo layer, off limits for the pure layers.
-PYOMO_LAYER = ("fpamm_opt.blocks", "fpamm_opt.problem", "fpamm_opt.solvers", "fpamm_opt.fastpath")
+PYOMO_LAYER = (
+    "fpamm_opt.blocks",
+    "fpamm_opt.problem",
+    "fpamm_opt.opf",
+    "fpamm_opt.solvers",
+    "fpamm_opt.fastpath",
+)
 
 
 def _module_path(name: str) -> Path | None:

@@ -1,0 +1,78 @@
+"""What lives for one interval: :class:`IntervalSession`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fpamm_opt.engine import LPSolution
+from fpamm_opt.mechanism.tierqp import ActiveSet
+from fpamm_opt.mechanism.types import IntervalInput, keep_deferred
+
+#: A tier's place in one clear: ``(tier, position in the tier order)``.
+TierKey = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class DeferredClear:
+    """What :meth:`~fpamm_opt.problem.AllocationProblem.complete` needs of a deferred clear:
+    its served-load bounds, the tier cleared last and that tier's own solve (or None)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    last_mem: np.ndarray
+    point: LPSolution | None
+
+
+@dataclass
+class IntervalSession:
+    """Caches of one interval, opened by
+    :meth:`~fpamm_opt.problem.AllocationProblem.begin_interval` and dropped with the next.
+
+    The fixed point of :func:`~fpamm_opt.mechanism.clearing.clear_interval` clears one
+    interval several times with nearby weights; these let later clears reuse earlier work.
+
+    Attributes
+    ----------
+    inp : IntervalInput
+        The interval (the session belongs to this very object).
+    trial_failed : set of (tier, position)
+        Water-fill trials found infeasible: a congested tier stays congested.
+    qp_guess : dict (tier, position) -> ActiveSet
+        The latest active set of the tier's KKT search or the solver's QP (warm starts).
+    qp_path : dict (tier, position) -> str
+        The tier's QP path, ``"kkt"``, ``"solver"`` or ``"maxmin"``, chosen at its first
+        clear; it only ever moves right (docs/design.md, "One solve path per tier").
+    deliverable : dict (tier, position) -> (lo, hi, LPSolution)
+        Deliverable LPs with the bounds they ran under (the first tier's is the same in every
+        clear).
+    deferred : dict token -> DeferredClear
+        The latest :data:`~fpamm_opt.mechanism.types.DEFERRED_KEPT` deferred clears.
+    """
+
+    inp: IntervalInput
+    trial_failed: set[TierKey] = field(default_factory=set)
+    qp_guess: dict[TierKey, ActiveSet] = field(default_factory=dict)
+    qp_path: dict[TierKey, str] = field(default_factory=dict)
+    deliverable: dict[TierKey, tuple[np.ndarray, np.ndarray, LPSolution]] = field(
+        default_factory=dict
+    )
+    deferred: dict[int, DeferredClear] = field(default_factory=dict)
+
+    def seen_deliverable(self, key: TierKey, lo: np.ndarray, hi: np.ndarray) -> LPSolution | None:
+        """The deliverable LP of ``key`` solved earlier under the same bounds, if any."""
+        seen = self.deliverable.get(key)
+        if seen is not None and np.array_equal(seen[0], lo) and np.array_equal(seen[1], hi):
+            return seen[2]
+        return None
+
+    def settle_path(self, key: TierKey, path: str, first: bool) -> bool:
+        """Record the tier's QP path; True when it changed after the tier's first clear."""
+        switched = not first and path != self.qp_path[key]
+        self.qp_path[key] = path
+        return switched
+
+    def keep_deferred(self, token: int, clear: DeferredClear) -> None:
+        """File a deferred clear under its token, keeping the latest ``DEFERRED_KEPT``."""
+        self.deferred = keep_deferred(self.deferred, token, clear)
