@@ -444,6 +444,10 @@ class SolverQP:
     def try_tier(self, ctx: TierContext) -> TierOutcome | None:
         ctx.open_path("kkt" if self.kkt is not None else "solver")
         if ctx.path == "maxmin":
+            # HiGHS's QP stopped on this tier earlier in the interval: every later clear
+            # uses the max-min LPs, and says so, so that the final clear's rule is marked
+            # (final-rule[k]=maxmin) for the audit
+            ctx.log.notes.append(qp_fallback_note(ctx.k, "earlier-clear"))
             ctx.settle_path()
             return None
         b, d, mem, w = ctx.bounds, ctx.d, ctx.mem, ctx.w

@@ -13,7 +13,7 @@ import pytest
 from fpamm_opt.engine import EngineKind, LPSolution
 from fpamm_opt.mechanism.config import TierEnergy
 from fpamm_opt.mechanism.tierqp import ActiveSet, TierQPResult
-from fpamm_opt.mechanism.types import IntervalInput, SolveStatus
+from fpamm_opt.mechanism.types import QP_FALLBACK_RE, IntervalInput, SolveStatus
 from fpamm_opt.pipeline.accounting import PathStats, SolveLog
 from fpamm_opt.pipeline.bounds import LexBounds
 from fpamm_opt.pipeline.ledger import ClearLedger
@@ -297,6 +297,20 @@ def test_solver_qp_failure_moves_the_tier_to_maxmin_and_reports_a_switch() -> No
     assert SolverQP(solves, PathStats()).try_tier(ctx) is None
     assert session.qp_path[(0, 0)] == "maxmin" and ctx.switched
     assert led.log.notes and "qp" in led.log.notes[-1]
+
+
+def test_a_tier_on_the_maxmin_path_says_so_in_every_later_clear() -> None:
+    """After HiGHS's QP stopped in an earlier clear, the tier goes straight to the max-min
+    LPs, and the clear's note still names the fallback: the final clear's rule is what the
+    audit replays (final-rule[k]=maxmin); without the note IEEE-57 seed 11 t=1480 was
+    replayed with the QP and rejected."""
+    eng, solves, session, led = _setup(lambda e: _sol(ok=False))
+    session.qp_path[(0, 0)] = "maxmin"  # HiGHS's QP stopped in an earlier clear
+    ctx = led.tier(0, 0, MEM0, session)
+    _partial(ctx)
+    assert SolverQP(solves, PathStats()).try_tier(ctx) is None
+    assert eng.solves == 0 and not ctx.switched
+    assert QP_FALLBACK_RE.findall(";".join(led.log.notes)) == ["0"]
 
 
 def test_max_min_lps_fix_bottlenecks_round_by_round() -> None:
