@@ -153,7 +153,7 @@ class ColdClearing:
         self.row_lo = np.concatenate(lo)
         self.row_hi = np.concatenate(hi)
         self.p_lower = gen_lower_mw(net)
-        #: rows of the branch limits, and each one's rating (MW; for flow margins)
+        #: rows of the branch limits, and each one's rating (MW; activity tolerances of the KKT certificate)
         self.flow_rows = np.arange(len(bal), len(bal) + int(lim.sum()))
         rating = np.fmax(np.abs(np.where(np.isfinite(f_lo), f_lo, 0.0)), np.abs(f_hi))
         self.flow_rating_mw = np.where(np.isfinite(rating), rating, 0.0)[lim]

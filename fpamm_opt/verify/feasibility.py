@@ -70,8 +70,8 @@ STATEMENT_COLD = (
     "earlier tiers at their stored values, later tiers at 0) gives each tier's stored node "
     "allocation (a max-min tier may instead be certified leximin-optimal within the "
     "allocator's fixing band: in X(t), sorted weighted shortfalls no worse; a QP tier may be "
-    "certified optimal within a flow margin of 1e-6·rating + 1e-6 MW: in X(t), objective no "
-    "worse than the optimum with every branch limit tightened by the margin)"
+    "certified optimal by its KKT conditions at the stored point: multipliers on the "
+    "constraints active there leave a stationarity residual of at most 1e-6 max w)"
 )
 
 _FEAS_COMPONENTS: dict[str, str] = {
@@ -669,8 +669,8 @@ def check_cold_resolve(
     if certified:
         kinds += (
             f" ({len(certified)} tier{'s' if len(certified) > 1 else ''} off by more than the "
-            f"MW tolerance but certified (leximin within the allocator's band, or QP optimum "
-            f"within the flow margin): "
+            f"MW tolerance but certified (leximin within the allocator's band, or QP optimality "
+            f"by its KKT conditions at the stored point): "
             f"{', '.join(certified[:3])}{' ...' if len(certified) > 3 else ''})"
         )
     if n_errors:
@@ -789,7 +789,7 @@ def _replay(
                 continue
             if cert.passed:
                 # The rule's answer within the allocator's band (max-min) or the network's
-                # flow margin (QP), at another point of an ill-conditioned tier: measured in
+                # KKT conditions (QP), at another point of an ill-conditioned tier: measured in
                 # the certificate's own units (levels, objective).
                 certified.append(f"t={t} tier {r.tier} ({r.gap_mw:.3g} MW at node {j})")
                 note(int(t), cert.excess, cert.tol, f"{desc}; {cert.describe()}")
