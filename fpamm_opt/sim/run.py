@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from fpamm_opt.errors import InputError, SolverError
+from fpamm_opt.feasible import x_violations
 from fpamm_opt.io.manifest import build_manifest, complete_manifest, to_jsonable
 from fpamm_opt.io.schema import TABLE_NAMES
 from fpamm_opt.io.tables import MemoryTables
@@ -63,27 +64,15 @@ def dispatch_violation_mw(
 ) -> float:
     """Largest violation (MW) of ``X(t)`` by a dispatch, recomputed in NumPy.
 
-    Balance per island, ``0 <= p <= available``, ``0 <= x <= d``, ``|flow| <= rate`` with flows
-    recomputed from injections (independently of the solver's own ``pf``).
+    :func:`~fpamm_opt.feasible.x_violations` of the dispatch (balance per island,
+    ``min(pmin, 0) <= p <= available``, ``0 <= x <= d``, flow limits with flows recomputed from
+    the injections, independently of the solver's own ``pf``); ``inf`` when a value is not
+    finite.
     """
     p, x = disp.p_gen_mw, disp.served_mw
     if not (np.all(np.isfinite(p)) and np.all(np.isfinite(x))):
         return float("inf")
-    inj = net.bus_injection_mw(p, x)
-    bal = np.zeros(int(net.bus_island.max()) + 1)
-    np.add.at(bal, net.bus_island, inj)
-    flows = net.flows_from_injections(inj)
-    lo, hi = net.flow_limits_mw()
-    v = [
-        np.max(np.abs(bal), initial=0.0),
-        np.max(-p + np.minimum(net.gen_pmin_mw, 0.0), initial=0.0),
-        np.max(p - available_mw, initial=0.0),
-        np.max(-x, initial=0.0),
-        np.max(x - demand_mw, initial=0.0),
-        np.max(lo - flows, initial=0.0),
-        np.max(flows - hi, initial=0.0),
-    ]
-    return float(max(v))
+    return float(x_violations(net, p, x, available_mw, demand_mw).worst_mw()[0])
 
 
 class RetryingAllocator:

@@ -49,12 +49,18 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from fpamm_opt.errors import VerificationError
+from fpamm_opt.feasible import (
+    dc_flows_mw,
+    flow_limits,
+    gen_lower_mw,
+    positive_part,
+    x_violations,
+)
 from fpamm_opt.mechanism.types import FINAL_RULE_RE, QP_FALLBACK_RE, ROUNDS_CAPPED_RE
 from fpamm_opt.network import NetworkData
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.cold import ColdClearing, replay_clearing
 from fpamm_opt.verify.context import CostModel, RunData, as_run
-from fpamm_opt.verify.limits import flow_limits, gen_lower_mw
 from fpamm_opt.verify.panel import bool_array, pivot, require_columns
 from fpamm_opt.verify.result import CheckName, CheckResult, not_applicable
 
@@ -158,29 +164,51 @@ def interval_arrays(run: RunData, net: NetworkData, branches: bool = True) -> In
     )
 
 
-#: Largest ``n_branch · n_bus`` for which flows are computed with the dense PTDF.
-DENSE_PTDF_MAX = 20_000_000
+def _feasibility_components(
+    net: NetworkData, a: IntervalArrays, chunk: int
+) -> dict[str, tuple[np.ndarray, str, np.ndarray]]:
+    """Per-interval violations (MW) of every T3 component, with the label and ids of columns.
 
-
-def dc_flows_mw(net: NetworkData, injection_mw: np.ndarray, chunk: int = 500) -> np.ndarray:
-    """DC branch flows (MW) for ``(T, n_bus)`` net injections.
-
-    ``PTDF · (inj + shift_inj) - shift_flow`` with the network's dense PTDF when it is small
-    enough (:data:`DENSE_PTDF_MAX`), otherwise :meth:`NetworkData.flows_from_injections`
-    (sparse B-θ solves) in chunks of ``chunk`` intervals. Both are the same DC flows.
+    The components of ``X(t)`` come from :func:`~fpamm_opt.feasible.x_violations`; the stored
+    tables are also checked against the network (pmax, flows, ratings, finite values).
     """
-    inj = np.atleast_2d(injection_mw)
-    if net.n_branch * net.n_bus <= DENSE_PTDF_MAX:
-        return (inj + net.shift_injection_mw) @ net.ptdf.T - net.shift_flow_mw
-    out = np.empty((inj.shape[0], net.n_branch))
-    for s in range(0, inj.shape[0], chunk):
-        out[s : s + chunk] = net.flows_from_injections(inj[s : s + chunk])
-    return out
-
-
-def _nonneg(v: np.ndarray) -> np.ndarray:
-    """Positive part, NaN as +inf (a missing value is a violation)."""
-    return np.where(np.isnan(v), np.inf, np.maximum(v, 0.0))
+    assert a.flow_mw is not None and a.rate_mw is not None
+    flows = dc_flows_mw(net, np.nan_to_num(net.bus_injection_mw(a.p_mw, a.served_mw)), chunk)
+    xv = x_violations(net, a.p_mw, a.served_mw, a.available_mw, a.demand_mw, flows_mw=flows)
+    rate_net = net.branch_rate_mw[None, :]
+    rate_stored = np.where(np.isnan(a.rate_mw), np.inf, a.rate_mw)
+    with np.errstate(invalid="ignore"):
+        rate_diff = np.where(
+            np.isinf(rate_stored) & np.isinf(rate_net), 0.0, np.abs(rate_stored - rate_net)
+        )
+    nonfinite = np.concatenate(
+        [
+            ~np.isfinite(a.p_mw),
+            ~np.isfinite(a.available_mw),
+            ~np.isfinite(a.served_mw),
+            ~np.isfinite(a.demand_mw),
+            ~np.isfinite(a.flow_mw),
+        ],
+        axis=1,
+    )
+    gens, nodes = np.arange(net.n_gen), np.arange(net.n_node)
+    branches = np.arange(net.n_branch)
+    return {
+        "balance": (xv.balance, "island", xv.islands),
+        "gen_below_lower": (xv.gen_below_lower, "gen", gens),
+        "gen_above_available": (xv.gen_above_available, "gen", gens),
+        "available_above_pmax": (
+            positive_part(a.available_mw - net.gen_pmax_mw[None, :]),
+            "gen",
+            gens,
+        ),
+        "served_below_zero": (xv.served_below_zero, "node", nodes),
+        "served_above_demand": (xv.served_above_demand, "node", nodes),
+        "flow_above_rating": (xv.flow_above_rating, "branch", branches),
+        "flow_mismatch": (positive_part(np.abs(flows - a.flow_mw)), "branch", branches),
+        "rate_mismatch": (positive_part(rate_diff), "branch", branches),
+        "non_finite": (np.where(nonfinite, np.inf, 0.0), "column", np.arange(nonfinite.shape[1])),
+    }
 
 
 def check_dc_feasibility(
@@ -209,51 +237,7 @@ def check_dc_feasibility(
     n_t = a.t.size
     tol = rel_tol * np.nansum(a.demand_mw, axis=1) + abs_tol_mw
 
-    inj = net.bus_injection_mw(a.p_mw, a.served_mw)
-    islands = np.unique(net.bus_island)
-    onehot = (net.bus_island[:, None] == islands[None, :]).astype(float)
-    flows = dc_flows_mw(net, np.nan_to_num(inj), chunk)
-    rate_net = net.branch_rate_mw[None, :]
-    f_lo, f_hi = flow_limits(net)
-    rate_stored = np.where(np.isnan(a.rate_mw), np.inf, a.rate_mw)
-    with np.errstate(invalid="ignore"):
-        rate_diff = np.where(
-            np.isinf(rate_stored) & np.isinf(rate_net), 0.0, np.abs(rate_stored - rate_net)
-        )
-    nonfinite = np.concatenate(
-        [
-            ~np.isfinite(a.p_mw),
-            ~np.isfinite(a.available_mw),
-            ~np.isfinite(a.served_mw),
-            ~np.isfinite(a.demand_mw),
-            ~np.isfinite(a.flow_mw),
-        ],
-        axis=1,
-    )
-    comps: dict[str, tuple[np.ndarray, str, np.ndarray]] = {
-        "balance": (_nonneg(np.abs(inj @ onehot)), "island", islands),
-        "gen_below_lower": (
-            _nonneg(gen_lower_mw(net)[None, :] - a.p_mw),
-            "gen",
-            np.arange(net.n_gen),
-        ),
-        "gen_above_available": (_nonneg(a.p_mw - a.available_mw), "gen", np.arange(net.n_gen)),
-        "available_above_pmax": (
-            _nonneg(a.available_mw - net.gen_pmax_mw[None, :]),
-            "gen",
-            np.arange(net.n_gen),
-        ),
-        "served_below_zero": (_nonneg(-a.served_mw), "node", np.arange(net.n_node)),
-        "served_above_demand": (_nonneg(a.served_mw - a.demand_mw), "node", np.arange(net.n_node)),
-        "flow_above_rating": (
-            _nonneg(np.maximum(flows - f_hi[None, :], f_lo[None, :] - flows)),
-            "branch",
-            np.arange(net.n_branch),
-        ),
-        "flow_mismatch": (_nonneg(np.abs(flows - a.flow_mw)), "branch", np.arange(net.n_branch)),
-        "rate_mismatch": (_nonneg(rate_diff), "branch", np.arange(net.n_branch)),
-        "non_finite": (np.where(nonfinite, np.inf, 0.0), "column", np.arange(nonfinite.shape[1])),
-    }
+    comps = _feasibility_components(net, a, chunk)
     worst_ratio, measured, bound = -1.0, 0.0, float(tol[0]) if n_t else abs_tol_mw
     worst_desc = ""
     problems: list[str] = []

@@ -121,7 +121,16 @@ def test_the_former_cycles_stay_one_way(graph: dict[str, set[str]]) -> None:
     for user in ("fpamm_opt.problem", "fpamm_opt.fastpath"):
         assert "fpamm_opt.engine" in graph[user]
     for user in ("fpamm_opt.verify.cold", "fpamm_opt.verify.feasibility"):
-        assert "fpamm_opt.verify.limits" in graph[user]
+        assert "fpamm_opt.feasible" in graph[user]
+
+
+def test_one_x_t_check_for_run_loop_trigger_and_verifier(graph: dict[str, set[str]]) -> None:
+    for user in (
+        "fpamm_opt.sim.run",
+        "fpamm_opt.mechanism.trigger",
+        "fpamm_opt.verify.feasibility",
+    ):
+        assert "fpamm_opt.feasible" in graph[user]
 
 
 def test_cycle_finder_sees_function_level_and_relative_imports(tmp_path: Path) -> None:
