@@ -48,7 +48,8 @@ from fpamm_opt.network import NetworkData
 from fpamm_opt.scenario import Scenario
 from fpamm_opt.sim.records import IntervalRecord, TableLayout
 from fpamm_opt.spec import RunSpec, apply_overrides, load_spec, spec_hash
-from fpamm_opt.verify.context import RunData
+from fpamm_opt.verify.context import RunContext, RunData
+from fpamm_opt.verify.runner import applicable_checks
 
 #: Solvers that cannot take the QP rule's quadratic objective (APPSI's HiGHS interface
 #: accepts linear objectives only; ``highs`` is the one that takes QPs).
@@ -315,14 +316,6 @@ def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> Retryi
     return wrapped
 
 
-def applicable_checks(cfg: MechanismConfig, policy: Policy) -> list[str]:
-    """Which theorem checks apply to a run (T4 only with a trigger threshold above zero)."""
-    checks = ["T1", "T2", "T3", "T5", "deficit-replay"]
-    if cfg.trigger_theta > 0:
-        checks.insert(3, "T4")
-    return checks
-
-
 def _tables_of(
     rec: StepRecord,
     si: Any,
@@ -425,7 +418,12 @@ class Simulation:
                     "generator minimum outputs relaxed to 0 so X(t) is never empty"
                 ),
                 "ratings": net.ratings.describe(),
-                "checks": applicable_checks(cfg, prep.policy),
+                "checks": [
+                    c.value
+                    for c in applicable_checks(
+                        RunContext(policy=prep.policy.value, trigger_theta=cfg.trigger_theta)
+                    )
+                ],
                 "mechanism_resolved": cfg.to_dict(),
                 "intervals": prep.intervals,
             },
