@@ -80,7 +80,7 @@ from fpamm_opt.errors import (
     SolverError,
     one_line_error,
 )
-from fpamm_opt.io.reader import is_run_dir, read_manifest, read_table
+from fpamm_opt.io.reader import COMPARISON_NAME, is_run_dir, read_manifest, read_table
 from fpamm_opt.mechanism.config import Policy
 from fpamm_opt.report import metrics as mt
 from fpamm_opt.spec import RunSpec, apply_overrides, load_spec, spec_hash
@@ -90,7 +90,6 @@ from fpamm_opt.verify.context import RunContext
 from fpamm_opt.verify.panel import bool_array
 from fpamm_opt.verify.result import CheckName
 
-COMPARISON_NAME = "comparison.json"
 SCHEMA = "fpamm.comparison/1"
 #: Policies of a comparison, in display order.
 DEFAULT_POLICIES: tuple[str, ...] = ("fpamm", "equal", "lmp")

@@ -19,7 +19,6 @@ No Pyomo here.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from fpamm_opt.errors import RunDirectoryError
-from fpamm_opt.io.reader import is_run_dir, read_manifest
+from fpamm_opt.io.reader import COMPARISON_NAME, DirectoryKind, directory_kind, read_manifest
 from fpamm_opt.report import figures as fg
 from fpamm_opt.report import metrics as mt
-from fpamm_opt.report.compare import COMPARISON_NAME, POLICY_LABELS, read_comparison
+from fpamm_opt.report.compare import POLICY_LABELS, read_comparison
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.context import RunContext
 
@@ -47,14 +46,6 @@ PAPER_CLAIM = (
 )
 
 
-class DirectoryKind(enum.StrEnum):
-    """What a directory given to ``fpamm report`` holds."""
-
-    RUN = "run"
-    COMPARISON = "comparison"
-    BATCH = "batch"
-
-
 def detect_kind(path: Path | str) -> DirectoryKind:
     """Comparison (``comparison.json``), batch (``index.parquet``) or run (``manifest.json``).
 
@@ -64,12 +55,9 @@ def detect_kind(path: Path | str) -> DirectoryKind:
         When ``path`` is none of them.
     """
     p = Path(path)
-    if (p / COMPARISON_NAME).is_file():
-        return DirectoryKind.COMPARISON
-    if (p / "index.parquet").is_file():
-        return DirectoryKind.BATCH
-    if is_run_dir(p):
-        return DirectoryKind.RUN
+    kind = directory_kind(p)
+    if kind is not None:
+        return kind
     raise RunDirectoryError(
         f"{p}: not a run, comparison or batch directory (no manifest.json, {COMPARISON_NAME} "
         "or index.parquet)"

@@ -89,7 +89,7 @@ from fpamm_opt.spec import (
     OutputsSpec,
     RunSection,
     RunSpec,
-    SolverSpec,
+    SolverSection,
     read_toml,
     spec_hash,
 )
@@ -104,7 +104,7 @@ _FIELD_CLASSES: dict[str, type] = {
     "network": NetworkSpec,
     "scenario": ScenarioConfig,
     "mechanism": MechanismConfig,
-    "solver": SolverSpec,
+    "solver": SolverSection,
     "run": RunSection,
     "outputs": OutputsSpec,
 }

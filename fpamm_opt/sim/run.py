@@ -523,12 +523,11 @@ def with_solver(spec: RunSpec, solver: Any = None) -> tuple[RunSpec, Any]:
     """
     if solver is None:
         return spec, None
-    from fpamm_opt.solvers import SolverSpec as ChosenSolver
-    from fpamm_opt.solvers import as_solver_spec
+    from fpamm_opt.solvers import SolverSpec, as_solver_spec
 
     chosen = as_solver_spec(solver)
     changes: dict[str, Any] = {"name": chosen.name}
-    if isinstance(solver, ChosenSolver):
+    if isinstance(solver, SolverSpec):
         changes.update(time_limit_s=chosen.time_limit_s, options=dict(chosen.options))
     return spec.replace(solver=dataclasses.replace(spec.solver, **changes)), chosen.instance
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from fpamm_opt.errors import FpammError, RunDirectoryError
 from fpamm_opt.io.batch import DONE_STATUSES, INDEX_NAME, read_index
-from fpamm_opt.io.reader import is_run_dir
+from fpamm_opt.io.reader import COMPARISON_NAME, DirectoryKind, directory_kind
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.context import RunData, as_run
 from fpamm_opt.verify.convergence import T5Analysis, analyse_t5, interval_hours
@@ -40,8 +40,6 @@ from fpamm_opt.verify.result import CheckResult, VerificationReport, not_applica
 from fpamm_opt.verify.runner import verify_run
 from fpamm_opt.verify.underservice import UnderService
 
-#: ``comparison.json`` of a comparison directory.
-COMPARISON_NAME = "comparison.json"
 #: Policies with the Fair Play priority rule (T5 is about them).
 PRIORITY_POLICIES = ("fpamm", "equal")
 #: Index columns that identify a run, not its spec.
@@ -61,26 +59,6 @@ STATEMENT_REPLICATED = (
     "contracted target, σ_i its noise scale pooled over the runs, m_i the level R "
     f"random-walk gaps exceed with probability {ALPHA:g} per group)"
 )
-
-
-class DirectoryKind(enum.StrEnum):
-    """What ``fpamm verify`` was pointed at."""
-
-    RUN = "run"
-    BATCH = "batch"
-    COMPARISON = "comparison"
-
-
-def directory_kind(path: str | Path) -> DirectoryKind | None:
-    """Run, batch or comparison directory (``None`` for anything else)."""
-    p = Path(path)
-    if is_run_dir(p):
-        return DirectoryKind.RUN
-    if (p / INDEX_NAME).is_file():
-        return DirectoryKind.BATCH
-    if (p / COMPARISON_NAME).is_file():
-        return DirectoryKind.COMPARISON
-    return None
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ import pandas as pd
 
 from fpamm_opt.errors import RunDirectoryError
 from fpamm_opt.io import reader as _io
-from fpamm_opt.network import NetworkData, load_network
+from fpamm_opt.network import NetworkData
+from fpamm_opt.spec import NetworkSpec
 
 
 class CostModel(enum.StrEnum):
@@ -57,23 +58,6 @@ class CostModel(enum.StrEnum):
     LINEAR = "linear"
     #: The case's quadratic cost; the cold least-cost re-solve is skipped (LP only).
     QUADRATIC = "quadratic"
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """Arguments of :func:`fpamm_opt.network.load_network` recorded in the manifest."""
-
-    case: str
-    convention: str = "matpower"
-    ratings: str = "auto"
-    rating_alpha: float = 1.2
-    rating_min_mw: float = 5.0
-
-    def load(self) -> NetworkData:
-        """Rebuild the run's network (cached by the loader)."""
-        return load_network(
-            self.case, self.convention, self.ratings, self.rating_alpha, self.rating_min_mw
-        )
 
 
 def _get(mapping: Any, *path: str) -> Any:
@@ -105,13 +89,14 @@ def _network_spec(manifest: Mapping[str, Any]) -> NetworkSpec | None:
             min_mw = ratings.get("min_mw", min_mw)
             src = str(ratings.get("source", "auto"))
             ratings = {"derived": "derived", "case": "case", "none": "case"}.get(src, "auto")
-        return NetworkSpec(
-            case=str(section["case"]),
-            convention=str(section.get("convention", "matpower")),
-            ratings=str(ratings),
-            rating_alpha=float(1.2 if alpha is None else alpha),
-            rating_min_mw=float(5.0 if min_mw is None else min_mw),
-        )
+        fields: dict[str, Any] = {  # validated as the spec loader does (InputError)
+            "case": str(section["case"]),
+            "convention": str(section.get("convention", "matpower")),
+            "ratings": str(ratings),
+            "rating_alpha": float(1.2 if alpha is None else alpha),
+            "rating_min_mw": float(5.0 if min_mw is None else min_mw),
+        }
+        return NetworkSpec(**fields)
     return None
 
 
@@ -140,7 +125,8 @@ class RunContext:
     residual_floor : float
         Numerical floor of the fixed-point residuals, relative to total demand.
     network : NetworkSpec or None
-        How to rebuild the network (``None`` when the manifest does not say).
+        The run's ``[network]`` section, enough to rebuild the network with
+        :meth:`~fpamm_opt.spec.NetworkSpec.load` (``None`` when the manifest does not say).
     tier_targets : tuple or mapping or None
         Contracted targets ``F*`` per tier, see :meth:`target_of_tier`.
     cost_model : CostModel

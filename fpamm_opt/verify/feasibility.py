@@ -287,8 +287,12 @@ def linear_price(net: NetworkData, cost_model: CostModel = CostModel.LINEAR) -> 
 
 
 @dataclass(frozen=True)
-class LPSolution:
-    """Outcome of one cold linear program."""
+class ColdLPResult:
+    """Outcome of one cold linear program (``scipy.optimize.linprog``) of :class:`ColdDCOPF`.
+
+    Not an engine's :class:`fpamm_opt.engine.LPSolution`: no solver status, only whether
+    the LP solved, its objective and the point ``(p, x)``.
+    """
 
     ok: bool
     objective: float
@@ -329,7 +333,7 @@ class ColdDCOPF:
         self.a_eq = sp.csr_matrix(np.array(rows).reshape(-1, ng + nn))
         self.b_eq = np.array(rhs)
 
-    def solve(self, cost: np.ndarray, p_bounds: np.ndarray, x_bounds: np.ndarray) -> LPSolution:
+    def solve(self, cost: np.ndarray, p_bounds: np.ndarray, x_bounds: np.ndarray) -> ColdLPResult:
         """``min cost · (p, x)`` over ``X`` with the given ``(n, 2)`` variable bounds."""
         ng = self.net.n_gen
         res = linprog(
@@ -342,14 +346,14 @@ class ColdDCOPF:
             method="highs",
         )
         if res.status != 0 or res.x is None:
-            return LPSolution(
+            return ColdLPResult(
                 False,
                 math.nan,
                 np.full(ng, np.nan),
                 np.full(self.net.n_node, np.nan),
                 str(res.message),
             )
-        return LPSolution(True, float(res.fun), res.x[:ng], res.x[ng:])
+        return ColdLPResult(True, float(res.fun), res.x[:ng], res.x[ng:])
 
     def least_cost(
         self,
@@ -357,7 +361,7 @@ class ColdDCOPF:
         available_mw: np.ndarray,
         demand_mw: np.ndarray,
         voll: float | None = None,
-    ) -> LPSolution:
+    ) -> ColdLPResult:
         """Least-cost dispatch serving all demand, or with shedding at ``voll`` $/MWh.
 
         With ``voll`` the objective is ``price · p + voll · Σ (d - x)`` (the constant
@@ -370,7 +374,7 @@ class ColdDCOPF:
         xb = np.column_stack([np.zeros_like(demand_mw), demand_mw])
         sol = self.solve(np.r_[price, -voll * np.ones_like(demand_mw)], pb, xb)
         if sol.ok:
-            sol = LPSolution(
+            sol = ColdLPResult(
                 True, sol.objective + voll * float(demand_mw.sum()), sol.p_mw, sol.served_mw
             )
         return sol
@@ -382,14 +386,14 @@ class ColdDCOPF:
         x_lower: np.ndarray,
         x_upper: np.ndarray,
         members: np.ndarray,
-    ) -> LPSolution:
+    ) -> ColdLPResult:
         """``max Σ_{i in members} x_i`` with served loads in ``[x_lower, x_upper]``."""
         pb = np.column_stack([self.p_lower, available_mw])
         xb = np.column_stack([x_lower, x_upper])
         cost = np.r_[np.zeros_like(available_mw), -members.astype(float)]
         sol = self.solve(cost, pb, xb)
         if sol.ok:
-            sol = LPSolution(True, -sol.objective, sol.p_mw, sol.served_mw)
+            sol = ColdLPResult(True, -sol.objective, sol.p_mw, sol.served_mw)
         return sol
 
 
