@@ -397,6 +397,21 @@ def _node_entry(
     return entry
 
 
+def _node_block(
+    runs: Mapping[str, Any], pol: Mapping[str, Any], node: int, key: str, chosen_by: str
+) -> dict[str, Any]:
+    """The ``weak_bus`` (or ``weak_bus_abs``) entry: the node, its peaks and reductions."""
+    entry = _node_entry(node, runs, key, chosen_by)
+    entry["peak"] = {
+        p: {"value": pol[p][key], "t": pol[p][key.replace("_error", "_t")]} for p in runs
+    }
+    entry["reduction"] = mt.reduction(pol["fpamm"][key], pol["equal"][key])
+    entry["reduction_vs_lmp"] = (
+        mt.reduction(pol["fpamm"][key], pol["lmp"][key]) if "lmp" in pol else math.nan
+    )
+    return entry
+
+
 def summarise(
     run_dirs: Mapping[str, Path],
     reports: Mapping[str, VerificationReport],
@@ -441,17 +456,6 @@ def summarise(
         pol[p] = _policy_metrics(r, reports[p], weak, abs_node, skip, hours)
         pol[p]["run_dir"] = str(run_dirs[p])
 
-    def node_block(node: int, key: str, chosen_by: str) -> dict[str, Any]:
-        entry = _node_entry(node, runs, key, chosen_by)
-        entry["peak"] = {
-            p: {"value": pol[p][key], "t": pol[p][key.replace("_error", "_t")]} for p in runs
-        }
-        entry["reduction"] = mt.reduction(pol["fpamm"][key], pol["equal"][key])
-        entry["reduction_vs_lmp"] = (
-            mt.reduction(pol["fpamm"][key], pol["lmp"][key]) if "lmp" in pol else math.nan
-        )
-        return entry
-
     weak_by = (
         "named in the spec (scenario.weak_node)"
         if named is not None
@@ -467,8 +471,10 @@ def summarise(
     after[:skip] = False
     return {
         "policies": pol,
-        "weak_bus": node_block(weak, "peak_weak_bus_error", weak_by),
-        "weak_bus_abs": node_block(
+        "weak_bus": _node_block(runs, pol, weak, "peak_weak_bus_error", weak_by),
+        "weak_bus_abs": _node_block(
+            runs,
+            pol,
             abs_node,
             "peak_weak_bus_abs_error",
             "largest final fairness error |F_i(T) - F_tier(T)| under equal weights",

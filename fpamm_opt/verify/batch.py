@@ -271,6 +271,50 @@ def _pair_key(row: Any, spec_cols: Sequence[str]) -> str:
     )
 
 
+#: One run to verify: id, directory, policy, seed, group key (T5), pair key (baseline).
+_Entry = tuple[str, Path, str, int | None, str, str]
+
+
+def _entries(path: Path, kind: DirectoryKind) -> tuple[list[_Entry], list[tuple[str, str]]]:
+    """The runs of a batch (``kind`` BATCH) or comparison directory, and the
+    ``(run_id, status)`` of the runs of a batch that are not done (not verified)."""
+    entries: list[_Entry] = []
+    not_verified: list[tuple[str, str]] = []
+    if kind is DirectoryKind.BATCH:
+        idx = read_index(path)
+        spec_cols = [c for c in idx.columns if c not in _NOT_SPEC and c != "run.seed"]
+        for _, row in idx.iterrows():
+            run_id, status = str(row["run_id"]), str(row["status"])
+            if status not in DONE_STATUSES or row["path"] is None:
+                not_verified.append((run_id, status))
+                continue
+            s = row["seed"]
+            entries.append(
+                (
+                    run_id,
+                    path / str(row["path"]),
+                    str(row["policy"]),
+                    None if s is None or (isinstance(s, float) and math.isnan(s)) else int(s),
+                    _group_key(row, spec_cols),
+                    _pair_key(row, spec_cols),
+                )
+            )
+    else:
+        data = json.loads((path / COMPARISON_NAME).read_text())
+        for policy, block in (data.get("policies") or {}).items():
+            entries.append(
+                (
+                    str(policy),
+                    path / str(block.get("run_dir", policy)),
+                    str(policy),
+                    data.get("seed"),
+                    f"policy={policy}",
+                    "",
+                )
+            )
+    return entries, not_verified
+
+
 def verify_batch(
     root: str | Path, cold_sample: int | None = DEFAULT_COLD_SAMPLE, seed: int = 0
 ) -> BatchReport:
@@ -292,45 +336,12 @@ def verify_batch(
     """
     path = Path(root)
     kind = directory_kind(path)
-    entries: list[tuple[str, Path, str, int | None, str, str]] = []
-    not_verified: list[tuple[str, str]] = []
-    if kind is DirectoryKind.BATCH:
-        idx = read_index(path)
-        spec_cols = [c for c in idx.columns if c not in _NOT_SPEC and c != "run.seed"]
-        for _, row in idx.iterrows():
-            run_id, status = str(row["run_id"]), str(row["status"])
-            if status not in DONE_STATUSES or row["path"] is None:
-                not_verified.append((run_id, status))
-                continue
-            s = row["seed"]
-            entries.append(
-                (
-                    run_id,
-                    path / str(row["path"]),
-                    str(row["policy"]),
-                    None if s is None or (isinstance(s, float) and math.isnan(s)) else int(s),
-                    _group_key(row, spec_cols),
-                    _pair_key(row, spec_cols),
-                )
-            )
-    elif kind is DirectoryKind.COMPARISON:
-        data = json.loads((path / COMPARISON_NAME).read_text())
-        for policy, block in (data.get("policies") or {}).items():
-            entries.append(
-                (
-                    str(policy),
-                    path / str(block.get("run_dir", policy)),
-                    str(policy),
-                    data.get("seed"),
-                    f"policy={policy}",
-                    "",
-                )
-            )
-    else:
+    if kind not in (DirectoryKind.BATCH, DirectoryKind.COMPARISON):
         raise RunDirectoryError(
             f"not a run, batch or comparison directory: {path} "
             f"(no manifest.json, {INDEX_NAME} or {COMPARISON_NAME})"
         )
+    entries, not_verified = _entries(path, kind)
     runs: list[RunEntry] = []
     members: dict[str, list[_Member]] = {}
     policies: dict[str, str] = {}
