@@ -56,6 +56,7 @@ from fpamm_opt.feasible import (
     positive_part,
     x_violations,
 )
+from fpamm_opt.io.manifest import Manifest
 from fpamm_opt.mechanism.types import FINAL_RULE_RE, QP_FALLBACK_RE, ROUNDS_CAPPED_RE
 from fpamm_opt.network import NetworkData
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
@@ -434,14 +435,6 @@ ALLOC_TOL_LP: tuple[float, float] = (1e-4, 1e-4)
 #: to 0.01 of this bound, so the LP bound is kept rather than a looser 1e-3.
 ALLOC_TOL_QP: tuple[float, float] = (1e-4, 1e-4)
 
-#: First manifest version whose status marks the tiers whose final clear used the max-min
-#: LPs (``final-rule[k]=maxmin``, :data:`~fpamm_opt.mechanism.types.FINAL_RULE_RE`).
-FINAL_RULE_MANIFEST_VERSION = 2
-
-#: Manifest defaults for runs that predate the keys (docs: the allocator was then MAX).
-DEFAULT_RULE = "maxmin"
-DEFAULT_TIER_ENERGY = "max"
-
 
 @dataclass(frozen=True)
 class ClearingClaim:
@@ -450,7 +443,8 @@ class ClearingClaim:
     #: ``"maxmin"``, ``"qp"``, or None when the manifest records no mechanism at all
     rule: str | None
     tier_energy: str
-    #: the status marks the final clear's rule per tier (manifest version >= 2)
+    #: the status marks the final clear's rule per tier (manifest version >= 2,
+    #: :data:`~fpamm_opt.io.manifest.FINAL_RULE_VERSION`)
     final_marks: bool = False
 
     def describe(self) -> str:
@@ -459,40 +453,23 @@ class ClearingClaim:
         return f"rule {self.rule}, tier_energy {self.tier_energy}"
 
 
-def clearing_claim(manifest: Mapping[str, Any]) -> ClearingClaim:
+def clearing_claim(manifest: Mapping[str, Any] | Manifest) -> ClearingClaim:
     """``mechanism_resolved.rule`` / ``.tier_energy`` of the manifest, with defaults.
 
     A manifest with a ``mechanism_resolved`` section (every run-loop manifest) gets
-    :data:`DEFAULT_RULE` / :data:`DEFAULT_TIER_ENERGY` for a missing key (older versions
+    :data:`~fpamm_opt.io.manifest.DEFAULT_RULE` /
+    :data:`~fpamm_opt.io.manifest.DEFAULT_TIER_ENERGY` for a missing key (older versions
     did not record ``tier_energy`` and always served a tier's maximum). Without that
     section the rule is taken from ``spec.mechanism.rule`` or a top-level ``rule``; a
     manifest that names no rule anywhere (a hand-built run) claims only the lexicographic
-    tier totals (``rule=None``).
+    tier totals (``rule=None``). Read through :class:`~fpamm_opt.io.manifest.Manifest`.
     """
-    resolved = manifest.get("mechanism_resolved")
-    spec_mech = (
-        manifest.get("spec", {}).get("mechanism", {})
-        if isinstance(manifest.get("spec"), Mapping)
-        else {}
-    )
-    spec_mech = spec_mech if isinstance(spec_mech, Mapping) else {}
-    if isinstance(resolved, Mapping):
-        rule = resolved.get("rule", DEFAULT_RULE)
-        energy = resolved.get("tier_energy", DEFAULT_TIER_ENERGY)
-    else:
-        rule = spec_mech.get("rule", manifest.get("rule"))
-        energy = spec_mech.get("tier_energy", DEFAULT_TIER_ENERGY)
-    rule = None if rule is None else str(rule).strip().lower()
-    energy = str(energy).strip().lower()
-    if rule not in (None, "maxmin", "qp"):
-        raise VerificationError(f"unknown within-tier rule {rule!r} in the manifest")
-    if energy not in ("free", "max"):
-        raise VerificationError(f"unknown tier_energy {energy!r} in the manifest")
-    try:
-        version = int(manifest.get("manifest_version", 1))
-    except (TypeError, ValueError):
-        version = 1
-    return ClearingClaim(rule, energy, version >= FINAL_RULE_MANIFEST_VERSION)
+    m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
+    if m.rule not in (None, "maxmin", "qp"):
+        raise VerificationError(f"unknown within-tier rule {m.rule!r} in the manifest")
+    if m.tier_energy not in ("free", "max"):
+        raise VerificationError(f"unknown tier_energy {m.tier_energy!r} in the manifest")
+    return ClearingClaim(m.rule, m.tier_energy, m.marks_final_rule)
 
 
 def check_cold_resolve(
