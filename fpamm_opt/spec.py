@@ -289,7 +289,7 @@ class OutputsSpec:
             out.append("branches")
         if self.generators:
             out.append("generators")
-        out.append("iterations")
+        out += ["iterations", "events"]
         return tuple(out)
 
 

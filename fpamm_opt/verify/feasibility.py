@@ -57,7 +57,12 @@ from fpamm_opt.feasible import (
     x_violations,
 )
 from fpamm_opt.io.manifest import Manifest
-from fpamm_opt.mechanism.types import FINAL_RULE_RE, QP_FALLBACK_RE, ROUNDS_CAPPED_RE
+from fpamm_opt.mechanism.types import (
+    FINAL_RULE_RE,
+    QP_FALLBACK_RE,
+    ROUNDS_CAPPED_RE,
+    ClearEventKind,
+)
 from fpamm_opt.network import NetworkData
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.cold import ColdClearing, replay_clearing
@@ -653,6 +658,51 @@ def check_cold_resolve(
     return CheckResult(name, STATEMENT_COLD, w_gap, w_tol, passed, True, detail)
 
 
+#: What a run recorded of one interval's tiers: QP replaced by max-min in some clear; in
+#: the final clear (None: the run does not say); max-min stopped at its round cap.
+TierMarks = tuple[frozenset[int], frozenset[int] | None, frozenset[int]]
+
+
+def recorded_marks(run: RunData, claim: ClearingClaim) -> Callable[[int], TierMarks]:
+    """The tier marks of each interval: from the typed ``events`` table, or, for runs
+    written before it existed, parsed from the ``intervals.status`` text (final marks only
+    when the manifest's version wrote them, ``claim.final_marks``)."""
+    if run.has("events"):
+        ev = run.table("events")
+        tiers = ev["tier"].astype("Int64")
+        by: dict[tuple[int, str], set[int]] = {}
+        for t, kind, tier in zip(ev["t"].to_numpy(), ev["kind"].astype(str), tiers, strict=True):
+            if not pd.isna(tier):
+                by.setdefault((int(t), kind), set()).add(int(tier))
+
+        def from_events(t: int) -> TierMarks:
+            def get(kind: ClearEventKind) -> frozenset[int]:
+                return frozenset(by.get((t, kind.value), ()))
+
+            return (
+                get(ClearEventKind.QP_FALLBACK),
+                get(ClearEventKind.FINAL_MAXMIN),
+                get(ClearEventKind.ROUNDS_CAPPED),
+            )
+
+        return from_events
+    intervals = run.table("intervals")
+    status = (
+        intervals.set_index("t")["status"].astype(str) if "status" in intervals.columns else None
+    )
+
+    def from_text(t: int) -> TierMarks:
+        text = str(status.get(t, "")) if status is not None else ""
+        final = frozenset(int(m) for m in FINAL_RULE_RE.findall(text))
+        return (
+            frozenset(int(m) for m in QP_FALLBACK_RE.findall(text)),
+            final if claim.final_marks else None,
+            frozenset(int(m) for m in ROUNDS_CAPPED_RE.findall(text)),
+        )
+
+    return from_text
+
+
 def _replay(
     run: RunData,
     a: IntervalArrays,
@@ -675,23 +725,13 @@ def _replay(
     if not np.array_equal(tw, a.t):
         raise VerificationError("the nodes table has weights for other intervals")
     weights = wa["weight"]
-    intervals = run.table("intervals")
-    status = (
-        intervals.set_index("t")["status"].astype(str) if "status" in intervals.columns else None
-    )
+    marks_of = recorded_marks(run, claim)
     model = ColdClearing(net)
     certified: list[str] = []
     for t in picked:
         k = a.row(t)
         d, avail, x, w = a.demand_mw[k], a.available_mw[k], a.served_mw[k], weights[k]
-        text_status = str(status.get(t, "")) if status is not None else ""
-        fallback = frozenset(int(m) for m in QP_FALLBACK_RE.findall(text_status))
-        final_maxmin = (
-            frozenset(int(m) for m in FINAL_RULE_RE.findall(text_status))
-            if claim.final_marks
-            else None
-        )
-        capped = {int(m) for m in ROUNDS_CAPPED_RE.findall(text_status)}
+        fallback, final_maxmin, capped = marks_of(int(t))
         tol = rel * float(np.max(d, initial=0.0)) + abs_mw
         order = parse_tier_order(orders.get(t) if orders is not None else None)
         if order is None:
