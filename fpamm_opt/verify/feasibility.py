@@ -65,8 +65,8 @@ from fpamm_opt.mechanism.types import (
 )
 from fpamm_opt.network import NetworkData
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
-from fpamm_opt.verify.cold import ColdClearing, replay_clearing
-from fpamm_opt.verify.context import CostModel, RunData, as_run
+from fpamm_opt.verify.cold import ColdClearing, TierReplay, replay_clearing
+from fpamm_opt.verify.context import CostModel, RunContext, RunData, as_run
 from fpamm_opt.verify.panel import bool_array, pivot, require_columns
 from fpamm_opt.verify.result import CheckName, CheckResult, not_applicable
 
@@ -538,14 +538,40 @@ def check_cold_resolve(
         normal_ts = normal_ts[:0]
     if lmp:
         normal_ts, scarce_ts = np.sort(np.r_[normal_ts, scarce_ts]), scarce_ts[:0]
-    n_errors = 0
-    if scarce_ts.size and "status" in intervals.columns:
-        st = intervals.set_index("t")["status"].astype(str)
-        clean = ~st.reindex(scarce_ts).str.contains("error:", regex=False).to_numpy()
-        n_errors = int((~clean).sum())
-        scarce_ts = scarce_ts[clean]
+    scarce_ts, n_errors = _without_errors(intervals, scarce_ts)
     if scarce_ts.size + normal_ts.size == 0:
         return not_applicable(name, STATEMENT_COLD, "no executed, optimally solved interval")
+    picked_s, picked_n = _pick(scarce_ts, normal_ts, sample, seed)
+    net = run.network
+    a = interval_arrays(run, net, branches=False)
+    orders = intervals.set_index("t")["tier_order"] if "tier_order" in intervals.columns else None
+    found = _Findings(rel_tol)
+    if picked_n.size:
+        _least_cost_resolves(a, net, ctx, picked_n, lmp, rel_tol, found.note)
+    certified: list[str] = []
+    if picked_s.size and claim.rule is None:
+        _tier_totals(a, net, picked_s, orders, tier_rel_tol, tier_abs_tol_mw, found.note)
+    elif picked_s.size:
+        rel, abs_mw = alloc_tol or (ALLOC_TOL_QP if claim.rule == "qp" else ALLOC_TOL_LP)
+        certified = _replay(run, a, net, picked_s, orders, claim, rel, abs_mw, found.note)
+    summary = _cold_summary(found, picked_n, picked_s, lmp, claim, certified, n_errors)
+    return found.result(name, summary)
+
+
+def _without_errors(intervals: pd.DataFrame, scarce_ts: np.ndarray) -> tuple[np.ndarray, int]:
+    """The scarce intervals whose status records no clearing error (their stored allocation
+    may be the screen's), and how many were left out."""
+    if not (scarce_ts.size and "status" in intervals.columns):
+        return scarce_ts, 0
+    st = intervals.set_index("t")["status"].astype(str)
+    clean = ~st.reindex(scarce_ts).str.contains("error:", regex=False).to_numpy()
+    return scarce_ts[clean], int((~clean).sum())
+
+
+def _pick(
+    scarce_ts: np.ndarray, normal_ts: np.ndarray, sample: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded sample of scarce and non-scarce intervals (about half scarce)."""
     rng = np.random.default_rng(seed)
     if sample is None:
         n_s, n_n = scarce_ts.size, normal_ts.size
@@ -553,28 +579,87 @@ def check_cold_resolve(
         n_s = min(scarce_ts.size, math.ceil(sample / 2))
         n_n = min(normal_ts.size, sample - n_s)
         n_s = min(scarce_ts.size, sample - n_n)
-    picked_s = _sample(scarce_ts, n_s, rng)
-    picked_n = _sample(normal_ts, n_n, rng)
+    return _sample(scarce_ts, n_s, rng), _sample(normal_ts, n_n, rng)
 
-    net = run.network
-    a = interval_arrays(run, net, branches=False)
-    orders = intervals.set_index("t")["tier_order"] if "tier_order" in intervals.columns else None
-    problems: list[tuple[float, int, str]] = []  # (ratio, order seen, description)
-    failed_ts: set[int] = set()
-    w_ratio, w_gap, w_tol, w_desc = -1.0, 0.0, rel_tol, ""
 
-    def note(t: int, gap: float, tol: float, desc: str) -> None:
-        nonlocal w_ratio, w_gap, w_tol, w_desc
+class _Findings:
+    """The gaps of the cold re-solves: the worst (gap / tolerance) and every failure."""
+
+    def __init__(self, rel_tol: float) -> None:
+        self.problems: list[tuple[float, int, str]] = []  # (ratio, order seen, description)
+        self.failed_ts: set[int] = set()
+        self.w_ratio, self.w_gap, self.w_tol, self.w_desc = -1.0, 0.0, rel_tol, ""
+
+    def note(self, t: int, gap: float, tol: float, desc: str) -> None:
+        """Record a gap of interval ``t`` (a failure when ``gap > tol``)."""
         ratio = gap / tol if tol > 0 else math.inf
-        if ratio > w_ratio:
-            w_ratio, w_gap, w_tol, w_desc = ratio, gap, tol, desc
+        if ratio > self.w_ratio:
+            self.w_ratio, self.w_gap, self.w_tol, self.w_desc = ratio, gap, tol, desc
         if gap > tol:
-            problems.append((ratio, len(problems), desc))
-            failed_ts.add(t)
+            self.problems.append((ratio, len(self.problems), desc))
+            self.failed_ts.add(t)
 
-    if picked_n.size:
-        cold = ColdClearing(net)
-        price = linear_price(net, ctx.cost_model)
+    def result(self, name: CheckName, kinds: str) -> CheckResult:
+        """The check's result: the worst gap, and the failures worst first."""
+        passed = not self.problems
+        if passed:
+            detail = f"{kinds}; worst: {self.w_desc}" if self.w_desc else kinds
+        else:
+            # Worst first (gap / tolerance), so the detail always names the worst interval.
+            worst = [desc for _, _, desc in sorted(self.problems, key=lambda p: (-p[0], p[1]))]
+            more = f" (+{len(worst) - 5} more)" if len(worst) > 5 else ""
+            detail = f"{kinds}; FAILED (worst first): " + "; ".join(worst[:5]) + more
+        return CheckResult(name, STATEMENT_COLD, self.w_gap, self.w_tol, passed, True, detail)
+
+
+def _cold_summary(
+    found: _Findings,
+    picked_n: np.ndarray,
+    picked_s: np.ndarray,
+    lmp: bool,
+    claim: ClearingClaim,
+    certified: list[str],
+    n_errors: int,
+) -> str:
+    """The detail's first part: what was re-solved, the disagreement rate among scarce
+    intervals, certified tiers and scarce intervals not sampled."""
+    out = (
+        f"{picked_n.size} {'lmp' if lmp else 'non-scarce'} and {picked_s.size} scarce "
+        f"intervals ({claim.describe()}) re-solved cold"
+    )
+    if picked_s.size:
+        n_bad = len(found.failed_ts.intersection(int(t) for t in picked_s))
+        out += (
+            f"; {n_bad} of {picked_s.size} scarce intervals disagree "
+            f"({100.0 * n_bad / picked_s.size:.2f}%)"
+        )
+    if certified:
+        out += (
+            f" ({len(certified)} tier{'s' if len(certified) > 1 else ''} off by more than the "
+            f"MW tolerance but certified (leximin within the allocator's band, or QP optimum "
+            f"within the flow margin): "
+            f"{', '.join(certified[:3])}{' ...' if len(certified) > 3 else ''})"
+        )
+    if n_errors:
+        out += (
+            f" ({n_errors} scarce interval{'s' if n_errors > 1 else ''} with a recorded "
+            "clearing error not sampled)"
+        )
+    return out
+
+
+def _least_cost_resolves(
+    a: IntervalArrays,
+    net: NetworkData,
+    ctx: RunContext,
+    picked_n: np.ndarray,
+    lmp: bool,
+    rel_tol: float,
+    note: Callable[[int, float, float, str], None],
+) -> None:
+    """Cold least-cost re-solves (the screen's problem) of the non-scarce (or lmp) sample."""
+    cold = ColdClearing(net)
+    price = linear_price(net, ctx.cost_model)
     for t in picked_n:
         k = a.row(t)
         d, avail, p, x = a.demand_mw[k], a.available_mw[k], a.p_mw[k], a.served_mw[k]
@@ -618,44 +703,6 @@ def check_cold_resolve(
                 f"t={t}: non-scarce interval does not serve all demand "
                 f"({float((d - x).sum()):.6g} MW short)",
             )
-    certified: list[str] = []
-    if picked_s.size and claim.rule is None:
-        _tier_totals(a, net, picked_s, orders, tier_rel_tol, tier_abs_tol_mw, note)
-    elif picked_s.size:
-        rel, abs_mw = alloc_tol or (ALLOC_TOL_QP if claim.rule == "qp" else ALLOC_TOL_LP)
-        certified = _replay(run, a, net, picked_s, orders, claim, rel, abs_mw, note)
-    passed = not problems
-    kinds = (
-        f"{picked_n.size} {'lmp' if lmp else 'non-scarce'} and {picked_s.size} scarce "
-        f"intervals ({claim.describe()})"
-    )
-    kinds += " re-solved cold"
-    if picked_s.size:
-        n_bad = len(failed_ts.intersection(int(t) for t in picked_s))
-        kinds += (
-            f"; {n_bad} of {picked_s.size} scarce intervals disagree "
-            f"({100.0 * n_bad / picked_s.size:.2f}%)"
-        )
-    if certified:
-        kinds += (
-            f" ({len(certified)} tier{'s' if len(certified) > 1 else ''} off by more than the "
-            f"MW tolerance but certified (leximin within the allocator's band, or QP optimum "
-            f"within the flow margin): "
-            f"{', '.join(certified[:3])}{' ...' if len(certified) > 3 else ''})"
-        )
-    if n_errors:
-        kinds += (
-            f" ({n_errors} scarce interval{'s' if n_errors > 1 else ''} with a recorded "
-            "clearing error not sampled)"
-        )
-    if passed:
-        detail = f"{kinds}; worst: {w_desc}" if w_desc else kinds
-    else:
-        # Worst first (gap / tolerance), so the detail always names the worst interval.
-        worst = [desc for _, _, desc in sorted(problems, key=lambda p: (-p[0], p[1]))]
-        more = f" (+{len(worst) - 5} more)" if len(worst) > 5 else ""
-        detail = f"{kinds}; FAILED (worst first): " + "; ".join(worst[:5]) + more
-    return CheckResult(name, STATEMENT_COLD, w_gap, w_tol, passed, True, detail)
 
 
 #: What a run recorded of one interval's tiers: QP replaced by max-min in some clear; in
@@ -769,49 +816,87 @@ def _replay(
                 break
             if r.node < 0:
                 continue
-            j = r.node
-            how = f"cold {r.rule or claim.rule}, tier_energy {claim.tier_energy}"
-            if final_maxmin is not None and r.tier in final_maxmin:
-                how += f" (the run's final clear replaced qp[{r.tier}] by maxmin)"
-            elif r.tier in fallback:
-                how += f" (the run recorded qp[{r.tier}]->maxmin in some clear)"
-            if r.tier in capped:
-                how += f" (the run recorded maxmin[{r.tier}]:rounds-capped)"
-            desc = (
-                f"t={t}: tier {r.tier} node {j} (bus {int(net.node_ids[j])}) stored "
-                f"{x[j]:.8g} MW, {how} {r.cold_mw[j]:.8g} MW (|gap| {r.gap_mw:.3g} MW, "
-                f"tolerance {tol:.3g} MW; order {text}, tier total stored "
-                f"{float(x[a.tier == r.tier].sum()):.8g} MW vs cold "
-                f"{float(np.nansum(r.cold_mw[a.tier == r.tier])):.8g} MW)"
-            )
-            cert = r.certificate
-            if r.certified_only and cert is not None:
-                certified.append(f"t={t} tier {r.tier} (no cold QP answer: {r.notes[-1]})")
-                note(int(t), cert.excess, cert.tol, f"t={t}: tier {r.tier}: {cert.describe()}")
-                continue
-            if cert is None or r.gap_mw <= tol:
-                note(int(t), r.gap_mw, tol, desc)
-                continue
-            if cert.passed:
-                # The rule's answer within the allocator's band (max-min) or the network's
-                # flow margin (QP), at another point of an ill-conditioned tier: measured in
-                # the certificate's own units (levels, objective).
-                certified.append(f"t={t} tier {r.tier} ({r.gap_mw:.3g} MW at node {j})")
-                note(int(t), cert.excess, cert.tol, f"{desc}; {cert.describe()}")
-            else:
-                note(int(t), r.gap_mw, tol, f"{desc}; {cert.describe()}")
-        # Nodes of tiers outside the order get nothing.
-        out = ~np.isin(a.tier, order)
-        if out.any():
-            j = int(np.argmax(np.where(out, np.abs(x), -1.0)))
-            note(
-                int(t),
-                abs(float(x[j])),
-                tol,
-                f"t={t}: node {j} of tier {int(a.tier[j])}, absent from order {text}, "
-                f"served {x[j]:.8g} MW",
-            )
+            marks = (fallback, final_maxmin, capped)
+            desc = _gap_desc(int(t), r, net, x, a.tier, tol, text, claim, marks)
+            label = _judge_tier(int(t), r, desc, tol, note)
+            if label is not None:
+                certified.append(label)
+        _note_outside_order(int(t), x, a.tier, order, tol, note)
     return certified
+
+
+def _judge_tier(
+    t: int, r: TierReplay, desc: str, tol: float, note: Callable[[int, float, float, str], None]
+) -> str | None:
+    """Note the gap of a replayed tier of interval ``t``; return its label when it passes
+    only through a certificate."""
+    cert = r.certificate
+    if r.certified_only and cert is not None:
+        note(t, cert.excess, cert.tol, f"t={t}: tier {r.tier}: {cert.describe()}")
+        return f"t={t} tier {r.tier} (no cold QP answer: {r.notes[-1]})"
+    if cert is None or r.gap_mw <= tol:
+        note(t, r.gap_mw, tol, desc)
+        return None
+    if cert.passed:
+        # The rule's answer within the allocator's band (max-min) or the network's flow
+        # margin (QP), at another point of an ill-conditioned tier: measured in the
+        # certificate's own units (levels, objective).
+        note(t, cert.excess, cert.tol, f"{desc}; {cert.describe()}")
+        return f"t={t} tier {r.tier} ({r.gap_mw:.3g} MW at node {r.node})"
+    note(t, r.gap_mw, tol, f"{desc}; {cert.describe()}")
+    return None
+
+
+def _gap_desc(
+    t: int,
+    r: TierReplay,
+    net: NetworkData,
+    x: np.ndarray,
+    tier: np.ndarray,
+    tol: float,
+    text: str,
+    claim: ClearingClaim,
+    marks: TierMarks,
+) -> str:
+    """The description of a replayed tier's largest node gap ``r`` at interval ``t``."""
+    fallback, final_maxmin, capped = marks
+    j = r.node
+    how = f"cold {r.rule or claim.rule}, tier_energy {claim.tier_energy}"
+    if final_maxmin is not None and r.tier in final_maxmin:
+        how += f" (the run's final clear replaced qp[{r.tier}] by maxmin)"
+    elif r.tier in fallback:
+        how += f" (the run recorded qp[{r.tier}]->maxmin in some clear)"
+    if r.tier in capped:
+        how += f" (the run recorded maxmin[{r.tier}]:rounds-capped)"
+    return (
+        f"t={t}: tier {r.tier} node {j} (bus {int(net.node_ids[j])}) stored "
+        f"{x[j]:.8g} MW, {how} {r.cold_mw[j]:.8g} MW (|gap| {r.gap_mw:.3g} MW, "
+        f"tolerance {tol:.3g} MW; order {text}, tier total stored "
+        f"{float(x[tier == r.tier].sum()):.8g} MW vs cold "
+        f"{float(np.nansum(r.cold_mw[tier == r.tier])):.8g} MW)"
+    )
+
+
+def _note_outside_order(
+    t: int,
+    x: np.ndarray,
+    tier: np.ndarray,
+    order: list[int],
+    tol: float,
+    note: Callable[[int, float, float, str], None],
+) -> None:
+    """Nodes of tiers outside the order get nothing: note the largest one served."""
+    out = ~np.isin(tier, order)
+    if out.any():
+        text = ">".join(map(str, order))
+        j = int(np.argmax(np.where(out, np.abs(x), -1.0)))
+        note(
+            t,
+            abs(float(x[j])),
+            tol,
+            f"t={t}: node {j} of tier {int(tier[j])}, absent from order {text}, "
+            f"served {x[j]:.8g} MW",
+        )
 
 
 def _tier_totals(
