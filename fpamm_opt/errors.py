@@ -35,6 +35,10 @@ class RunDirectoryError(FpammError):
     """A directory that is not a complete fpamm run directory."""
 
 
+class ManifestError(RunDirectoryError):
+    """A run manifest this version of fpamm-opt cannot read (its version is named)."""
+
+
 class VerificationError(FpammError):
     """Raised by ``check_*`` helpers when a consistency check fails hard."""
 

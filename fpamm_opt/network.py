@@ -607,6 +607,77 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
     """Filter, index and convert MATPOWER arrays into :class:`NetworkData`."""
     convention = Convention(convention)
     bus, gen, branch = raw.bus, raw.gen, raw.branch
+    _check_raw(raw)
+    bus_in = bus[:, _BUS_TYPE] != 4
+    ext_ids = bus[:, _BUS_I].astype(int)
+    if len(np.unique(ext_ids)) != len(ext_ids):
+        raise CaseError(f"case {raw.name!r} has duplicate bus numbers")
+    keep_ids = ext_ids[bus_in]
+    pos = {b: k for k, b in enumerate(keep_ids)}
+
+    def idx(col: np.ndarray) -> np.ndarray:
+        return np.array([pos.get(int(b), -1) for b in col], dtype=int)
+
+    g_bus = idx(gen[:, _GEN_BUS])
+    g_ok = (gen[:, _GEN_STATUS] > 0) & (g_bus >= 0)
+    br_f = idx(branch[:, _F_BUS])
+    br_t = idx(branch[:, _T_BUS])
+    br_ok = (branch[:, _BR_STATUS] > 0) & (br_f >= 0) & (br_t >= 0)
+    if not g_ok.any():
+        raise CaseError(f"case {raw.name!r} has no in-service generator")
+
+    c2, c1, c0 = _gen_costs(raw, gen.shape[0])
+    kb = bus[bus_in]
+    pd_mw = kb[:, _PD]
+    gs_mw = kb[:, _GS]  # MW at 1 p.u. voltage
+    node_mask = pd_mw > 0
+    fixed = gs_mw + np.where(pd_mw < 0, pd_mw, 0.0)
+
+    br = branch[br_ok]
+    b, shift, angmin, angmax = _branch_susceptance(raw.name, br, br_ok, convention)
+    rate = br[:, _RATE_A].astype(float)
+    rate = np.where((rate <= 0) | (rate >= UNLIMITED_RATING_MVA), np.inf, rate)
+    n_lim = int(np.isfinite(rate).sum())
+
+    n_bus = kb.shape[0]
+    f, t = br_f[br_ok], br_t[br_ok]
+    island = _islands(n_bus, f, t)
+    gb = g_bus[g_ok]
+    pmax = gen[g_ok, _PMAX]
+    ref = _reference_buses(island, kb[:, _BUS_TYPE], gb, pmax)
+    return NetworkData(
+        name=raw.name,
+        source=raw.source,
+        base_mva=raw.base_mva,
+        convention=convention,
+        bus_ids=keep_ids.astype(int),
+        bus_ref=ref,
+        bus_island=island,
+        bus_fixed_withdrawal_mw=fixed.astype(float),
+        node_bus=np.flatnonzero(node_mask).astype(int),
+        node_demand_mw=pd_mw[node_mask].astype(float),
+        gen_bus=gb.astype(int),
+        gen_pmin_mw=gen[g_ok, _PMIN].astype(float),
+        gen_pmax_mw=np.maximum(pmax, 0.0).astype(float),
+        gen_cost_c2=c2[g_ok],
+        gen_cost_c1=c1[g_ok],
+        gen_cost_c0=c0[g_ok],
+        gen_p_set_mw=gen[g_ok, _PG].astype(float),
+        branch_from=f.astype(int),
+        branch_to=t.astype(int),
+        branch_b_pu=b.astype(float),
+        branch_shift_rad=shift.astype(float),
+        branch_rate_mw=rate,
+        branch_angmin_rad=angmin,
+        branch_angmax_rad=angmax,
+        branch_ids=(np.flatnonzero(br_ok) + 1).astype(int),
+        ratings=RatingInfo("case" if n_lim else "none", n_limited=n_lim),
+    )
+
+
+def _check_raw(raw: RawCase) -> None:
+    """The tables a case needs are there, with finite values in the columns used."""
+    bus, gen, branch = raw.bus, raw.gen, raw.branch
     if bus.ndim != 2 or bus.shape[0] == 0 or bus.shape[1] < 13:
         raise CaseError(f"case {raw.name!r} has no valid bus table")
     if gen.ndim != 2 or gen.shape[0] == 0:
@@ -626,26 +697,10 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
         if not np.all(np.isfinite(arr)):
             raise CaseError(f"case {raw.name!r} has non-finite values in its {nm} table")
 
-    bus_in = bus[:, _BUS_TYPE] != 4
-    ext_ids = bus[:, _BUS_I].astype(int)
-    if len(np.unique(ext_ids)) != len(ext_ids):
-        raise CaseError(f"case {raw.name!r} has duplicate bus numbers")
-    keep_ids = ext_ids[bus_in]
-    pos = {b: k for k, b in enumerate(keep_ids)}
 
-    def idx(col: np.ndarray) -> np.ndarray:
-        return np.array([pos.get(int(b), -1) for b in col], dtype=int)
-
-    g_bus = idx(gen[:, _GEN_BUS])
-    g_ok = (gen[:, _GEN_STATUS] > 0) & (g_bus >= 0)
-    br_f = idx(branch[:, _F_BUS])
-    br_t = idx(branch[:, _T_BUS])
-    br_ok = (branch[:, _BR_STATUS] > 0) & (br_f >= 0) & (br_t >= 0)
-    if not g_ok.any():
-        raise CaseError(f"case {raw.name!r} has no in-service generator")
-
+def _gen_costs(raw: RawCase, n_gen_all: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cost coefficients ``(c2, c1, c0)`` of every generator row (in service or not)."""
     # Costs: polynomial (model 2) up to quadratic; first n_gen rows are active power.
-    n_gen_all = gen.shape[0]
     c2 = np.zeros(n_gen_all)
     c1 = np.zeros(n_gen_all)
     c0 = np.zeros(n_gen_all)
@@ -697,13 +752,14 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
     if np.any(c2 < 0):
         raise CaseError(f"case {raw.name!r} has a concave (negative quadratic) generator cost")
 
-    kb = bus[bus_in]
-    pd_mw = kb[:, _PD]
-    gs_mw = kb[:, _GS]  # MW at 1 p.u. voltage
-    node_mask = pd_mw > 0
-    fixed = gs_mw + np.where(pd_mw < 0, pd_mw, 0.0)
+    return c2, c1, c0
 
-    br = branch[br_ok]
+
+def _branch_susceptance(
+    name: str, br: np.ndarray, br_ok: np.ndarray, convention: Convention
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Series susceptance ``b`` (p.u.), phase shift and angle limits (rad) of the in-service
+    branch rows ``br`` under ``convention``."""
     r, x = br[:, _BR_R], br[:, _BR_X]
     if convention is Convention.MATPOWER:
         tap = np.where(br[:, _TAP] == 0, 1.0, br[:, _TAP])
@@ -729,19 +785,18 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
     if not np.all(np.isfinite(b)):
         bad = int(np.flatnonzero(~np.isfinite(b))[0])
         raise CaseError(
-            f"case {raw.name!r}: branch {int(np.flatnonzero(br_ok)[bad]) + 1} has zero reactance"
+            f"case {name!r}: branch {int(np.flatnonzero(br_ok)[bad]) + 1} has zero reactance"
         )
-    rate = br[:, _RATE_A].astype(float)
-    rate = np.where((rate <= 0) | (rate >= UNLIMITED_RATING_MVA), np.inf, rate)
-    n_lim = int(np.isfinite(rate).sum())
+    return b, shift, angmin, angmax
 
-    n_bus = kb.shape[0]
-    f, t = br_f[br_ok], br_t[br_ok]
-    island = _islands(n_bus, f, t)
-    gb = g_bus[g_ok]
-    pmax = gen[g_ok, _PMAX]
+
+def _reference_buses(
+    island: np.ndarray, types: np.ndarray, gb: np.ndarray, pmax: np.ndarray
+) -> np.ndarray:
+    """One reference bus per island: its slack bus, else its largest generator's bus, else
+    its first bus."""
+    n_bus = island.size
     ref = np.zeros(n_bus, dtype=bool)
-    types = kb[:, _BUS_TYPE]
     for isl in np.unique(island):
         members = np.flatnonzero(island == isl)
         slack = members[types[members] == 3]
@@ -755,34 +810,7 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
         else:
             ref[members[0]] = True
 
-    return NetworkData(
-        name=raw.name,
-        source=raw.source,
-        base_mva=raw.base_mva,
-        convention=convention,
-        bus_ids=keep_ids.astype(int),
-        bus_ref=ref,
-        bus_island=island,
-        bus_fixed_withdrawal_mw=fixed.astype(float),
-        node_bus=np.flatnonzero(node_mask).astype(int),
-        node_demand_mw=pd_mw[node_mask].astype(float),
-        gen_bus=gb.astype(int),
-        gen_pmin_mw=gen[g_ok, _PMIN].astype(float),
-        gen_pmax_mw=np.maximum(pmax, 0.0).astype(float),
-        gen_cost_c2=c2[g_ok],
-        gen_cost_c1=c1[g_ok],
-        gen_cost_c0=c0[g_ok],
-        gen_p_set_mw=gen[g_ok, _PG].astype(float),
-        branch_from=f.astype(int),
-        branch_to=t.astype(int),
-        branch_b_pu=b.astype(float),
-        branch_shift_rad=shift.astype(float),
-        branch_rate_mw=rate,
-        branch_angmin_rad=angmin,
-        branch_angmax_rad=angmax,
-        branch_ids=(np.flatnonzero(br_ok) + 1).astype(int),
-        ratings=RatingInfo("case" if n_lim else "none", n_limited=n_lim),
-    )
+    return ref
 
 
 def _islands(n_bus: int, f: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -42,6 +42,8 @@ from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.config import Rule, TierEnergy
 from fpamm_opt.mechanism.tierqp import TierQP
 from fpamm_opt.mechanism.types import (
+    ClearEvent,
+    ClearEventKind,
     Dispatch,
     IntervalInput,
     SolveStatus,
@@ -520,6 +522,7 @@ class AllocationProblem:
             rounds=led.rounds,
             cap_active=led.cap,
             note=";".join(log.notes),
+            events=tuple(log.events),
             deferred=deferred,
             path_switched=led.switched,
             deferred_token=token,
@@ -539,6 +542,7 @@ class AllocationProblem:
         sol, n, secs, how = self.solves.dispatch(kept.lo, kept.hi, d, kept.last_mem, kept.point)
         extra = widened_note([f"dispatch:{how}"]) if how else ""
         note = ";".join(n for n in (disp.note, extra, sol.message) if n)
+        more = (ClearEvent(ClearEventKind.WIDENED, None, f"dispatch:{how}"),) if how else ()
         if sol.status is not SolveStatus.OPTIMAL:
             return self._failed(sol, n, secs, "dispatch")
         return dataclasses.replace(
@@ -550,6 +554,7 @@ class AllocationProblem:
             n_solves=n,
             solve_s=secs,
             note=note,
+            events=disp.events + more,
             deferred=False,
             deferred_token=None,
         )

@@ -224,8 +224,12 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
-class SolverSpec:
-    """``[solver]``: solver name, time limit (s) and solver options."""
+class SolverSection:
+    """``[solver]``: solver name, time limit (s), solver options, engine and QP method.
+
+    What the spec file says; :class:`fpamm_opt.solvers.SolverSpec` is the solver a run or a
+    ``solver=`` argument resolves to (possibly a Pyomo solver object of the user's).
+    """
 
     name: str = "highs"
     time_limit_s: float = 10.0
@@ -285,7 +289,7 @@ class OutputsSpec:
             out.append("branches")
         if self.generators:
             out.append("generators")
-        out.append("iterations")
+        out += ["iterations", "events"]
         return tuple(out)
 
 
@@ -350,7 +354,7 @@ def _extensions(value: Any, base_dir: Path | str | None) -> tuple[ExtensionSpec,
 
 _SECTION_CLASSES: dict[str, type] = {
     "network": NetworkSpec,
-    "solver": SolverSpec,
+    "solver": SolverSection,
     "run": RunSection,
     "outputs": OutputsSpec,
 }
@@ -375,7 +379,7 @@ class RunSpec:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     mechanism: dict[str, Any] = field(default_factory=dict, hash=False)
-    solver: SolverSpec = field(default_factory=SolverSpec)
+    solver: SolverSection = field(default_factory=SolverSection)
     run: RunSection = field(default_factory=RunSection)
     outputs: OutputsSpec = field(default_factory=OutputsSpec)
     extensions: tuple[ExtensionSpec, ...] = ()
@@ -603,7 +607,7 @@ __all__ = [
     "Policy",
     "RunSection",
     "RunSpec",
-    "SolverSpec",
+    "SolverSection",
     "apply_overrides",
     "canonical_json",
     "load_spec",

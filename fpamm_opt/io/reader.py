@@ -20,6 +20,7 @@ No Pyomo here.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fpamm_opt.errors import RunDirectoryError
+from fpamm_opt.io.batch import INDEX_NAME
 from fpamm_opt.io.schema import META_SPEC_HASH, SCHEMAS, TABLE_NAMES, file_name
 from fpamm_opt.io.tables import to_frame
 from fpamm_opt.io.writer import MANIFEST_NAME
@@ -39,6 +41,31 @@ def is_run_dir(path: Path | str) -> bool:
     """True when ``path`` is a directory holding ``manifest.json``."""
     p = Path(path)
     return p.is_dir() and (p / MANIFEST_NAME).is_file()
+
+
+#: ``comparison.json`` of a comparison directory (``fpamm compare``).
+COMPARISON_NAME = "comparison.json"
+
+
+class DirectoryKind(enum.StrEnum):
+    """What a results directory holds (``fpamm verify`` and ``fpamm report`` take all three)."""
+
+    RUN = "run"
+    BATCH = "batch"
+    COMPARISON = "comparison"
+
+
+def directory_kind(path: Path | str) -> DirectoryKind | None:
+    """Run (``manifest.json``), batch (``index.parquet``) or comparison
+    (``comparison.json``) directory; ``None`` for anything else."""
+    p = Path(path)
+    if is_run_dir(p):
+        return DirectoryKind.RUN
+    if (p / INDEX_NAME).is_file():
+        return DirectoryKind.BATCH
+    if (p / COMPARISON_NAME).is_file():
+        return DirectoryKind.COMPARISON
+    return None
 
 
 def _require_run_dir(path: Path | str) -> Path:
@@ -229,7 +256,10 @@ def read_run(path: Path | str) -> RunTables:
 
 
 __all__ = [
+    "COMPARISON_NAME",
+    "DirectoryKind",
     "RunTables",
+    "directory_kind",
     "has_table",
     "is_run_dir",
     "iter_table",

@@ -30,13 +30,15 @@ META_SCHEMA_VERSION = "fpamm.schema_version"
 
 
 class Table(enum.StrEnum):
-    """The five tables of a run directory (file ``<name>.parquet``)."""
+    """The tables of a run directory (file ``<name>.parquet``): INTERFACE.md's five and
+    ``events`` (runs written before it existed do not have it)."""
 
     INTERVALS = "intervals"
     NODES = "nodes"
     BRANCHES = "branches"
     GENERATORS = "generators"
     ITERATIONS = "iterations"
+    EVENTS = "events"
 
 
 TABLE_NAMES: tuple[str, ...] = tuple(t.value for t in Table)
@@ -117,12 +119,24 @@ ITERATIONS = pa.schema(
     ]
 )
 
+#: Typed clear events (:class:`fpamm_opt.mechanism.types.ClearEvent`), one row per
+#: (interval, event): the typed twin of the recoveries noted in ``intervals.status``.
+EVENTS = pa.schema(
+    [
+        pa.field("t", pa.int64(), nullable=False),
+        pa.field("kind", pa.string()),  # ClearEventKind: qp-fallback, rounds-capped, ...
+        pa.field("tier", pa.int16()),  # null for events of no tier (widened)
+        pa.field("detail", pa.string()),  # termination word, widened solve, or ""
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     Table.INTERVALS.value: INTERVALS,
     Table.NODES.value: NODES,
     Table.BRANCHES.value: BRANCHES,
     Table.GENERATORS.value: GENERATORS,
     Table.ITERATIONS.value: ITERATIONS,
+    Table.EVENTS.value: EVENTS,
 }
 
 
@@ -153,6 +167,7 @@ def file_name(name: str) -> str:
 
 __all__ = [
     "BRANCHES",
+    "EVENTS",
     "GENERATORS",
     "INTERVALS",
     "ITERATIONS",

@@ -88,6 +88,10 @@ is returned; ``status`` says what failed. A non-optimal dispatch is never presen
 clear of the fixed point; when the *final* clear itself replaced a tier's QP by the max-min
 LPs, ``final-rule[k]=maxmin`` follows, so an auditor knows which rule produced the stored
 allocation of tier ``k`` (without the token, the final clear used the run's own rule).
+The same facts travel typed in ``ClearingResult.events``
+(:class:`~fpamm_opt.mechanism.types.ClearEvent`: the allocators' events, then a
+``FINAL_MAXMIN`` per tier): the marks are computed from the final dispatch's events, never
+parsed from its note.
 """
 
 from __future__ import annotations
@@ -100,11 +104,12 @@ import numpy as np
 from fpamm_opt.mechanism.config import MechanismConfig, Policy, WeightForm, WeightSource
 from fpamm_opt.mechanism.deficit import DeficitState
 from fpamm_opt.mechanism.types import (
-    QP_FALLBACK_RE,
     Allocator,
+    ClearEvent,
+    ClearEventKind,
     Dispatch,
     IntervalInput,
-    final_rule_mark,
+    tiers_with,
 )
 from fpamm_opt.mechanism.weights import WeightMap
 
@@ -148,6 +153,10 @@ class ClearingResult:
         Time inside the solves (s).
     status : str
         ``"optimal"`` when clean; see the module docstring.
+    events : tuple of ClearEvent
+        The typed events of the interval's clears (deduplicated, in order), then a
+        ``FINAL_MAXMIN`` per tier whose QP the final clear replaced by the max-min LPs: the
+        typed twin of the notes and marks in ``status``.
     deliverable_mw : float
         ``S`` of the AMM price: the screen's served total (estimate ``min(D, sum available)``
         when the screen failed, flagged by ``deliverable_estimated``).
@@ -170,6 +179,7 @@ class ClearingResult:
     status: str
     deliverable_mw: float
     deliverable_estimated: bool = field(default=False)
+    events: tuple[ClearEvent, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -197,6 +207,7 @@ class _Tracker:
         self.n_solves = 0
         self.solve_s = 0.0
         self.notes: list[str] = []
+        self.events: list[ClearEvent] = []
         self.errors: list[str] = []
         self.lam_tier = np.full(k, np.nan)
         self.any_weighted = False
@@ -213,6 +224,7 @@ class _Tracker:
         self.solve_s += float(disp.solve_s)
         if disp.note and disp.note not in self.notes:
             self.notes.append(disp.note)
+        self.events += [e for e in disp.events if e not in self.events]
 
     def weighted(self, disp: Dispatch) -> np.ndarray:
         q = self._vec(disp.tier_deliverable_mw, np.nan)
@@ -247,9 +259,19 @@ class _Tracker:
         )
         return lam
 
+    @staticmethod
+    def final_marks(final: Dispatch) -> list[ClearEvent]:
+        """``FINAL_MAXMIN`` for each tier whose QP the final clear replaced by max-min."""
+        fell_back = tiers_with(final.events, ClearEventKind.QP_FALLBACK)
+        return [ClearEvent(ClearEventKind.FINAL_MAXMIN, k) for k in fell_back]
+
     def status(self, final: Dispatch) -> str:
-        marks = [final_rule_mark(int(k)) for k in QP_FALLBACK_RE.findall(final.note or "")]
+        marks = [e.note for e in self.final_marks(final)]
         return ";".join([str(final.status), *self.errors, *self.notes, *marks])
+
+    def all_events(self, final: Dispatch) -> tuple[ClearEvent, ...]:
+        """The events of every clear of the interval, then the final clear's marks."""
+        return (*self.events, *self.final_marks(final))
 
 
 def _weighted_normaliser(lam: np.ndarray, m: np.ndarray) -> float:
@@ -390,6 +412,7 @@ def clear_interval(
             n_solves=tr.n_solves,
             solve_s=tr.solve_s,
             status=tr.status(dispatch),
+            events=tr.all_events(dispatch),
             deliverable_mw=deliverable,
             deliverable_estimated=estimated,
         )

@@ -53,7 +53,7 @@ from fpamm_opt.mechanism.memory import shortfall_ratio, update_memory
 from fpamm_opt.mechanism.price import amm_price
 from fpamm_opt.mechanism.priority import plackett_luce
 from fpamm_opt.mechanism.trigger import HoldChecker, TriggerState, served_ratio, trigger_vector
-from fpamm_opt.mechanism.types import Allocator, IntervalInput
+from fpamm_opt.mechanism.types import Allocator, ClearEvent, IntervalInput
 from fpamm_opt.mechanism.weights import deficit_level
 from fpamm_opt.network import NetworkData
 
@@ -105,6 +105,8 @@ class StepRecord:
     served_ratio_exact: np.ndarray
     audit_n_solves: int
     cost: float
+    #: Typed events of the interval's clears (:attr:`ClearingResult.events`; none when held).
+    events: tuple[ClearEvent, ...] = ()
 
 
 class Mechanism:
@@ -285,6 +287,7 @@ class Mechanism:
             residuals, q_hat, q_bound = res.residuals, res.q_hat, res.q_bound
             applies, gamma, lam_max = res.q_bound_applies, res.gamma, res.lambda_max
             n_solves, solve_s, status = res.n_solves, res.solve_s, res.status
+            events = res.events
         else:
             assert trig.tier_order is not None and trig.weights is not None
             order = trig.tier_order.copy()
@@ -296,6 +299,7 @@ class Mechanism:
             residuals, q_hat, q_bound = np.zeros(0), nan, nan
             applies, gamma, lam_max = False, nan, nan
             n_solves, solve_s, status = 0, 0.0, "optimal;held"
+            events = ()
             if cfg.audit_every > 0 and (self.n_held + 1) % cfg.audit_every == 0:
                 exact = clear_interval(
                     self.allocator,
@@ -361,6 +365,7 @@ class Mechanism:
             served_ratio_exact=exact_ratio,
             audit_n_solves=int(audit_n_solves),
             cost=cost,
+            events=events,
         )
 
         # Commit: nothing above mutated the mechanism's state.

@@ -21,8 +21,62 @@ class SolveStatus(enum.StrEnum):
     ERROR = "error"
 
 
+class ClearEventKind(enum.StrEnum):
+    """What a clear recorded besides its allocation (the ``kind`` of the ``events`` table)."""
+
+    #: Tier ``tier``'s QP stopped (``detail``: the solver's word); the max-min LPs replaced it.
+    QP_FALLBACK = "qp-fallback"
+    #: Tier ``tier``'s max-min loop stopped at its round cap.
+    ROUNDS_CAPPED = "rounds-capped"
+    #: The *final* clear of the interval used the max-min LPs for tier ``tier``.
+    FINAL_MAXMIN = "final-maxmin"
+    #: Earlier tiers were held within a band in the solve named by ``detail``.
+    WIDENED = "widened"
+
+
+@dataclass(frozen=True)
+class ClearEvent:
+    """One typed event of a clear: what the interval's ``status`` text also says.
+
+    Allocators attach them to :attr:`Dispatch.events`; :func:`~fpamm_opt.mechanism.clearing.
+    clear_interval` gathers those of the interval's clears (and adds ``FINAL_MAXMIN``), the run
+    writes them as the ``events`` table, and the verifier reads them instead of parsing the
+    status (which it still parses for runs written before the table existed).
+
+    Attributes
+    ----------
+    kind : ClearEventKind
+    tier : int or None
+        The tier it concerns (None for ``WIDENED``).
+    detail : str
+        The solver's termination word (``QP_FALLBACK``) or the widened solve (``WIDENED``).
+    """
+
+    kind: ClearEventKind
+    tier: int | None = None
+    detail: str = ""
+
+    @property
+    def note(self) -> str:
+        """The event in the status text's grammar (``WIDENED``: one solve; see
+        :func:`widened_note` for the note of a clear)."""
+        if self.kind is ClearEventKind.QP_FALLBACK:
+            return qp_fallback_note(int(self.tier or 0), self.detail)
+        if self.kind is ClearEventKind.ROUNDS_CAPPED:
+            return rounds_capped_note(int(self.tier or 0))
+        if self.kind is ClearEventKind.FINAL_MAXMIN:
+            return final_rule_mark(int(self.tier or 0))
+        return widened_note([self.detail])
+
+
+def tiers_with(events: Sequence[ClearEvent], kind: ClearEventKind) -> list[int]:
+    """The tiers of the ``kind`` events, in their order."""
+    return [int(e.tier) for e in events if e.kind is kind and e.tier is not None]
+
+
 # Notes an allocator records in ``Dispatch.note`` and the mechanism copies into the interval's
-# ``status`` (``;``-joined); the verifier parses them back (one grammar, written here only).
+# ``status`` (``;``-joined): the text twin of :class:`ClearEvent` (one grammar, written here
+# only). The verifier parses them back only for runs without an ``events`` table.
 def qp_fallback_note(tier: int, termination: str) -> str:
     """Tier ``tier``'s QP stopped (``termination``) and the max-min LPs replaced it."""
     return f"qp[{tier}]:{termination}->maxmin"
@@ -46,7 +100,8 @@ def widened_note(solves: Sequence[str]) -> str:
     return "widened[" + ",".join(solves) + "]"
 
 
-#: Patterns of the three notes above; group 1 is the tier.
+#: Patterns of the notes above, for runs written without an ``events`` table; group 1 is
+#: the tier.
 QP_FALLBACK_RE = re.compile(r"qp\[(\d+)\]:[^;]*->maxmin")
 ROUNDS_CAPPED_RE = re.compile(r"maxmin\[(\d+)\]:rounds-capped")
 FINAL_RULE_RE = re.compile(r"final-rule\[(\d+)\]=maxmin")
@@ -91,6 +146,8 @@ class Dispatch:
     path_switched: bool = False
     #: A deferred clear's ticket for ``complete`` (:func:`new_deferred_token`; None otherwise).
     deferred_token: int | None = None
+    #: Typed events of the clear (the typed twin of the recoveries in ``note``).
+    events: tuple[ClearEvent, ...] = ()
 
     @property
     def ok(self) -> bool:

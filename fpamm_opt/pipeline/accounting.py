@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fpamm_opt.engine import LPSolution
+from fpamm_opt.mechanism.types import ClearEvent, ClearEventKind
 
 
 @dataclass
@@ -23,12 +24,20 @@ class SolveLog:
         Recoveries worth recording in the interval's status.
     widened : list of str
         ``"<what>:<how>"`` for each solve whose fixed loads had to be widened.
+    events : list of ClearEvent
+        The typed twins of the recoveries (:meth:`event`, and ``WIDENED`` per widened solve).
     """
 
     n_solves: int = 0
     solve_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     widened: list[str] = field(default_factory=list)
+    events: list[ClearEvent] = field(default_factory=list)
+
+    def event(self, event: ClearEvent) -> None:
+        """Record a tier's recovery: the typed event and its note in the status text."""
+        self.events.append(event)
+        self.notes.append(event.note)
 
     def add(self, n: int, secs: float) -> None:
         """Count ``n`` solves taking ``secs`` seconds."""
@@ -40,6 +49,7 @@ class SolveLog:
         keep the solver's message."""
         if how:
             self.widened.append(f"{what}:{how}")
+            self.events.append(ClearEvent(ClearEventKind.WIDENED, None, f"{what}:{how}"))
         if sol.message:
             self.notes.append(sol.message)
         self.add(n, secs)

@@ -22,12 +22,7 @@ from fpamm_opt.engine import Engine, LPSolution
 from fpamm_opt.mechanism.config import TierEnergy
 from fpamm_opt.mechanism.copperplate import water_fill
 from fpamm_opt.mechanism.tierqp import ActiveSet, TierQP, TierQPResult
-from fpamm_opt.mechanism.types import (
-    IntervalInput,
-    SolveStatus,
-    qp_fallback_note,
-    rounds_capped_note,
-)
+from fpamm_opt.mechanism.types import ClearEvent, ClearEventKind, IntervalInput, SolveStatus
 from fpamm_opt.pipeline.accounting import PathStats, SolveLog
 from fpamm_opt.pipeline.bounds import RULE_BAND, TIGHT_BAND, LexBounds
 from fpamm_opt.pipeline.rationing import TrialRationing
@@ -447,7 +442,7 @@ class SolverQP:
             # HiGHS's QP stopped on this tier earlier in the interval: every later clear
             # uses the max-min LPs, and says so, so that the final clear's rule is marked
             # (final-rule[k]=maxmin) for the audit
-            ctx.log.notes.append(qp_fallback_note(ctx.k, "earlier-clear"))
+            ctx.log.event(ClearEvent(ClearEventKind.QP_FALLBACK, ctx.k, "earlier-clear"))
             ctx.settle_path()
             return None
         b, d, mem, w = ctx.bounds, ctx.d, ctx.mem, ctx.w
@@ -459,7 +454,7 @@ class SolverQP:
         sol, n, secs, how = self.solves.solve(b.lo, b.hi, b.fixed, d)
         ctx.log.record(f"qp[{ctx.k}]", sol, n, secs, how)
         if sol.status is not SolveStatus.OPTIMAL:
-            ctx.log.notes.append(qp_fallback_note(ctx.k, sol.termination))
+            ctx.log.event(ClearEvent(ClearEventKind.QP_FALLBACK, ctx.k, sol.termination))
             ctx.path = "maxmin"
             ctx.settle_path()
             return None
@@ -519,7 +514,7 @@ class MaxMinLPs:
             if sol.level <= 1e-12:
                 break
         if free.any():
-            ctx.log.notes.append(rounds_capped_note(ctx.k))
+            ctx.log.event(ClearEvent(ClearEventKind.ROUNDS_CAPPED, ctx.k))
         x = np.where(mem, np.clip(x, 0.0, d), x)
         return ctx.rule_outcome(x, point, rounds)
 

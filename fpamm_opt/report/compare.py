@@ -80,7 +80,7 @@ from fpamm_opt.errors import (
     SolverError,
     one_line_error,
 )
-from fpamm_opt.io.reader import is_run_dir, read_manifest, read_table
+from fpamm_opt.io.reader import COMPARISON_NAME, is_run_dir, read_manifest, read_table
 from fpamm_opt.mechanism.config import Policy
 from fpamm_opt.report import metrics as mt
 from fpamm_opt.spec import RunSpec, apply_overrides, load_spec, spec_hash
@@ -90,7 +90,6 @@ from fpamm_opt.verify.context import RunContext
 from fpamm_opt.verify.panel import bool_array
 from fpamm_opt.verify.result import CheckName
 
-COMPARISON_NAME = "comparison.json"
 SCHEMA = "fpamm.comparison/1"
 #: Policies of a comparison, in display order.
 DEFAULT_POLICIES: tuple[str, ...] = ("fpamm", "equal", "lmp")
@@ -398,6 +397,21 @@ def _node_entry(
     return entry
 
 
+def _node_block(
+    runs: Mapping[str, Any], pol: Mapping[str, Any], node: int, key: str, chosen_by: str
+) -> dict[str, Any]:
+    """The ``weak_bus`` (or ``weak_bus_abs``) entry: the node, its peaks and reductions."""
+    entry = _node_entry(node, runs, key, chosen_by)
+    entry["peak"] = {
+        p: {"value": pol[p][key], "t": pol[p][key.replace("_error", "_t")]} for p in runs
+    }
+    entry["reduction"] = mt.reduction(pol["fpamm"][key], pol["equal"][key])
+    entry["reduction_vs_lmp"] = (
+        mt.reduction(pol["fpamm"][key], pol["lmp"][key]) if "lmp" in pol else math.nan
+    )
+    return entry
+
+
 def summarise(
     run_dirs: Mapping[str, Path],
     reports: Mapping[str, VerificationReport],
@@ -442,17 +456,6 @@ def summarise(
         pol[p] = _policy_metrics(r, reports[p], weak, abs_node, skip, hours)
         pol[p]["run_dir"] = str(run_dirs[p])
 
-    def node_block(node: int, key: str, chosen_by: str) -> dict[str, Any]:
-        entry = _node_entry(node, runs, key, chosen_by)
-        entry["peak"] = {
-            p: {"value": pol[p][key], "t": pol[p][key.replace("_error", "_t")]} for p in runs
-        }
-        entry["reduction"] = mt.reduction(pol["fpamm"][key], pol["equal"][key])
-        entry["reduction_vs_lmp"] = (
-            mt.reduction(pol["fpamm"][key], pol["lmp"][key]) if "lmp" in pol else math.nan
-        )
-        return entry
-
     weak_by = (
         "named in the spec (scenario.weak_node)"
         if named is not None
@@ -468,8 +471,10 @@ def summarise(
     after[:skip] = False
     return {
         "policies": pol,
-        "weak_bus": node_block(weak, "peak_weak_bus_error", weak_by),
-        "weak_bus_abs": node_block(
+        "weak_bus": _node_block(runs, pol, weak, "peak_weak_bus_error", weak_by),
+        "weak_bus_abs": _node_block(
+            runs,
+            pol,
             abs_node,
             "peak_weak_bus_abs_error",
             "largest final fairness error |F_i(T) - F_tier(T)| under equal weights",
@@ -576,6 +581,36 @@ def run_comparison(
     out = Path(out_dir)
     hashes = {p: spec_hash(s) for p, s in specs.items()}
     run_dirs = {p: out / p for p in specs}
+    reused, todo = _plan(specs, run_dirs, hashes, overwrite, workers, say)
+    out.mkdir(parents=True, exist_ok=True)
+    n_workers = min(workers, max(len(todo), len(specs)))
+    ex = _Executor(n_workers)
+    ok = False
+    try:
+        _run_all(ex, todo, specs, run_dirs, hashes, say)
+        reports, verify_s = _verify_all(ex, specs, run_dirs, cold_sample, n_workers > 0, say)
+        ok = True
+    finally:
+        ex.close(ok)
+    data = summarise(run_dirs, reports, burn_in)
+    for p in specs:  # run_dir relative to the comparison directory
+        data["policies"][p].update(run_dir=p, reused=reused[p], verify_s=verify_s[p])
+    head = _comparison_head(spec, specs, hashes["fpamm"], run_dirs["fpamm"], t_start)
+    full = _jsonable({**head, **data})
+    path = write_json_atomic(out / COMPARISON_NAME, full)
+    say(f"comparison written to {path}")
+    return ComparisonResult(out, path, full, reports, reused)
+
+
+def _plan(
+    specs: Mapping[str, RunSpec],
+    run_dirs: Mapping[str, Path],
+    hashes: Mapping[str, str],
+    overwrite: bool,
+    workers: int,
+    say: Callable[[str], None],
+) -> tuple[dict[str, bool], list[dict[str, Any]]]:
+    """Which policy runs are reused (complete, same spec hash) and the tasks of the others."""
     reused: dict[str, bool] = {}
     todo: list[dict[str, Any]] = []
     for p, s in specs.items():
@@ -601,67 +636,87 @@ def run_comparison(
                 "in_worker": workers > 0,
             }
         )
-    out.mkdir(parents=True, exist_ok=True)
-    n_workers = min(workers, max(len(todo), len(specs)))
-    ex = _Executor(n_workers)
-    ok = False
+    return reused, todo
+
+
+def _run_all(
+    ex: _Executor,
+    todo: list[dict[str, Any]],
+    specs: Mapping[str, RunSpec],
+    run_dirs: Mapping[str, Path],
+    hashes: Mapping[str, str],
+    say: Callable[[str], None],
+) -> None:
+    """Run the tasks; then every policy's run must be complete and of its spec."""
+    errors: list[str] = []
+    for task in todo:
+        say(f"{task['policy']}: running {specs[task['policy']].run.intervals} intervals")
+    for k, res in ex.map_unordered(_run_task, [(t,) for t in todo]):
+        p = todo[k]["policy"]
+        if res["ok"]:
+            say(f"{p}: done in {res['wall_s']:.1f} s -> {run_dirs[p]}")
+        else:
+            errors.append(f"{p}: {res['error']}")
+            say(f"{p}: FAILED: {res['error']}")
+    if errors:
+        raise SolverError("run failed: " + "; ".join(errors))
+    for p in specs:
+        got = _complete_hash(run_dirs[p])
+        if got != hashes[p]:
+            raise RunDirectoryError(
+                f"{run_dirs[p]}: expected a complete run with spec hash {hashes[p]}, found {got}"
+            )
+
+
+def _verify_all(
+    ex: _Executor,
+    specs: Mapping[str, RunSpec],
+    run_dirs: Mapping[str, Path],
+    cold_sample: int | None,
+    in_worker: bool,
+    say: Callable[[str], None],
+) -> tuple[dict[str, VerificationReport], dict[str, float]]:
+    """Verify every policy's run (FP-AMM against the equal-weight baseline)."""
     reports: dict[str, VerificationReport] = {}
     verify_s: dict[str, float] = {}
-    try:
-        errors: list[str] = []
-        for task in todo:
-            say(f"{task['policy']}: running {specs[task['policy']].run.intervals} intervals")
-        for k, res in ex.map_unordered(_run_task, [(t,) for t in todo]):
-            p = todo[k]["policy"]
-            if res["ok"]:
-                say(f"{p}: done in {res['wall_s']:.1f} s -> {run_dirs[p]}")
-            else:
-                errors.append(f"{p}: {res['error']}")
-                say(f"{p}: FAILED: {res['error']}")
-        if errors:
-            raise SolverError("run failed: " + "; ".join(errors))
-        for p in specs:
-            got = _complete_hash(run_dirs[p])
-            if got != hashes[p]:
-                raise RunDirectoryError(
-                    f"{run_dirs[p]}: expected a complete run with spec hash {hashes[p]}, "
-                    f"found {got}"
-                )
-        calls = [
-            (
-                str(run_dirs[p]),
-                str(run_dirs["equal"]) if p == "fpamm" else None,
-                cold_sample,
-                int(specs[p].run.seed),
-                n_workers > 0,
-            )
-            for p in specs
-        ]
-        order = list(specs)
-        for k, (rep, secs) in ex.map_unordered(_verify_task, calls):
-            p = order[k]
-            reports[p], verify_s[p] = rep, secs
-            verdict = (
-                "all checks passed"
-                if rep.passed
-                else "FAILED " + ", ".join(str(c.name) for c in rep.failed)
-            )
-            say(f"{p}: verified in {secs:.1f} s: {verdict}")
-        ok = True
-    finally:
-        ex.close(ok)
-    data = summarise(run_dirs, reports, burn_in)
-    for p in specs:
-        data["policies"][p]["run_dir"] = p  # relative to the comparison directory
-        data["policies"][p]["reused"] = reused[p]
-        data["policies"][p]["verify_s"] = verify_s[p]
-    fp_man = read_manifest(run_dirs["fpamm"])
+    calls = [
+        (
+            str(run_dirs[p]),
+            str(run_dirs["equal"]) if p == "fpamm" else None,
+            cold_sample,
+            int(specs[p].run.seed),
+            in_worker,
+        )
+        for p in specs
+    ]
+    order = list(specs)
+    for k, (rep, secs) in ex.map_unordered(_verify_task, calls):
+        p = order[k]
+        reports[p], verify_s[p] = rep, secs
+        verdict = (
+            "all checks passed"
+            if rep.passed
+            else "FAILED " + ", ".join(str(c.name) for c in rep.failed)
+        )
+        say(f"{p}: verified in {secs:.1f} s: {verdict}")
+    return reports, verify_s
+
+
+def _comparison_head(
+    spec: RunSpec,
+    specs: Mapping[str, RunSpec],
+    fpamm_hash: str,
+    fpamm_dir: Path,
+    t_start: float,
+) -> dict[str, Any]:
+    """The head of ``comparison.json``: what was compared, on which case, how long it took."""
+    fp_man = read_manifest(fpamm_dir)
     net = fp_man.get("network") or {}
     head = {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "spec_source": spec.source,
-        "spec_hash": hashes["fpamm"],
+        "spec_hash": fpamm_hash,
         "seed": int(specs["fpamm"].run.seed),
         "intervals": int(specs["fpamm"].run.intervals),
         "case": net.get("name") if isinstance(net, Mapping) else None,
@@ -669,10 +724,7 @@ def run_comparison(
         "policy_order": list(specs),
         "wall_s": time.perf_counter() - t_start,
     }
-    full = _jsonable({**head, **data})
-    path = write_json_atomic(out / COMPARISON_NAME, full)
-    say(f"comparison written to {path}")
-    return ComparisonResult(out, path, full, reports, reused)
+    return head
 
 
 # ------------------------------------------------------------------ plain-text headline

@@ -19,7 +19,6 @@ No Pyomo here.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from fpamm_opt.errors import RunDirectoryError
-from fpamm_opt.io.reader import is_run_dir, read_manifest
+from fpamm_opt.io.reader import COMPARISON_NAME, DirectoryKind, directory_kind, read_manifest
 from fpamm_opt.report import figures as fg
 from fpamm_opt.report import metrics as mt
-from fpamm_opt.report.compare import COMPARISON_NAME, POLICY_LABELS, read_comparison
+from fpamm_opt.report.compare import POLICY_LABELS, read_comparison
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.context import RunContext
 
@@ -47,14 +46,6 @@ PAPER_CLAIM = (
 )
 
 
-class DirectoryKind(enum.StrEnum):
-    """What a directory given to ``fpamm report`` holds."""
-
-    RUN = "run"
-    COMPARISON = "comparison"
-    BATCH = "batch"
-
-
 def detect_kind(path: Path | str) -> DirectoryKind:
     """Comparison (``comparison.json``), batch (``index.parquet``) or run (``manifest.json``).
 
@@ -64,12 +55,9 @@ def detect_kind(path: Path | str) -> DirectoryKind:
         When ``path`` is none of them.
     """
     p = Path(path)
-    if (p / COMPARISON_NAME).is_file():
-        return DirectoryKind.COMPARISON
-    if (p / "index.parquet").is_file():
-        return DirectoryKind.BATCH
-    if is_run_dir(p):
-        return DirectoryKind.RUN
+    kind = directory_kind(p)
+    if kind is not None:
+        return kind
     raise RunDirectoryError(
         f"{p}: not a run, comparison or batch directory (no manifest.json, {COMPARISON_NAME} "
         "or index.parquet)"
@@ -228,6 +216,61 @@ def _comparison_report(root: Path, out: Path) -> str:
     wb, ab = data["weak_bus"], data["weak_bus_abs"]
     red = data["reductions"]
     skip = int(data["burn_in"]["intervals"])
+    figs = _comparison_figures(out, runs, fp, wb, ab, scarce, skip)
+    cols = [_label(p) for p in order]
+    rows = _headline_rows(pol, red, order, wb, ab)
+    title = (
+        f"# FP-AMM vs equal weights vs LMP: {data.get('case') or 'case'}, "
+        f"T = {data.get('intervals')}, seed {data.get('seed')}"
+    )
+    sc = data["scarcity"]
+    parts = [
+        title,
+        "",
+        f"Spec `{data.get('spec_source')}` (FP-AMM spec hash `{data.get('spec_hash')}`); the "
+        "three runs share the spec and the seed and differ only in `run.policy` (common random "
+        f"numbers). {sc['scarce_intervals']} of {data.get('intervals')} intervals are scarce, "
+        f"in {sc['windows']} scarcity windows.",
+        "",
+        "## Headline",
+        "",
+        md_table(("", *cols), rows),
+        "",
+        f"FP-AMM cuts the peak weak-bus fairness error by **{_pct(red['peak_weak_bus_error'])}** "
+        f"against equal weights and the limiting spread by **{_pct(red['spread'])}**; for "
+        f"reference, {PAPER_CLAIM}.",
+        "",
+        "## Figures",
+        "",
+        figs.markdown(),
+        "## Notes",
+        "",
+        *_comparison_notes(data, fp),
+        "",
+        "## Verification",
+        "",
+    ]
+    for p in order:
+        parts += [
+            f"### {_label(p)} (`{pol[p]['run_dir']}/`)",
+            "",
+            verification_table(pol[p]["checks"]),
+            "",
+        ]
+    parts += _runs_section(pol, order, data["burn_in"])
+    return "\n".join(parts) + "\n"
+
+
+def _comparison_figures(
+    out: Path,
+    runs: Mapping[str, _RunArrays],
+    fp: _RunArrays,
+    wb: Mapping[str, Any],
+    ab: Mapping[str, Any],
+    scarce: np.ndarray,
+    skip: int,
+) -> _Figures:
+    """The figures of a comparison report (written lazily under ``out``)."""
     figs = _Figures(out)
     figs.add(
         "weak_bus_delivery.png",
@@ -281,8 +324,18 @@ def _comparison_report(root: Path, out: Path) -> str:
             },
         ),
     )
-    cols = [_label(p) for p in order]
-    rows = [
+    return figs
+
+
+def _headline_rows(
+    pol: Mapping[str, Any],
+    red: Mapping[str, Any],
+    order: Sequence[str],
+    wb: Mapping[str, Any],
+    ab: Mapping[str, Any],
+) -> list[tuple[str, ...]]:
+    """The rows of a comparison report's headline table, one column per policy."""
+    return [
         (
             f"peak weak-bus error (node {wb['node']}, bus {wb['bus']})",
             *[_f(pol[p]["peak_weak_bus_error"]) for p in order],
@@ -342,46 +395,11 @@ def _comparison_report(root: Path, out: Path) -> str:
             ],
         ),
     ]
-    title = (
-        f"# FP-AMM vs equal weights vs LMP: {data.get('case') or 'case'}, "
-        f"T = {data.get('intervals')}, seed {data.get('seed')}"
-    )
-    bi = data["burn_in"]
-    sc = data["scarcity"]
-    parts = [
-        title,
-        "",
-        f"Spec `{data.get('spec_source')}` (FP-AMM spec hash `{data.get('spec_hash')}`); the "
-        "three runs share the spec and the seed and differ only in `run.policy` (common random "
-        f"numbers). {sc['scarce_intervals']} of {data.get('intervals')} intervals are scarce, "
-        f"in {sc['windows']} scarcity windows.",
-        "",
-        "## Headline",
-        "",
-        md_table(("", *cols), rows),
-        "",
-        f"FP-AMM cuts the peak weak-bus fairness error by **{_pct(red['peak_weak_bus_error'])}** "
-        f"against equal weights and the limiting spread by **{_pct(red['spread'])}**; for "
-        f"reference, {PAPER_CLAIM}.",
-        "",
-        "## Figures",
-        "",
-        figs.markdown(),
-        "## Notes",
-        "",
-        *_comparison_notes(data, fp),
-        "",
-        "## Verification",
-        "",
-    ]
-    for p in order:
-        parts += [
-            f"### {_label(p)} (`{pol[p]['run_dir']}/`)",
-            "",
-            verification_table(pol[p]["checks"]),
-            "",
-        ]
-    parts += [
+
+
+def _runs_section(pol: Mapping[str, Any], order: Sequence[str], bi: Mapping[str, Any]) -> list[str]:
+    """The ``## Runs`` section of a comparison report."""
+    return [
         "## Runs",
         "",
         md_table(
@@ -402,7 +420,6 @@ def _comparison_report(root: Path, out: Path) -> str:
         f"Burn-in: the first {bi['intervals']} intervals ({bi['rule']}); "
         f"{bi['scarce_after']} scarce intervals remain for the peak errors.",
     ]
-    return "\n".join(parts) + "\n"
 
 
 def _comparison_notes(data: Mapping[str, Any], fp: _RunArrays) -> list[str]:
@@ -492,47 +509,7 @@ def _run_report(root: Path, out: Path, verify: bool, cold_sample: int) -> str:
     peak = mt.peak_weak_bus_error(r.panel, r.intervals, weak, skip)
     spread = mt.limiting_spread(r.panel)
     err = mt.max_fairness_error(r.panel)
-    runs = {policy: r}
-    figs = _Figures(out)
-    figs.add(
-        "weak_bus_delivery.png",
-        f"Delivery ratio of this run's weak bus ({_node_name(r, weak)}, the most under-served "
-        "node) against its tier's aggregate (dashed); scarce intervals shaded.",
-        lambda: _delivery_figure(runs, weak, scarce, "weak bus", skip),
-    )
-    if abs_node != weak:
-        figs.add(
-            "largest_error_delivery.png",
-            f"Delivery ratio of the node with the largest absolute final error "
-            f"({_node_name(r, abs_node)}) against its tier's aggregate (dashed).",
-            lambda: _delivery_figure(runs, abs_node, scarce, "largest-error node", skip),
-        )
-    figs.add(
-        "fairness_decay.png",
-        "Largest fairness error max_i |F_i(t) - F_tier(t)| on log-log axes with a t^(-1/2) "
-        "reference line; grey: the window T5 judges.",
-        lambda: fg.plot_fairness_decay({policy: err}),
-    )
-    figs.add(
-        "memory_heatmap.png",
-        "Shortage memory s_i(t) of every node over time; the strip on top marks scarce intervals.",
-        lambda: fg.plot_memory_heatmap(r.t, {policy: r.memory}, scarce, r.labels()),
-    )
-    figs.add(
-        "amm_price.png",
-        "AMM scarcity price and the screened shortfall (share of demand the network cannot "
-        "deliver).",
-        lambda: _amm_price_figure(r, scarce),
-    )
-    figs.add(
-        "final_deviation.png",
-        "Final delivery ratio of each node relative to its tier's, F_i(T) - F_tier(T).",
-        lambda: fg.plot_final_deviation(
-            r.labels(),
-            {policy: _deviation(r)},
-            {"weak bus": r.position(weak), "largest |error|": r.position(abs_node)},
-        ),
-    )
+    figs = _run_figures(out, r, policy, weak, abs_node, scarce, skip, err)
     checks: list[dict[str, Any]] | None = None
     t5 = "not verified"
     if verify:
@@ -588,6 +565,61 @@ def _run_report(root: Path, out: Path, verify: bool, cold_sample: int) -> str:
     if checks is not None:
         parts += ["## Verification", "", verification_table(checks), ""]
     return "\n".join(parts) + "\n"
+
+
+def _run_figures(
+    out: Path,
+    r: _RunArrays,
+    policy: str,
+    weak: int,
+    abs_node: int,
+    scarce: np.ndarray,
+    skip: int,
+    err: np.ndarray,
+) -> _Figures:
+    """The figures of a single run's report (written lazily under ``out``)."""
+    runs = {policy: r}
+    figs = _Figures(out)
+    figs.add(
+        "weak_bus_delivery.png",
+        f"Delivery ratio of this run's weak bus ({_node_name(r, weak)}, the most under-served "
+        "node) against its tier's aggregate (dashed); scarce intervals shaded.",
+        lambda: _delivery_figure(runs, weak, scarce, "weak bus", skip),
+    )
+    if abs_node != weak:
+        figs.add(
+            "largest_error_delivery.png",
+            f"Delivery ratio of the node with the largest absolute final error "
+            f"({_node_name(r, abs_node)}) against its tier's aggregate (dashed).",
+            lambda: _delivery_figure(runs, abs_node, scarce, "largest-error node", skip),
+        )
+    figs.add(
+        "fairness_decay.png",
+        "Largest fairness error max_i |F_i(t) - F_tier(t)| on log-log axes with a t^(-1/2) "
+        "reference line; grey: the window T5 judges.",
+        lambda: fg.plot_fairness_decay({policy: err}),
+    )
+    figs.add(
+        "memory_heatmap.png",
+        "Shortage memory s_i(t) of every node over time; the strip on top marks scarce intervals.",
+        lambda: fg.plot_memory_heatmap(r.t, {policy: r.memory}, scarce, r.labels()),
+    )
+    figs.add(
+        "amm_price.png",
+        "AMM scarcity price and the screened shortfall (share of demand the network cannot "
+        "deliver).",
+        lambda: _amm_price_figure(r, scarce),
+    )
+    figs.add(
+        "final_deviation.png",
+        "Final delivery ratio of each node relative to its tier's, F_i(T) - F_tier(T).",
+        lambda: fg.plot_final_deviation(
+            r.labels(),
+            {policy: _deviation(r)},
+            {"weak bus": r.position(weak), "largest |error|": r.position(abs_node)},
+        ),
+    )
+    return figs
 
 
 # ------------------------------------------------------------------ batch

@@ -89,7 +89,7 @@ from fpamm_opt.spec import (
     OutputsSpec,
     RunSection,
     RunSpec,
-    SolverSpec,
+    SolverSection,
     read_toml,
     spec_hash,
 )
@@ -104,7 +104,7 @@ _FIELD_CLASSES: dict[str, type] = {
     "network": NetworkSpec,
     "scenario": ScenarioConfig,
     "mechanism": MechanismConfig,
-    "solver": SolverSpec,
+    "solver": SolverSection,
     "run": RunSection,
     "outputs": OutputsSpec,
 }
@@ -819,6 +819,36 @@ def _drive(
     return index, interrupted
 
 
+def _index_rows(
+    tasks: Sequence[RunTask], runs_dir: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The index row of every task (failed, skipped when already complete, else pending) and
+    the payloads of the runs to do."""
+    rows: list[dict[str, Any]] = []
+    todo: list[dict[str, Any]] = []
+    for task in tasks:
+        run_dir = runs_dir / task.run_id
+        row: dict[str, Any] = {
+            "run_id": task.run_id,
+            **task.values,
+            "seed": task.seed,
+            "policy": task.policy,
+            "path": f"{RUNS_DIR}/{task.run_id}",
+            "wall_s": None,
+            "error": None,
+            "spec_hash": task.spec_hash,
+        }
+        if task.error is not None:
+            row.update(status=RunStatus.FAILED.value, error=task.error)
+        elif _is_complete(run_dir, task.spec_hash):
+            row["status"] = RunStatus.SKIPPED.value
+        else:
+            row["status"] = RunStatus.PENDING.value
+            todo.append(task.payload(runs_dir, overwrite=run_dir.exists()))
+        rows.append(row)
+    return rows, todo
+
+
 def run_batch(
     sweep: Sweep | Path | str,
     out_dir: Path | str,
@@ -868,28 +898,7 @@ def run_batch(
         # Temporaries are named by pid, which only means something on this host.
         clean_stale_temporaries(runs_dir)
     tasks = sw.tasks()
-    rows: list[dict[str, Any]] = []
-    todo: list[dict[str, Any]] = []
-    for task in tasks:
-        run_dir = runs_dir / task.run_id
-        row: dict[str, Any] = {
-            "run_id": task.run_id,
-            **task.values,
-            "seed": task.seed,
-            "policy": task.policy,
-            "path": f"{RUNS_DIR}/{task.run_id}",
-            "wall_s": None,
-            "error": None,
-            "spec_hash": task.spec_hash,
-        }
-        if task.error is not None:
-            row.update(status=RunStatus.FAILED.value, error=task.error)
-        elif _is_complete(run_dir, task.spec_hash):
-            row["status"] = RunStatus.SKIPPED.value
-        else:
-            row["status"] = RunStatus.PENDING.value
-            todo.append(task.payload(runs_dir, overwrite=run_dir.exists()))
-        rows.append(row)
+    rows, todo = _index_rows(tasks, runs_dir)
     client = connect_scheduler(scheduler) if scheduler and todo else None
     try:
         index, interrupted = _drive(sw, out, rows, todo, workers, scheduler, client, progress)

@@ -140,6 +140,12 @@ class TableLayout:
                 "available_mw": rec.available_mw,
             },
             "iterations": {"t": t, "m": np.arange(res.size, dtype=np.int32), "residual": res},
+            "events": {
+                "t": t,
+                "kind": np.array([str(e.kind) for e in rec.events], dtype=object),
+                "tier": np.array([e.tier for e in rec.events], dtype=object),
+                "detail": np.array([e.detail for e in rec.events], dtype=object),
+            },
         }
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from fpamm_opt.errors import InputError, SolverError
+from fpamm_opt.feasible import x_violations
 from fpamm_opt.io.manifest import build_manifest, complete_manifest, to_jsonable
 from fpamm_opt.io.schema import TABLE_NAMES
 from fpamm_opt.io.tables import MemoryTables
@@ -47,7 +48,8 @@ from fpamm_opt.network import NetworkData
 from fpamm_opt.scenario import Scenario
 from fpamm_opt.sim.records import IntervalRecord, TableLayout
 from fpamm_opt.spec import RunSpec, apply_overrides, load_spec, spec_hash
-from fpamm_opt.verify.context import RunData
+from fpamm_opt.verify.context import RunContext, RunData
+from fpamm_opt.verify.runner import applicable_checks
 
 #: Solvers that cannot take the QP rule's quadratic objective (APPSI's HiGHS interface
 #: accepts linear objectives only; ``highs`` is the one that takes QPs).
@@ -63,27 +65,15 @@ def dispatch_violation_mw(
 ) -> float:
     """Largest violation (MW) of ``X(t)`` by a dispatch, recomputed in NumPy.
 
-    Balance per island, ``0 <= p <= available``, ``0 <= x <= d``, ``|flow| <= rate`` with flows
-    recomputed from injections (independently of the solver's own ``pf``).
+    :func:`~fpamm_opt.feasible.x_violations` of the dispatch (balance per island,
+    ``min(pmin, 0) <= p <= available``, ``0 <= x <= d``, flow limits with flows recomputed from
+    the injections, independently of the solver's own ``pf``); ``inf`` when a value is not
+    finite.
     """
     p, x = disp.p_gen_mw, disp.served_mw
     if not (np.all(np.isfinite(p)) and np.all(np.isfinite(x))):
         return float("inf")
-    inj = net.bus_injection_mw(p, x)
-    bal = np.zeros(int(net.bus_island.max()) + 1)
-    np.add.at(bal, net.bus_island, inj)
-    flows = net.flows_from_injections(inj)
-    lo, hi = net.flow_limits_mw()
-    v = [
-        np.max(np.abs(bal), initial=0.0),
-        np.max(-p + np.minimum(net.gen_pmin_mw, 0.0), initial=0.0),
-        np.max(p - available_mw, initial=0.0),
-        np.max(-x, initial=0.0),
-        np.max(x - demand_mw, initial=0.0),
-        np.max(lo - flows, initial=0.0),
-        np.max(flows - hi, initial=0.0),
-    ]
-    return float(max(v))
+    return float(x_violations(net, p, x, available_mw, demand_mw).worst_mw()[0])
 
 
 class RetryingAllocator:
@@ -326,14 +316,6 @@ def build_allocator(prep: PreparedRun, extensions: Sequence[Any] = ()) -> Retryi
     return wrapped
 
 
-def applicable_checks(cfg: MechanismConfig, policy: Policy) -> list[str]:
-    """Which theorem checks apply to a run (T4 only with a trigger threshold above zero)."""
-    checks = ["T1", "T2", "T3", "T5", "deficit-replay"]
-    if cfg.trigger_theta > 0:
-        checks.insert(3, "T4")
-    return checks
-
-
 def _tables_of(
     rec: StepRecord,
     si: Any,
@@ -436,7 +418,12 @@ class Simulation:
                     "generator minimum outputs relaxed to 0 so X(t) is never empty"
                 ),
                 "ratings": net.ratings.describe(),
-                "checks": applicable_checks(cfg, prep.policy),
+                "checks": [
+                    c.value
+                    for c in applicable_checks(
+                        RunContext(policy=prep.policy.value, trigger_theta=cfg.trigger_theta)
+                    )
+                ],
                 "mechanism_resolved": cfg.to_dict(),
                 "intervals": prep.intervals,
             },
@@ -536,12 +523,11 @@ def with_solver(spec: RunSpec, solver: Any = None) -> tuple[RunSpec, Any]:
     """
     if solver is None:
         return spec, None
-    from fpamm_opt.solvers import SolverSpec as ChosenSolver
-    from fpamm_opt.solvers import as_solver_spec
+    from fpamm_opt.solvers import SolverSpec, as_solver_spec
 
     chosen = as_solver_spec(solver)
     changes: dict[str, Any] = {"name": chosen.name}
-    if isinstance(solver, ChosenSolver):
+    if isinstance(solver, SolverSpec):
         changes.update(time_limit_s=chosen.time_limit_s, options=dict(chosen.options))
     return spec.replace(solver=dataclasses.replace(spec.solver, **changes)), chosen.instance
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from fpamm_opt.errors import FpammError, RunDirectoryError
 from fpamm_opt.io.batch import DONE_STATUSES, INDEX_NAME, read_index
-from fpamm_opt.io.reader import is_run_dir
+from fpamm_opt.io.reader import COMPARISON_NAME, DirectoryKind, directory_kind
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify.context import RunData, as_run
 from fpamm_opt.verify.convergence import T5Analysis, analyse_t5, interval_hours
@@ -40,8 +40,6 @@ from fpamm_opt.verify.result import CheckResult, VerificationReport, not_applica
 from fpamm_opt.verify.runner import verify_run
 from fpamm_opt.verify.underservice import UnderService
 
-#: ``comparison.json`` of a comparison directory.
-COMPARISON_NAME = "comparison.json"
 #: Policies with the Fair Play priority rule (T5 is about them).
 PRIORITY_POLICIES = ("fpamm", "equal")
 #: Index columns that identify a run, not its spec.
@@ -61,26 +59,6 @@ STATEMENT_REPLICATED = (
     "contracted target, σ_i its noise scale pooled over the runs, m_i the level R "
     f"random-walk gaps exceed with probability {ALPHA:g} per group)"
 )
-
-
-class DirectoryKind(enum.StrEnum):
-    """What ``fpamm verify`` was pointed at."""
-
-    RUN = "run"
-    BATCH = "batch"
-    COMPARISON = "comparison"
-
-
-def directory_kind(path: str | Path) -> DirectoryKind | None:
-    """Run, batch or comparison directory (``None`` for anything else)."""
-    p = Path(path)
-    if is_run_dir(p):
-        return DirectoryKind.RUN
-    if (p / INDEX_NAME).is_file():
-        return DirectoryKind.BATCH
-    if (p / COMPARISON_NAME).is_file():
-        return DirectoryKind.COMPARISON
-    return None
 
 
 @dataclass(frozen=True)
@@ -293,6 +271,50 @@ def _pair_key(row: Any, spec_cols: Sequence[str]) -> str:
     )
 
 
+#: One run to verify: id, directory, policy, seed, group key (T5), pair key (baseline).
+_Entry = tuple[str, Path, str, int | None, str, str]
+
+
+def _entries(path: Path, kind: DirectoryKind) -> tuple[list[_Entry], list[tuple[str, str]]]:
+    """The runs of a batch (``kind`` BATCH) or comparison directory, and the
+    ``(run_id, status)`` of the runs of a batch that are not done (not verified)."""
+    entries: list[_Entry] = []
+    not_verified: list[tuple[str, str]] = []
+    if kind is DirectoryKind.BATCH:
+        idx = read_index(path)
+        spec_cols = [c for c in idx.columns if c not in _NOT_SPEC and c != "run.seed"]
+        for _, row in idx.iterrows():
+            run_id, status = str(row["run_id"]), str(row["status"])
+            if status not in DONE_STATUSES or row["path"] is None:
+                not_verified.append((run_id, status))
+                continue
+            s = row["seed"]
+            entries.append(
+                (
+                    run_id,
+                    path / str(row["path"]),
+                    str(row["policy"]),
+                    None if s is None or (isinstance(s, float) and math.isnan(s)) else int(s),
+                    _group_key(row, spec_cols),
+                    _pair_key(row, spec_cols),
+                )
+            )
+    else:
+        data = json.loads((path / COMPARISON_NAME).read_text())
+        for policy, block in (data.get("policies") or {}).items():
+            entries.append(
+                (
+                    str(policy),
+                    path / str(block.get("run_dir", policy)),
+                    str(policy),
+                    data.get("seed"),
+                    f"policy={policy}",
+                    "",
+                )
+            )
+    return entries, not_verified
+
+
 def verify_batch(
     root: str | Path, cold_sample: int | None = DEFAULT_COLD_SAMPLE, seed: int = 0
 ) -> BatchReport:
@@ -314,45 +336,12 @@ def verify_batch(
     """
     path = Path(root)
     kind = directory_kind(path)
-    entries: list[tuple[str, Path, str, int | None, str, str]] = []
-    not_verified: list[tuple[str, str]] = []
-    if kind is DirectoryKind.BATCH:
-        idx = read_index(path)
-        spec_cols = [c for c in idx.columns if c not in _NOT_SPEC and c != "run.seed"]
-        for _, row in idx.iterrows():
-            run_id, status = str(row["run_id"]), str(row["status"])
-            if status not in DONE_STATUSES or row["path"] is None:
-                not_verified.append((run_id, status))
-                continue
-            s = row["seed"]
-            entries.append(
-                (
-                    run_id,
-                    path / str(row["path"]),
-                    str(row["policy"]),
-                    None if s is None or (isinstance(s, float) and math.isnan(s)) else int(s),
-                    _group_key(row, spec_cols),
-                    _pair_key(row, spec_cols),
-                )
-            )
-    elif kind is DirectoryKind.COMPARISON:
-        data = json.loads((path / COMPARISON_NAME).read_text())
-        for policy, block in (data.get("policies") or {}).items():
-            entries.append(
-                (
-                    str(policy),
-                    path / str(block.get("run_dir", policy)),
-                    str(policy),
-                    data.get("seed"),
-                    f"policy={policy}",
-                    "",
-                )
-            )
-    else:
+    if kind not in (DirectoryKind.BATCH, DirectoryKind.COMPARISON):
         raise RunDirectoryError(
             f"not a run, batch or comparison directory: {path} "
             f"(no manifest.json, {INDEX_NAME} or {COMPARISON_NAME})"
         )
+    entries, not_verified = _entries(path, kind)
     runs: list[RunEntry] = []
     members: dict[str, list[_Member]] = {}
     policies: dict[str, str] = {}

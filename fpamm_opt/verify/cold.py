@@ -46,8 +46,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
+from fpamm_opt.feasible import flow_limits, gen_lower_mw
 from fpamm_opt.network import NetworkData
-from fpamm_opt.verify.limits import flow_limits, gen_lower_mw
 
 # ``highspy.Highs`` prints a banner when created; the bare core class is silent.
 _HighsClass: Any = getattr(highspy, "_Highs", highspy.Highs)

@@ -1,7 +1,9 @@
 """What the checks need to know about a run: manifest fields and the stored tables.
 
-:class:`RunContext` reads the few manifest fields the checks use (with the defaults of
-``docs/design.md`` when a field is absent); :class:`RunData` gives the stored tables, read once
+:class:`RunContext` is the checks' view of the manifest: the fields of the typed, versioned
+:class:`~fpamm_opt.io.manifest.Manifest` (which finds each one where its version put it)
+with the defaults of ``docs/design.md`` and the network rebuilt as a
+:class:`~fpamm_opt.spec.NetworkSpec`; :class:`RunData` gives the stored tables, read once
 and cached, from a run directory or from DataFrames in memory.
 
 Manifest keys read (first found wins)
@@ -47,7 +49,9 @@ import pandas as pd
 
 from fpamm_opt.errors import RunDirectoryError
 from fpamm_opt.io import reader as _io
-from fpamm_opt.network import NetworkData, load_network
+from fpamm_opt.io.manifest import Manifest
+from fpamm_opt.network import NetworkData
+from fpamm_opt.spec import NetworkSpec
 
 
 class CostModel(enum.StrEnum):
@@ -59,60 +63,26 @@ class CostModel(enum.StrEnum):
     QUADRATIC = "quadratic"
 
 
-@dataclass(frozen=True)
-class NetworkSpec:
-    """Arguments of :func:`fpamm_opt.network.load_network` recorded in the manifest."""
-
-    case: str
-    convention: str = "matpower"
-    ratings: str = "auto"
-    rating_alpha: float = 1.2
-    rating_min_mw: float = 5.0
-
-    def load(self) -> NetworkData:
-        """Rebuild the run's network (cached by the loader)."""
-        return load_network(
-            self.case, self.convention, self.ratings, self.rating_alpha, self.rating_min_mw
-        )
-
-
-def _get(mapping: Any, *path: str) -> Any:
-    cur = mapping
-    for key in path:
-        if not isinstance(cur, Mapping) or key not in cur:
-            return None
-        cur = cur[key]
-    return cur
-
-
-def _first(manifest: Mapping[str, Any], *paths: tuple[str, ...]) -> Any:
-    for p in paths:
-        v = _get(manifest, *p)
-        if v is not None:
-            return v
-    return None
-
-
-def _network_spec(manifest: Mapping[str, Any]) -> NetworkSpec | None:
-    for section in (_get(manifest, "spec", "network"), _get(manifest, "network")):
-        if not isinstance(section, Mapping) or section.get("case") is None:
-            continue
-        ratings = section.get("ratings", "auto")
-        alpha = section.get("rating_alpha", section.get("alpha"))
-        min_mw = section.get("rating_min_mw", section.get("min_mw"))
-        if isinstance(ratings, Mapping):
-            alpha = ratings.get("alpha", alpha)
-            min_mw = ratings.get("min_mw", min_mw)
-            src = str(ratings.get("source", "auto"))
-            ratings = {"derived": "derived", "case": "case", "none": "case"}.get(src, "auto")
-        return NetworkSpec(
-            case=str(section["case"]),
-            convention=str(section.get("convention", "matpower")),
-            ratings=str(ratings),
-            rating_alpha=float(1.2 if alpha is None else alpha),
-            rating_min_mw=float(5.0 if min_mw is None else min_mw),
-        )
-    return None
+def _network_spec(section: Mapping[str, Any] | None) -> NetworkSpec | None:
+    """The :class:`NetworkSpec` of a manifest's network section (old layouts included)."""
+    if section is None:
+        return None
+    ratings = section.get("ratings", "auto")
+    alpha = section.get("rating_alpha", section.get("alpha"))
+    min_mw = section.get("rating_min_mw", section.get("min_mw"))
+    if isinstance(ratings, Mapping):
+        alpha = ratings.get("alpha", alpha)
+        min_mw = ratings.get("min_mw", min_mw)
+        src = str(ratings.get("source", "auto"))
+        ratings = {"derived": "derived", "case": "case", "none": "case"}.get(src, "auto")
+    fields: dict[str, Any] = {  # validated as the spec loader does (InputError)
+        "case": str(section["case"]),
+        "convention": str(section.get("convention", "matpower")),
+        "ratings": str(ratings),
+        "rating_alpha": float(1.2 if alpha is None else alpha),
+        "rating_min_mw": float(5.0 if min_mw is None else min_mw),
+    }
+    return NetworkSpec(**fields)
 
 
 def _targets(raw: Any) -> tuple[float | None, ...] | Mapping[int, float | None] | None:
@@ -140,7 +110,8 @@ class RunContext:
     residual_floor : float
         Numerical floor of the fixed-point residuals, relative to total demand.
     network : NetworkSpec or None
-        How to rebuild the network (``None`` when the manifest does not say).
+        The run's ``[network]`` section, enough to rebuild the network with
+        :meth:`~fpamm_opt.spec.NetworkSpec.load` (``None`` when the manifest does not say).
     tier_targets : tuple or mapping or None
         Contracted targets ``F*`` per tier, see :meth:`target_of_tier`.
     cost_model : CostModel
@@ -178,48 +149,31 @@ class RunContext:
     deficit_floor: float = 1e-4
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> RunContext:
-        """Read the fields listed in the module docstring."""
-        mech = dict(_get(manifest, "spec", "mechanism") or {})
-        mech.update(_get(manifest, "mechanism_resolved") or {})
-        beta = mech.get("beta", 0.05)
-        theta = mech.get("trigger_theta", mech.get("theta", 0.0))
-        floor = mech.get("residual_floor", 1e-6)
-        policy = _first(
-            manifest,
-            ("policy",),
-            ("spec", "run", "policy"),
-            ("spec", "policy"),
-            ("spec", "mechanism", "policy"),
-        )
-        targets = _first(
-            manifest, ("spec", "mechanism", "targets"), ("spec", "scenario", "tier_targets")
-        )
-        cost = _first(
-            manifest, ("cost_model",), ("spec", "cost_model"), ("spec", "solver", "cost_model")
-        )
-        checks = manifest.get("checks")
-        weak = _first(manifest, ("spec", "report", "weak_node"), ("spec", "scenario", "weak_node"))
-        hours = manifest.get("interval_hours")
-        if hours is None:
-            minutes = _get(manifest, "spec", "scenario", "interval_minutes")
-            hours = 0.5 if minutes is None else float(minutes) / 60.0
+    def from_manifest(cls, manifest: Mapping[str, Any] | Manifest) -> RunContext:
+        """The checks' view of a manifest (:meth:`fpamm_opt.io.manifest.Manifest.from_dict`).
+
+        Raises
+        ------
+        ManifestError
+            When the manifest's version is not one this package reads.
+        """
+        m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
         return cls(
-            beta=float(beta),
-            policy=str(policy or "fpamm"),
-            trigger_theta=float(theta or 0.0),
-            residual_floor=float(floor),
-            network=_network_spec(manifest),
-            tier_targets=_targets(targets),
-            cost_model=CostModel(str(cost or "linear").lower()),
-            checks=None if checks is None else tuple(str(c) for c in checks),
-            weak_node=None if weak is None else int(weak),
-            voll=float(mech.get("voll", 10000.0)),
-            scarcity_tol=float(mech.get("scarcity_tol", 1e-6)),
-            interval_h=float(hours),
-            weight_source=str(mech.get("weight_source", "memory")),
-            weight_form=str(mech.get("weight_form", "relative")),
-            deficit_floor=float(mech.get("deficit_floor", 1e-4)),
+            beta=m.mechanism_float("beta", 0.05),
+            policy=m.policy,
+            trigger_theta=m.mechanism_float("trigger_theta", 0.0, "theta"),
+            residual_floor=m.mechanism_float("residual_floor", 1e-6),
+            network=_network_spec(m.network),
+            tier_targets=_targets(m.tier_targets),
+            cost_model=CostModel(m.cost_model),
+            checks=m.checks,
+            weak_node=m.weak_node,
+            voll=m.mechanism_float("voll", 10000.0),
+            scarcity_tol=m.mechanism_float("scarcity_tol", 1e-6),
+            interval_h=m.interval_h,
+            weight_source=m.mechanism_str("weight_source", "memory"),
+            weight_form=m.mechanism_str("weight_form", "relative"),
+            deficit_floor=m.mechanism_float("deficit_floor", 1e-4),
         )
 
     @property

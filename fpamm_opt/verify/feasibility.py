@@ -49,12 +49,24 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from fpamm_opt.errors import VerificationError
-from fpamm_opt.mechanism.types import FINAL_RULE_RE, QP_FALLBACK_RE, ROUNDS_CAPPED_RE
+from fpamm_opt.feasible import (
+    dc_flows_mw,
+    flow_limits,
+    gen_lower_mw,
+    positive_part,
+    x_violations,
+)
+from fpamm_opt.io.manifest import Manifest
+from fpamm_opt.mechanism.types import (
+    FINAL_RULE_RE,
+    QP_FALLBACK_RE,
+    ROUNDS_CAPPED_RE,
+    ClearEventKind,
+)
 from fpamm_opt.network import NetworkData
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
-from fpamm_opt.verify.cold import ColdClearing, replay_clearing
-from fpamm_opt.verify.context import CostModel, RunData, as_run
-from fpamm_opt.verify.limits import flow_limits, gen_lower_mw
+from fpamm_opt.verify.cold import ColdClearing, TierReplay, replay_clearing
+from fpamm_opt.verify.context import CostModel, RunContext, RunData, as_run
 from fpamm_opt.verify.panel import bool_array, pivot, require_columns
 from fpamm_opt.verify.result import CheckName, CheckResult, not_applicable
 
@@ -158,29 +170,51 @@ def interval_arrays(run: RunData, net: NetworkData, branches: bool = True) -> In
     )
 
 
-#: Largest ``n_branch · n_bus`` for which flows are computed with the dense PTDF.
-DENSE_PTDF_MAX = 20_000_000
+def _feasibility_components(
+    net: NetworkData, a: IntervalArrays, chunk: int
+) -> dict[str, tuple[np.ndarray, str, np.ndarray]]:
+    """Per-interval violations (MW) of every T3 component, with the label and ids of columns.
 
-
-def dc_flows_mw(net: NetworkData, injection_mw: np.ndarray, chunk: int = 500) -> np.ndarray:
-    """DC branch flows (MW) for ``(T, n_bus)`` net injections.
-
-    ``PTDF · (inj + shift_inj) - shift_flow`` with the network's dense PTDF when it is small
-    enough (:data:`DENSE_PTDF_MAX`), otherwise :meth:`NetworkData.flows_from_injections`
-    (sparse B-θ solves) in chunks of ``chunk`` intervals. Both are the same DC flows.
+    The components of ``X(t)`` come from :func:`~fpamm_opt.feasible.x_violations`; the stored
+    tables are also checked against the network (pmax, flows, ratings, finite values).
     """
-    inj = np.atleast_2d(injection_mw)
-    if net.n_branch * net.n_bus <= DENSE_PTDF_MAX:
-        return (inj + net.shift_injection_mw) @ net.ptdf.T - net.shift_flow_mw
-    out = np.empty((inj.shape[0], net.n_branch))
-    for s in range(0, inj.shape[0], chunk):
-        out[s : s + chunk] = net.flows_from_injections(inj[s : s + chunk])
-    return out
-
-
-def _nonneg(v: np.ndarray) -> np.ndarray:
-    """Positive part, NaN as +inf (a missing value is a violation)."""
-    return np.where(np.isnan(v), np.inf, np.maximum(v, 0.0))
+    assert a.flow_mw is not None and a.rate_mw is not None
+    flows = dc_flows_mw(net, np.nan_to_num(net.bus_injection_mw(a.p_mw, a.served_mw)), chunk)
+    xv = x_violations(net, a.p_mw, a.served_mw, a.available_mw, a.demand_mw, flows_mw=flows)
+    rate_net = net.branch_rate_mw[None, :]
+    rate_stored = np.where(np.isnan(a.rate_mw), np.inf, a.rate_mw)
+    with np.errstate(invalid="ignore"):
+        rate_diff = np.where(
+            np.isinf(rate_stored) & np.isinf(rate_net), 0.0, np.abs(rate_stored - rate_net)
+        )
+    nonfinite = np.concatenate(
+        [
+            ~np.isfinite(a.p_mw),
+            ~np.isfinite(a.available_mw),
+            ~np.isfinite(a.served_mw),
+            ~np.isfinite(a.demand_mw),
+            ~np.isfinite(a.flow_mw),
+        ],
+        axis=1,
+    )
+    gens, nodes = np.arange(net.n_gen), np.arange(net.n_node)
+    branches = np.arange(net.n_branch)
+    return {
+        "balance": (xv.balance, "island", xv.islands),
+        "gen_below_lower": (xv.gen_below_lower, "gen", gens),
+        "gen_above_available": (xv.gen_above_available, "gen", gens),
+        "available_above_pmax": (
+            positive_part(a.available_mw - net.gen_pmax_mw[None, :]),
+            "gen",
+            gens,
+        ),
+        "served_below_zero": (xv.served_below_zero, "node", nodes),
+        "served_above_demand": (xv.served_above_demand, "node", nodes),
+        "flow_above_rating": (xv.flow_above_rating, "branch", branches),
+        "flow_mismatch": (positive_part(np.abs(flows - a.flow_mw)), "branch", branches),
+        "rate_mismatch": (positive_part(rate_diff), "branch", branches),
+        "non_finite": (np.where(nonfinite, np.inf, 0.0), "column", np.arange(nonfinite.shape[1])),
+    }
 
 
 def check_dc_feasibility(
@@ -209,51 +243,7 @@ def check_dc_feasibility(
     n_t = a.t.size
     tol = rel_tol * np.nansum(a.demand_mw, axis=1) + abs_tol_mw
 
-    inj = net.bus_injection_mw(a.p_mw, a.served_mw)
-    islands = np.unique(net.bus_island)
-    onehot = (net.bus_island[:, None] == islands[None, :]).astype(float)
-    flows = dc_flows_mw(net, np.nan_to_num(inj), chunk)
-    rate_net = net.branch_rate_mw[None, :]
-    f_lo, f_hi = flow_limits(net)
-    rate_stored = np.where(np.isnan(a.rate_mw), np.inf, a.rate_mw)
-    with np.errstate(invalid="ignore"):
-        rate_diff = np.where(
-            np.isinf(rate_stored) & np.isinf(rate_net), 0.0, np.abs(rate_stored - rate_net)
-        )
-    nonfinite = np.concatenate(
-        [
-            ~np.isfinite(a.p_mw),
-            ~np.isfinite(a.available_mw),
-            ~np.isfinite(a.served_mw),
-            ~np.isfinite(a.demand_mw),
-            ~np.isfinite(a.flow_mw),
-        ],
-        axis=1,
-    )
-    comps: dict[str, tuple[np.ndarray, str, np.ndarray]] = {
-        "balance": (_nonneg(np.abs(inj @ onehot)), "island", islands),
-        "gen_below_lower": (
-            _nonneg(gen_lower_mw(net)[None, :] - a.p_mw),
-            "gen",
-            np.arange(net.n_gen),
-        ),
-        "gen_above_available": (_nonneg(a.p_mw - a.available_mw), "gen", np.arange(net.n_gen)),
-        "available_above_pmax": (
-            _nonneg(a.available_mw - net.gen_pmax_mw[None, :]),
-            "gen",
-            np.arange(net.n_gen),
-        ),
-        "served_below_zero": (_nonneg(-a.served_mw), "node", np.arange(net.n_node)),
-        "served_above_demand": (_nonneg(a.served_mw - a.demand_mw), "node", np.arange(net.n_node)),
-        "flow_above_rating": (
-            _nonneg(np.maximum(flows - f_hi[None, :], f_lo[None, :] - flows)),
-            "branch",
-            np.arange(net.n_branch),
-        ),
-        "flow_mismatch": (_nonneg(np.abs(flows - a.flow_mw)), "branch", np.arange(net.n_branch)),
-        "rate_mismatch": (_nonneg(rate_diff), "branch", np.arange(net.n_branch)),
-        "non_finite": (np.where(nonfinite, np.inf, 0.0), "column", np.arange(nonfinite.shape[1])),
-    }
+    comps = _feasibility_components(net, a, chunk)
     worst_ratio, measured, bound = -1.0, 0.0, float(tol[0]) if n_t else abs_tol_mw
     worst_desc = ""
     problems: list[str] = []
@@ -303,8 +293,12 @@ def linear_price(net: NetworkData, cost_model: CostModel = CostModel.LINEAR) -> 
 
 
 @dataclass(frozen=True)
-class LPSolution:
-    """Outcome of one cold linear program."""
+class ColdLPResult:
+    """Outcome of one cold linear program (``scipy.optimize.linprog``) of :class:`ColdDCOPF`.
+
+    Not an engine's :class:`fpamm_opt.engine.LPSolution`: no solver status, only whether
+    the LP solved, its objective and the point ``(p, x)``.
+    """
 
     ok: bool
     objective: float
@@ -345,7 +339,7 @@ class ColdDCOPF:
         self.a_eq = sp.csr_matrix(np.array(rows).reshape(-1, ng + nn))
         self.b_eq = np.array(rhs)
 
-    def solve(self, cost: np.ndarray, p_bounds: np.ndarray, x_bounds: np.ndarray) -> LPSolution:
+    def solve(self, cost: np.ndarray, p_bounds: np.ndarray, x_bounds: np.ndarray) -> ColdLPResult:
         """``min cost · (p, x)`` over ``X`` with the given ``(n, 2)`` variable bounds."""
         ng = self.net.n_gen
         res = linprog(
@@ -358,14 +352,14 @@ class ColdDCOPF:
             method="highs",
         )
         if res.status != 0 or res.x is None:
-            return LPSolution(
+            return ColdLPResult(
                 False,
                 math.nan,
                 np.full(ng, np.nan),
                 np.full(self.net.n_node, np.nan),
                 str(res.message),
             )
-        return LPSolution(True, float(res.fun), res.x[:ng], res.x[ng:])
+        return ColdLPResult(True, float(res.fun), res.x[:ng], res.x[ng:])
 
     def least_cost(
         self,
@@ -373,7 +367,7 @@ class ColdDCOPF:
         available_mw: np.ndarray,
         demand_mw: np.ndarray,
         voll: float | None = None,
-    ) -> LPSolution:
+    ) -> ColdLPResult:
         """Least-cost dispatch serving all demand, or with shedding at ``voll`` $/MWh.
 
         With ``voll`` the objective is ``price · p + voll · Σ (d - x)`` (the constant
@@ -386,7 +380,7 @@ class ColdDCOPF:
         xb = np.column_stack([np.zeros_like(demand_mw), demand_mw])
         sol = self.solve(np.r_[price, -voll * np.ones_like(demand_mw)], pb, xb)
         if sol.ok:
-            sol = LPSolution(
+            sol = ColdLPResult(
                 True, sol.objective + voll * float(demand_mw.sum()), sol.p_mw, sol.served_mw
             )
         return sol
@@ -398,14 +392,14 @@ class ColdDCOPF:
         x_lower: np.ndarray,
         x_upper: np.ndarray,
         members: np.ndarray,
-    ) -> LPSolution:
+    ) -> ColdLPResult:
         """``max Σ_{i in members} x_i`` with served loads in ``[x_lower, x_upper]``."""
         pb = np.column_stack([self.p_lower, available_mw])
         xb = np.column_stack([x_lower, x_upper])
         cost = np.r_[np.zeros_like(available_mw), -members.astype(float)]
         sol = self.solve(cost, pb, xb)
         if sol.ok:
-            sol = LPSolution(True, -sol.objective, sol.p_mw, sol.served_mw)
+            sol = ColdLPResult(True, -sol.objective, sol.p_mw, sol.served_mw)
         return sol
 
 
@@ -446,14 +440,6 @@ ALLOC_TOL_LP: tuple[float, float] = (1e-4, 1e-4)
 #: to 0.01 of this bound, so the LP bound is kept rather than a looser 1e-3.
 ALLOC_TOL_QP: tuple[float, float] = (1e-4, 1e-4)
 
-#: First manifest version whose status marks the tiers whose final clear used the max-min
-#: LPs (``final-rule[k]=maxmin``, :data:`~fpamm_opt.mechanism.types.FINAL_RULE_RE`).
-FINAL_RULE_MANIFEST_VERSION = 2
-
-#: Manifest defaults for runs that predate the keys (docs: the allocator was then MAX).
-DEFAULT_RULE = "maxmin"
-DEFAULT_TIER_ENERGY = "max"
-
 
 @dataclass(frozen=True)
 class ClearingClaim:
@@ -462,7 +448,8 @@ class ClearingClaim:
     #: ``"maxmin"``, ``"qp"``, or None when the manifest records no mechanism at all
     rule: str | None
     tier_energy: str
-    #: the status marks the final clear's rule per tier (manifest version >= 2)
+    #: the status marks the final clear's rule per tier (manifest version >= 2,
+    #: :data:`~fpamm_opt.io.manifest.FINAL_RULE_VERSION`)
     final_marks: bool = False
 
     def describe(self) -> str:
@@ -471,40 +458,23 @@ class ClearingClaim:
         return f"rule {self.rule}, tier_energy {self.tier_energy}"
 
 
-def clearing_claim(manifest: Mapping[str, Any]) -> ClearingClaim:
+def clearing_claim(manifest: Mapping[str, Any] | Manifest) -> ClearingClaim:
     """``mechanism_resolved.rule`` / ``.tier_energy`` of the manifest, with defaults.
 
     A manifest with a ``mechanism_resolved`` section (every run-loop manifest) gets
-    :data:`DEFAULT_RULE` / :data:`DEFAULT_TIER_ENERGY` for a missing key (older versions
+    :data:`~fpamm_opt.io.manifest.DEFAULT_RULE` /
+    :data:`~fpamm_opt.io.manifest.DEFAULT_TIER_ENERGY` for a missing key (older versions
     did not record ``tier_energy`` and always served a tier's maximum). Without that
     section the rule is taken from ``spec.mechanism.rule`` or a top-level ``rule``; a
     manifest that names no rule anywhere (a hand-built run) claims only the lexicographic
-    tier totals (``rule=None``).
+    tier totals (``rule=None``). Read through :class:`~fpamm_opt.io.manifest.Manifest`.
     """
-    resolved = manifest.get("mechanism_resolved")
-    spec_mech = (
-        manifest.get("spec", {}).get("mechanism", {})
-        if isinstance(manifest.get("spec"), Mapping)
-        else {}
-    )
-    spec_mech = spec_mech if isinstance(spec_mech, Mapping) else {}
-    if isinstance(resolved, Mapping):
-        rule = resolved.get("rule", DEFAULT_RULE)
-        energy = resolved.get("tier_energy", DEFAULT_TIER_ENERGY)
-    else:
-        rule = spec_mech.get("rule", manifest.get("rule"))
-        energy = spec_mech.get("tier_energy", DEFAULT_TIER_ENERGY)
-    rule = None if rule is None else str(rule).strip().lower()
-    energy = str(energy).strip().lower()
-    if rule not in (None, "maxmin", "qp"):
-        raise VerificationError(f"unknown within-tier rule {rule!r} in the manifest")
-    if energy not in ("free", "max"):
-        raise VerificationError(f"unknown tier_energy {energy!r} in the manifest")
-    try:
-        version = int(manifest.get("manifest_version", 1))
-    except (TypeError, ValueError):
-        version = 1
-    return ClearingClaim(rule, energy, version >= FINAL_RULE_MANIFEST_VERSION)
+    m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
+    if m.rule not in (None, "maxmin", "qp"):
+        raise VerificationError(f"unknown within-tier rule {m.rule!r} in the manifest")
+    if m.tier_energy not in ("free", "max"):
+        raise VerificationError(f"unknown tier_energy {m.tier_energy!r} in the manifest")
+    return ClearingClaim(m.rule, m.tier_energy, m.marks_final_rule)
 
 
 def check_cold_resolve(
@@ -568,14 +538,40 @@ def check_cold_resolve(
         normal_ts = normal_ts[:0]
     if lmp:
         normal_ts, scarce_ts = np.sort(np.r_[normal_ts, scarce_ts]), scarce_ts[:0]
-    n_errors = 0
-    if scarce_ts.size and "status" in intervals.columns:
-        st = intervals.set_index("t")["status"].astype(str)
-        clean = ~st.reindex(scarce_ts).str.contains("error:", regex=False).to_numpy()
-        n_errors = int((~clean).sum())
-        scarce_ts = scarce_ts[clean]
+    scarce_ts, n_errors = _without_errors(intervals, scarce_ts)
     if scarce_ts.size + normal_ts.size == 0:
         return not_applicable(name, STATEMENT_COLD, "no executed, optimally solved interval")
+    picked_s, picked_n = _pick(scarce_ts, normal_ts, sample, seed)
+    net = run.network
+    a = interval_arrays(run, net, branches=False)
+    orders = intervals.set_index("t")["tier_order"] if "tier_order" in intervals.columns else None
+    found = _Findings(rel_tol)
+    if picked_n.size:
+        _least_cost_resolves(a, net, ctx, picked_n, lmp, rel_tol, found.note)
+    certified: list[str] = []
+    if picked_s.size and claim.rule is None:
+        _tier_totals(a, net, picked_s, orders, tier_rel_tol, tier_abs_tol_mw, found.note)
+    elif picked_s.size:
+        rel, abs_mw = alloc_tol or (ALLOC_TOL_QP if claim.rule == "qp" else ALLOC_TOL_LP)
+        certified = _replay(run, a, net, picked_s, orders, claim, rel, abs_mw, found.note)
+    summary = _cold_summary(found, picked_n, picked_s, lmp, claim, certified, n_errors)
+    return found.result(name, summary)
+
+
+def _without_errors(intervals: pd.DataFrame, scarce_ts: np.ndarray) -> tuple[np.ndarray, int]:
+    """The scarce intervals whose status records no clearing error (their stored allocation
+    may be the screen's), and how many were left out."""
+    if not (scarce_ts.size and "status" in intervals.columns):
+        return scarce_ts, 0
+    st = intervals.set_index("t")["status"].astype(str)
+    clean = ~st.reindex(scarce_ts).str.contains("error:", regex=False).to_numpy()
+    return scarce_ts[clean], int((~clean).sum())
+
+
+def _pick(
+    scarce_ts: np.ndarray, normal_ts: np.ndarray, sample: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded sample of scarce and non-scarce intervals (about half scarce)."""
     rng = np.random.default_rng(seed)
     if sample is None:
         n_s, n_n = scarce_ts.size, normal_ts.size
@@ -583,28 +579,87 @@ def check_cold_resolve(
         n_s = min(scarce_ts.size, math.ceil(sample / 2))
         n_n = min(normal_ts.size, sample - n_s)
         n_s = min(scarce_ts.size, sample - n_n)
-    picked_s = _sample(scarce_ts, n_s, rng)
-    picked_n = _sample(normal_ts, n_n, rng)
+    return _sample(scarce_ts, n_s, rng), _sample(normal_ts, n_n, rng)
 
-    net = run.network
-    a = interval_arrays(run, net, branches=False)
-    orders = intervals.set_index("t")["tier_order"] if "tier_order" in intervals.columns else None
-    problems: list[tuple[float, int, str]] = []  # (ratio, order seen, description)
-    failed_ts: set[int] = set()
-    w_ratio, w_gap, w_tol, w_desc = -1.0, 0.0, rel_tol, ""
 
-    def note(t: int, gap: float, tol: float, desc: str) -> None:
-        nonlocal w_ratio, w_gap, w_tol, w_desc
+class _Findings:
+    """The gaps of the cold re-solves: the worst (gap / tolerance) and every failure."""
+
+    def __init__(self, rel_tol: float) -> None:
+        self.problems: list[tuple[float, int, str]] = []  # (ratio, order seen, description)
+        self.failed_ts: set[int] = set()
+        self.w_ratio, self.w_gap, self.w_tol, self.w_desc = -1.0, 0.0, rel_tol, ""
+
+    def note(self, t: int, gap: float, tol: float, desc: str) -> None:
+        """Record a gap of interval ``t`` (a failure when ``gap > tol``)."""
         ratio = gap / tol if tol > 0 else math.inf
-        if ratio > w_ratio:
-            w_ratio, w_gap, w_tol, w_desc = ratio, gap, tol, desc
+        if ratio > self.w_ratio:
+            self.w_ratio, self.w_gap, self.w_tol, self.w_desc = ratio, gap, tol, desc
         if gap > tol:
-            problems.append((ratio, len(problems), desc))
-            failed_ts.add(t)
+            self.problems.append((ratio, len(self.problems), desc))
+            self.failed_ts.add(t)
 
-    if picked_n.size:
-        cold = ColdClearing(net)
-        price = linear_price(net, ctx.cost_model)
+    def result(self, name: CheckName, kinds: str) -> CheckResult:
+        """The check's result: the worst gap, and the failures worst first."""
+        passed = not self.problems
+        if passed:
+            detail = f"{kinds}; worst: {self.w_desc}" if self.w_desc else kinds
+        else:
+            # Worst first (gap / tolerance), so the detail always names the worst interval.
+            worst = [desc for _, _, desc in sorted(self.problems, key=lambda p: (-p[0], p[1]))]
+            more = f" (+{len(worst) - 5} more)" if len(worst) > 5 else ""
+            detail = f"{kinds}; FAILED (worst first): " + "; ".join(worst[:5]) + more
+        return CheckResult(name, STATEMENT_COLD, self.w_gap, self.w_tol, passed, True, detail)
+
+
+def _cold_summary(
+    found: _Findings,
+    picked_n: np.ndarray,
+    picked_s: np.ndarray,
+    lmp: bool,
+    claim: ClearingClaim,
+    certified: list[str],
+    n_errors: int,
+) -> str:
+    """The detail's first part: what was re-solved, the disagreement rate among scarce
+    intervals, certified tiers and scarce intervals not sampled."""
+    out = (
+        f"{picked_n.size} {'lmp' if lmp else 'non-scarce'} and {picked_s.size} scarce "
+        f"intervals ({claim.describe()}) re-solved cold"
+    )
+    if picked_s.size:
+        n_bad = len(found.failed_ts.intersection(int(t) for t in picked_s))
+        out += (
+            f"; {n_bad} of {picked_s.size} scarce intervals disagree "
+            f"({100.0 * n_bad / picked_s.size:.2f}%)"
+        )
+    if certified:
+        out += (
+            f" ({len(certified)} tier{'s' if len(certified) > 1 else ''} off by more than the "
+            f"MW tolerance but certified (leximin within the allocator's band, or QP optimality "
+            f"by its KKT conditions at the stored point): "
+            f"{', '.join(certified[:3])}{' ...' if len(certified) > 3 else ''})"
+        )
+    if n_errors:
+        out += (
+            f" ({n_errors} scarce interval{'s' if n_errors > 1 else ''} with a recorded "
+            "clearing error not sampled)"
+        )
+    return out
+
+
+def _least_cost_resolves(
+    a: IntervalArrays,
+    net: NetworkData,
+    ctx: RunContext,
+    picked_n: np.ndarray,
+    lmp: bool,
+    rel_tol: float,
+    note: Callable[[int, float, float, str], None],
+) -> None:
+    """Cold least-cost re-solves (the screen's problem) of the non-scarce (or lmp) sample."""
+    cold = ColdClearing(net)
+    price = linear_price(net, ctx.cost_model)
     for t in picked_n:
         k = a.row(t)
         d, avail, p, x = a.demand_mw[k], a.available_mw[k], a.p_mw[k], a.served_mw[k]
@@ -648,44 +703,51 @@ def check_cold_resolve(
                 f"t={t}: non-scarce interval does not serve all demand "
                 f"({float((d - x).sum()):.6g} MW short)",
             )
-    certified: list[str] = []
-    if picked_s.size and claim.rule is None:
-        _tier_totals(a, net, picked_s, orders, tier_rel_tol, tier_abs_tol_mw, note)
-    elif picked_s.size:
-        rel, abs_mw = alloc_tol or (ALLOC_TOL_QP if claim.rule == "qp" else ALLOC_TOL_LP)
-        certified = _replay(run, a, net, picked_s, orders, claim, rel, abs_mw, note)
-    passed = not problems
-    kinds = (
-        f"{picked_n.size} {'lmp' if lmp else 'non-scarce'} and {picked_s.size} scarce "
-        f"intervals ({claim.describe()})"
+
+
+#: What a run recorded of one interval's tiers: QP replaced by max-min in some clear; in
+#: the final clear (None: the run does not say); max-min stopped at its round cap.
+TierMarks = tuple[frozenset[int], frozenset[int] | None, frozenset[int]]
+
+
+def recorded_marks(run: RunData, claim: ClearingClaim) -> Callable[[int], TierMarks]:
+    """The tier marks of each interval: from the typed ``events`` table, or, for runs
+    written before it existed, parsed from the ``intervals.status`` text (final marks only
+    when the manifest's version wrote them, ``claim.final_marks``)."""
+    if run.has("events"):
+        ev = run.table("events")
+        tiers = ev["tier"].astype("Int64")
+        by: dict[tuple[int, str], set[int]] = {}
+        for t, kind, tier in zip(ev["t"].to_numpy(), ev["kind"].astype(str), tiers, strict=True):
+            if not pd.isna(tier):
+                by.setdefault((int(t), kind), set()).add(int(tier))
+
+        def from_events(t: int) -> TierMarks:
+            def get(kind: ClearEventKind) -> frozenset[int]:
+                return frozenset(by.get((t, kind.value), ()))
+
+            return (
+                get(ClearEventKind.QP_FALLBACK),
+                get(ClearEventKind.FINAL_MAXMIN),
+                get(ClearEventKind.ROUNDS_CAPPED),
+            )
+
+        return from_events
+    intervals = run.table("intervals")
+    status = (
+        intervals.set_index("t")["status"].astype(str) if "status" in intervals.columns else None
     )
-    kinds += " re-solved cold"
-    if picked_s.size:
-        n_bad = len(failed_ts.intersection(int(t) for t in picked_s))
-        kinds += (
-            f"; {n_bad} of {picked_s.size} scarce intervals disagree "
-            f"({100.0 * n_bad / picked_s.size:.2f}%)"
+
+    def from_text(t: int) -> TierMarks:
+        text = str(status.get(t, "")) if status is not None else ""
+        final = frozenset(int(m) for m in FINAL_RULE_RE.findall(text))
+        return (
+            frozenset(int(m) for m in QP_FALLBACK_RE.findall(text)),
+            final if claim.final_marks else None,
+            frozenset(int(m) for m in ROUNDS_CAPPED_RE.findall(text)),
         )
-    if certified:
-        kinds += (
-            f" ({len(certified)} tier{'s' if len(certified) > 1 else ''} off by more than the "
-            f"MW tolerance but certified (leximin within the allocator's band, or QP optimality "
-            f"by its KKT conditions at the stored point): "
-            f"{', '.join(certified[:3])}{' ...' if len(certified) > 3 else ''})"
-        )
-    if n_errors:
-        kinds += (
-            f" ({n_errors} scarce interval{'s' if n_errors > 1 else ''} with a recorded "
-            "clearing error not sampled)"
-        )
-    if passed:
-        detail = f"{kinds}; worst: {w_desc}" if w_desc else kinds
-    else:
-        # Worst first (gap / tolerance), so the detail always names the worst interval.
-        worst = [desc for _, _, desc in sorted(problems, key=lambda p: (-p[0], p[1]))]
-        more = f" (+{len(worst) - 5} more)" if len(worst) > 5 else ""
-        detail = f"{kinds}; FAILED (worst first): " + "; ".join(worst[:5]) + more
-    return CheckResult(name, STATEMENT_COLD, w_gap, w_tol, passed, True, detail)
+
+    return from_text
 
 
 def _replay(
@@ -710,23 +772,13 @@ def _replay(
     if not np.array_equal(tw, a.t):
         raise VerificationError("the nodes table has weights for other intervals")
     weights = wa["weight"]
-    intervals = run.table("intervals")
-    status = (
-        intervals.set_index("t")["status"].astype(str) if "status" in intervals.columns else None
-    )
+    marks_of = recorded_marks(run, claim)
     model = ColdClearing(net)
     certified: list[str] = []
     for t in picked:
         k = a.row(t)
         d, avail, x, w = a.demand_mw[k], a.available_mw[k], a.served_mw[k], weights[k]
-        text_status = str(status.get(t, "")) if status is not None else ""
-        fallback = frozenset(int(m) for m in QP_FALLBACK_RE.findall(text_status))
-        final_maxmin = (
-            frozenset(int(m) for m in FINAL_RULE_RE.findall(text_status))
-            if claim.final_marks
-            else None
-        )
-        capped = {int(m) for m in ROUNDS_CAPPED_RE.findall(text_status)}
+        fallback, final_maxmin, capped = marks_of(int(t))
         tol = rel * float(np.max(d, initial=0.0)) + abs_mw
         order = parse_tier_order(orders.get(t) if orders is not None else None)
         if order is None:
@@ -764,49 +816,87 @@ def _replay(
                 break
             if r.node < 0:
                 continue
-            j = r.node
-            how = f"cold {r.rule or claim.rule}, tier_energy {claim.tier_energy}"
-            if final_maxmin is not None and r.tier in final_maxmin:
-                how += f" (the run's final clear replaced qp[{r.tier}] by maxmin)"
-            elif r.tier in fallback:
-                how += f" (the run recorded qp[{r.tier}]->maxmin in some clear)"
-            if r.tier in capped:
-                how += f" (the run recorded maxmin[{r.tier}]:rounds-capped)"
-            desc = (
-                f"t={t}: tier {r.tier} node {j} (bus {int(net.node_ids[j])}) stored "
-                f"{x[j]:.8g} MW, {how} {r.cold_mw[j]:.8g} MW (|gap| {r.gap_mw:.3g} MW, "
-                f"tolerance {tol:.3g} MW; order {text}, tier total stored "
-                f"{float(x[a.tier == r.tier].sum()):.8g} MW vs cold "
-                f"{float(np.nansum(r.cold_mw[a.tier == r.tier])):.8g} MW)"
-            )
-            cert = r.certificate
-            if r.certified_only and cert is not None:
-                certified.append(f"t={t} tier {r.tier} (no cold QP answer: {r.notes[-1]})")
-                note(int(t), cert.excess, cert.tol, f"t={t}: tier {r.tier}: {cert.describe()}")
-                continue
-            if cert is None or r.gap_mw <= tol:
-                note(int(t), r.gap_mw, tol, desc)
-                continue
-            if cert.passed:
-                # The rule's answer within the allocator's band (max-min) or the network's
-                # KKT conditions (QP), at another point of an ill-conditioned tier: measured in
-                # the certificate's own units (levels, objective).
-                certified.append(f"t={t} tier {r.tier} ({r.gap_mw:.3g} MW at node {j})")
-                note(int(t), cert.excess, cert.tol, f"{desc}; {cert.describe()}")
-            else:
-                note(int(t), r.gap_mw, tol, f"{desc}; {cert.describe()}")
-        # Nodes of tiers outside the order get nothing.
-        out = ~np.isin(a.tier, order)
-        if out.any():
-            j = int(np.argmax(np.where(out, np.abs(x), -1.0)))
-            note(
-                int(t),
-                abs(float(x[j])),
-                tol,
-                f"t={t}: node {j} of tier {int(a.tier[j])}, absent from order {text}, "
-                f"served {x[j]:.8g} MW",
-            )
+            marks = (fallback, final_maxmin, capped)
+            desc = _gap_desc(int(t), r, net, x, a.tier, tol, text, claim, marks)
+            label = _judge_tier(int(t), r, desc, tol, note)
+            if label is not None:
+                certified.append(label)
+        _note_outside_order(int(t), x, a.tier, order, tol, note)
     return certified
+
+
+def _judge_tier(
+    t: int, r: TierReplay, desc: str, tol: float, note: Callable[[int, float, float, str], None]
+) -> str | None:
+    """Note the gap of a replayed tier of interval ``t``; return its label when it passes
+    only through a certificate."""
+    cert = r.certificate
+    if r.certified_only and cert is not None:
+        note(t, cert.excess, cert.tol, f"t={t}: tier {r.tier}: {cert.describe()}")
+        return f"t={t} tier {r.tier} (no cold QP answer: {r.notes[-1]})"
+    if cert is None or r.gap_mw <= tol:
+        note(t, r.gap_mw, tol, desc)
+        return None
+    if cert.passed:
+        # The rule's answer within the allocator's band (max-min) or the network's flow
+        # margin (QP), at another point of an ill-conditioned tier: measured in the
+        # certificate's own units (levels, objective).
+        note(t, cert.excess, cert.tol, f"{desc}; {cert.describe()}")
+        return f"t={t} tier {r.tier} ({r.gap_mw:.3g} MW at node {r.node})"
+    note(t, r.gap_mw, tol, f"{desc}; {cert.describe()}")
+    return None
+
+
+def _gap_desc(
+    t: int,
+    r: TierReplay,
+    net: NetworkData,
+    x: np.ndarray,
+    tier: np.ndarray,
+    tol: float,
+    text: str,
+    claim: ClearingClaim,
+    marks: TierMarks,
+) -> str:
+    """The description of a replayed tier's largest node gap ``r`` at interval ``t``."""
+    fallback, final_maxmin, capped = marks
+    j = r.node
+    how = f"cold {r.rule or claim.rule}, tier_energy {claim.tier_energy}"
+    if final_maxmin is not None and r.tier in final_maxmin:
+        how += f" (the run's final clear replaced qp[{r.tier}] by maxmin)"
+    elif r.tier in fallback:
+        how += f" (the run recorded qp[{r.tier}]->maxmin in some clear)"
+    if r.tier in capped:
+        how += f" (the run recorded maxmin[{r.tier}]:rounds-capped)"
+    return (
+        f"t={t}: tier {r.tier} node {j} (bus {int(net.node_ids[j])}) stored "
+        f"{x[j]:.8g} MW, {how} {r.cold_mw[j]:.8g} MW (|gap| {r.gap_mw:.3g} MW, "
+        f"tolerance {tol:.3g} MW; order {text}, tier total stored "
+        f"{float(x[tier == r.tier].sum()):.8g} MW vs cold "
+        f"{float(np.nansum(r.cold_mw[tier == r.tier])):.8g} MW)"
+    )
+
+
+def _note_outside_order(
+    t: int,
+    x: np.ndarray,
+    tier: np.ndarray,
+    order: list[int],
+    tol: float,
+    note: Callable[[int, float, float, str], None],
+) -> None:
+    """Nodes of tiers outside the order get nothing: note the largest one served."""
+    out = ~np.isin(tier, order)
+    if out.any():
+        text = ">".join(map(str, order))
+        j = int(np.argmax(np.where(out, np.abs(x), -1.0)))
+        note(
+            t,
+            abs(float(x[j])),
+            tol,
+            f"t={t}: node {j} of tier {int(tier[j])}, absent from order {text}, "
+            f"served {x[j]:.8g} MW",
+        )
 
 
 def _tier_totals(

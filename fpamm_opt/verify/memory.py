@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -158,6 +159,65 @@ def check_memory_update(
     return CheckResult(name, STATEMENT_UPDATE, worst, tol, passed, True, detail)
 
 
+def _perturbed_starts(
+    s: np.ndarray, n_perturb: int, seed: int, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Perturbed initial memories ``clip(s + δ, 0, 1)`` (``n_perturb`` seeded draws
+    ``δ ~ U(-scale, scale)^N`` and the corners ``δ = ±1``) that differ from ``s``, and their
+    distances ``||s' - s||_inf``."""
+    n = s.size
+    rng = np.random.default_rng(seed)
+    deltas = np.vstack(
+        [rng.uniform(-scale, scale, size=(n_perturb, n)), np.ones((1, n)), -np.ones((1, n))]
+    )
+    sp = np.clip(s[None, :] + deltas, 0.0, 1.0)
+    d0 = np.max(np.abs(sp - s[None, :]), axis=1)
+    keep = d0 > 0
+    return sp[keep], d0[keep]
+
+
+def _replay_memory(
+    s: np.ndarray,
+    sp: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    u: np.ndarray,
+    t: np.ndarray,
+    node: np.ndarray,
+    beta: float,
+) -> tuple[np.ndarray, float, tuple[Any, Any]]:
+    """Replay the memory update from ``s`` (nominal) and the rows of ``sp`` (perturbed).
+
+    Returns
+    -------
+    dist : (T + 1, n_perturbed) array
+        ``||s'(t) - s(t)||_inf`` of every perturbed replay before each step and at the end.
+    replay_err : float
+        Largest difference of the nominal replay from the stored memory (NaN entries skipped).
+    replay_at : (t, node)
+        Where it is.
+    """
+    rate = 1.0 - beta
+    n_t = u.shape[0]
+    dist = np.empty((n_t + 1, sp.shape[0]))
+    replay_err = 0.0
+    replay_at = (t[0], node[0])
+    for k in range(n_t):
+        dist[k] = np.max(np.abs(sp - s[None, :]), axis=1)
+        e = np.abs(s - before[k])
+        e = np.where(np.isnan(before[k]), 0.0, e)
+        if e.max() > replay_err:
+            replay_err, replay_at = float(e.max()), (t[k], node[int(np.argmax(e))])
+        s = np.clip(rate * s + beta * u[k], 0.0, 1.0)
+        sp = np.clip(rate * sp + beta * u[k][None, :], 0.0, 1.0)
+        e = np.abs(s - after[k])
+        e = np.where(np.isnan(after[k]), 0.0, e)
+        if e.max() > replay_err:
+            replay_err, replay_at = float(e.max()), (t[k], node[int(np.argmax(e))])
+    dist[n_t] = np.max(np.abs(sp - s[None, :]), axis=1)
+    return dist, replay_err, replay_at
+
+
 def check_memory_contraction(
     run: RunData | str | Path,
     n_perturb: int = 8,
@@ -202,32 +262,10 @@ def check_memory_contraction(
             True,
             "cannot replay: shortfall_ratio or the initial memory is missing for some (t, node)",
         )
-    n_t, n = u.shape
-    rng = np.random.default_rng(seed)
-    deltas = np.vstack(
-        [rng.uniform(-scale, scale, size=(n_perturb, n)), np.ones((1, n)), -np.ones((1, n))]
-    )
+    n_t = u.shape[0]
     s = before[0].copy()
-    sp = np.clip(s[None, :] + deltas, 0.0, 1.0)
-    d0 = np.max(np.abs(sp - s[None, :]), axis=1)
-    keep = d0 > 0
-    sp, d0 = sp[keep], d0[keep]
-    dist = np.empty((n_t + 1, sp.shape[0]))
-    replay_err = 0.0
-    replay_at = (t[0], node[0])
-    for k in range(n_t):
-        dist[k] = np.max(np.abs(sp - s[None, :]), axis=1)
-        e = np.abs(s - before[k])
-        e = np.where(np.isnan(before[k]), 0.0, e)
-        if e.max() > replay_err:
-            replay_err, replay_at = float(e.max()), (t[k], node[int(np.argmax(e))])
-        s = np.clip(rate * s + beta * u[k], 0.0, 1.0)
-        sp = np.clip(rate * sp + beta * u[k][None, :], 0.0, 1.0)
-        e = np.abs(s - after[k])
-        e = np.where(np.isnan(after[k]), 0.0, e)
-        if e.max() > replay_err:
-            replay_err, replay_at = float(e.max()), (t[k], node[int(np.argmax(e))])
-    dist[n_t] = np.max(np.abs(sp - s[None, :]), axis=1)
+    sp, d0 = _perturbed_starts(s, n_perturb, seed, scale)
+    dist, replay_err, replay_at = _replay_memory(s, sp, before, after, u, t, node, beta)
 
     steps = np.arange(n_t + 1)[:, None]
     envelope = rate ** steps.astype(float) * d0[None, :]

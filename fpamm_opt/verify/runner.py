@@ -119,14 +119,22 @@ def _reasons(ctx: RunContext) -> dict[CheckName, str]:
     return why
 
 
-def applicable_checks(manifest: Mapping[str, Any]) -> tuple[CheckName, ...]:
-    """The checks that apply to a run with this manifest.
+def applicable_checks(run: Mapping[str, Any] | RunContext) -> tuple[CheckName, ...]:
+    """The checks that apply to a run: the one rule, used by the verifier and the run loop.
 
-    All checks, except T4 when the trigger threshold is 0 and T5 for the ``lmp`` policy; a
-    ``checks`` list in the manifest (names or prefixes) further restricts the theorem checks
-    (the informational fairness spread and the deficit replay are always reported).
+    All checks, except T4 when the trigger threshold is 0 and T5 for a policy without the
+    Fair Play priority rule (``lmp``); a ``checks`` list in the manifest (names or prefixes)
+    further restricts the theorem checks (the informational fairness spread and the deficit
+    replay are always reported). The run loop asks with the :class:`RunContext` of the run it
+    starts and records the answer as the manifest's ``checks``.
+
+    Parameters
+    ----------
+    run : mapping or RunContext
+        A run's manifest, or the fields the rule reads.
     """
-    why = _reasons(RunContext.from_manifest(manifest))
+    ctx = run if isinstance(run, RunContext) else RunContext.from_manifest(run)
+    why = _reasons(ctx)
     return tuple(c for c in CheckName if c not in why)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,32 +178,45 @@ def synthetic_run(
     """
     rng = np.random.default_rng(seed)
     net = load_network(case, "matpower", "derived", rating_alpha, 5.0)
-    n, ng, T = net.n_node, net.n_gen, int(n_intervals)
+    n, T = net.n_node, int(n_intervals)
     tier = np.where(np.arange(n) % 3 == 0, 0, 1)
     t1 = np.flatnonzero(tier == 1)
     c = np.zeros(n)
     c[t1] = amplitude * np.linspace(-1.0, 1.0, t1.size)
     price = net.gen_cost_c1 + net.gen_cost_c2 * net.gen_pmax_mw
-    fixed_total = float(net.bus_fixed_withdrawal_mw.sum())
     p_ref = least_cost_btheta(net, price, net.gen_pmax_mw, 0.85 * net.node_demand_mw)
 
+    def g_of(k: int) -> np.ndarray:
+        if stall:
+            return target + (c if k <= 0.6 * T else c * (T - k) / (0.4 * T))
+        return target + c / math.sqrt(k)
+
+    arr, iv_rows, iters = _intervals(net, T, rng, beta, theta, normal_every, g_of, t1, p_ref, price)
+    tables = _tables(net, tier, arr, T, iv_rows, iters)
+    manifest = _synthetic_manifest(case, rating_alpha, beta, theta, tier_targets, seed, T)
+    return SyntheticRun(manifest, tables)
+
+
+def _intervals(
+    net: NetworkData,
+    T: int,
+    rng: np.random.Generator,
+    beta: float,
+    theta: float,
+    normal_every: int,
+    g_of: Callable[[int], np.ndarray],
+    t1: np.ndarray,
+    p_ref: np.ndarray,
+    price: np.ndarray,
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]], list[pd.DataFrame]]:
+    """Step the ``T`` intervals: the ``(T, m)`` arrays of the long tables, the interval rows
+    and the fixed-point iterations (tier-1 delivery ratios follow ``g_of(t + 1)``)."""
+    n, ng = net.n_node, net.n_gen
     cum_x, cum_d = np.zeros(n), np.zeros(n)
+
     s = np.zeros(n)
-    nb = net.n_branch
-    arr = {
-        k: np.zeros((T, m))
-        for k, m in (
-            ("d", n),
-            ("x", n),
-            ("u", n),
-            ("s0", n),
-            ("s1", n),
-            ("F", n),
-            ("p", ng),
-            ("avail", ng),
-            ("flow", nb),
-        )
-    }
+    widths = {"d": n, "x": n, "u": n, "s0": n, "s1": n, "F": n, "p": ng, "avail": ng}
+    arr = {k: np.zeros((T, m)) for k, m in {**widths, "flow": net.n_branch}.items()}
     iv_rows: list[dict[str, Any]] = []
     iters: list[pd.DataFrame] = []
     window, in_window = -1, False
@@ -213,79 +227,133 @@ def synthetic_run(
         d = d * (1.0 + 0.02 * rng.standard_normal(n))
         cum_d += d
         scarce = t % normal_every != 0
-        if scarce:
-            if stall:
-                g = target + (c if k <= 0.6 * T else c * (T - k) / (0.4 * T))
-            else:
-                g = target + c / math.sqrt(k)
-            x = d.copy()
-            x[t1] = np.clip(g[t1] * cum_d[t1] - cum_x[t1], 0.0, d[t1])
-            p = p_ref * (float(x.sum()) + fixed_total) / p_ref.sum()
-            if np.any(np.abs(_flows(net, p, x)) > net.branch_rate_mw):
-                p = least_cost_btheta(net, price, net.gen_pmax_mw, x)
-            avail = p.copy()
-        else:
-            x = d.copy()
-            avail = net.gen_pmax_mw * rng.uniform(0.85, 1.0, ng)
-            p = least_cost_btheta(net, price, avail, d)
+        x, p, avail = _serve(net, d, scarce, g_of(k), t1, cum_d, cum_x, p_ref, price, rng)
         cum_x += x
         flow = _flows(net, p, x)
         if np.any(np.abs(flow) > net.branch_rate_mw + 1e-6):
             raise VerificationError(f"synthetic run: interval {t} overloads a branch")
         u = np.clip(1.0 - x / d, 0.0, 1.0)
         s_after = np.clip((1.0 - beta) * s + beta * u, 0.0, 1.0)
-        for key, v in (
-            ("d", d),
-            ("x", x),
-            ("u", u),
-            ("s0", s),
-            ("s1", s_after),
-            ("F", cum_x / cum_d),
-            ("p", p),
-            ("avail", avail),
-            ("flow", flow),
-        ):
+        row = {"d": d, "x": x, "u": u, "s0": s, "s1": s_after, "F": cum_x / cum_d}
+        for key, v in {**row, "p": p, "avail": avail, "flow": flow}.items():
             arr[key][t] = v
         if scarce and not in_window:
             window += 1
         in_window = scarce
         executed = not (theta > 0 and scarce and n_scarce % 3 == 2)
-        n_iter = 0
-        q = math.nan
-        if scarce and executed:
-            q = _Q_CYCLE[n_scarce % len(_Q_CYCLE)]
-            n_iter = 4 + n_scarce % 3
+        q, n_iter = (
+            (_Q_CYCLE[n_scarce % len(_Q_CYCLE)], 4 + n_scarce % 3)
+            if scarce and executed
+            else (math.nan, 0)
+        )
+        if n_iter:
             r = 0.01 * float(d.sum()) * q ** np.arange(n_iter)
             iters.append(
                 pd.DataFrame({"t": t, "m": np.arange(n_iter, dtype=np.int32), "residual": r})
             )
         n_scarce += bool(scarce)
-        iv_rows.append(
-            {
-                "t": t,
-                "scarce": bool(scarce),
-                "window": window if scarce else None,
-                "tier_order": "0>1" if scarce else "",
-                "demand_mw": float(d.sum()),
-                "served_mw": float(x.sum()),
-                "available_mw": float(avail.sum()),
-                "amm_price": 1000.0 * (1.0 - min(1.0, float(avail.sum()) / float(d.sum()))),
-                "iterations": n_iter,
-                "q_hat": q,
-                "q_bound": _Q_BOUND if n_iter else math.nan,
-                "executed": bool(executed),
-                "status": "optimal" if executed else "held",
-                "solve_s": 0.0,
-                "q_bound_applies": bool(n_iter) and t % 5 != 0,
-                "gamma": 0.5 if n_iter else math.nan,
-                "tier_level_max": math.nan,
-                "n_solves": n_iter + 1 if executed else 0,
-                "tracking_error": math.nan,
-                "cost": float(net.gen_cost_c2 @ p**2 + net.gen_cost_c1 @ p),
-                "deliverable_mw": float(x.sum()),
-            }
-        )
+        iv_rows.append(_interval_row(net, t, scarce, window, d, x, p, avail, executed, n_iter, q))
         s = s_after
+    return arr, iv_rows, iters
+
+
+def _serve(
+    net: NetworkData,
+    d: np.ndarray,
+    scarce: bool,
+    g: np.ndarray,
+    t1: np.ndarray,
+    cum_d: np.ndarray,
+    cum_x: np.ndarray,
+    p_ref: np.ndarray,
+    price: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Served loads, dispatch and available capacity of one interval: scarce intervals serve
+    tier 1 along the target path ``g`` (cumulative ratios), normal ones serve everything."""
+    fixed_total = float(net.bus_fixed_withdrawal_mw.sum())
+    if scarce:
+        x = d.copy()
+        x[t1] = np.clip(g[t1] * cum_d[t1] - cum_x[t1], 0.0, d[t1])
+        p = p_ref * (float(x.sum()) + fixed_total) / p_ref.sum()
+        if np.any(np.abs(_flows(net, p, x)) > net.branch_rate_mw):
+            p = least_cost_btheta(net, price, net.gen_pmax_mw, x)
+        avail = p.copy()
+    else:
+        x = d.copy()
+        avail = net.gen_pmax_mw * rng.uniform(0.85, 1.0, net.n_gen)
+        p = least_cost_btheta(net, price, avail, d)
+    return x, p, avail
+
+
+def _interval_row(
+    net: NetworkData,
+    t: int,
+    scarce: bool,
+    window: int,
+    d: np.ndarray,
+    x: np.ndarray,
+    p: np.ndarray,
+    avail: np.ndarray,
+    executed: bool,
+    n_iter: int,
+    q: float,
+) -> dict[str, Any]:
+    """The ``intervals`` row of interval ``t``."""
+    return {
+        "t": t,
+        "scarce": bool(scarce),
+        "window": window if scarce else None,
+        "tier_order": "0>1" if scarce else "",
+        "demand_mw": float(d.sum()),
+        "served_mw": float(x.sum()),
+        "available_mw": float(avail.sum()),
+        "amm_price": 1000.0 * (1.0 - min(1.0, float(avail.sum()) / float(d.sum()))),
+        "iterations": n_iter,
+        "q_hat": q,
+        "q_bound": _Q_BOUND if n_iter else math.nan,
+        "executed": bool(executed),
+        "status": "optimal" if executed else "held",
+        "solve_s": 0.0,
+        "q_bound_applies": bool(n_iter) and t % 5 != 0,
+        "gamma": 0.5 if n_iter else math.nan,
+        "tier_level_max": math.nan,
+        "n_solves": n_iter + 1 if executed else 0,
+        "tracking_error": math.nan,
+        "cost": float(net.gen_cost_c2 @ p**2 + net.gen_cost_c1 @ p),
+        "deliverable_mw": float(x.sum()),
+    }
+
+
+def _tables(
+    net: NetworkData,
+    tier: np.ndarray,
+    arr: dict[str, np.ndarray],
+    T: int,
+    iv_rows: list[dict[str, Any]],
+    iters: list[pd.DataFrame],
+) -> dict[str, pd.DataFrame]:
+    """The five tables of a synthetic run."""
+    nodes, gens, branches = _long_tables(net, tier, arr, T)
+    empty_it = pd.DataFrame(
+        {"t": np.zeros(0, np.int64), "m": np.zeros(0, np.int32), "residual": np.zeros(0)}
+    )
+    intervals = pd.DataFrame(iv_rows)
+    intervals["window"] = intervals["window"].astype("Int64")
+    return {
+        "intervals": intervals,
+        "nodes": nodes,
+        "branches": branches,
+        "generators": gens,
+        "iterations": pd.concat(iters, ignore_index=True) if iters else empty_it,
+    }
+
+
+def _long_tables(
+    net: NetworkData, tier: np.ndarray, arr: dict[str, np.ndarray], T: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The ``nodes``, ``generators`` and ``branches`` tables from the ``(T, m)`` arrays."""
+    n, ng, nb = net.n_node, net.n_gen, net.n_branch
     tt = np.arange(T, dtype=np.int64)
     nodes = _long(
         tt,
@@ -324,18 +392,19 @@ def synthetic_run(
             "rate_mw": np.broadcast_to(net.branch_rate_mw, (T, nb)),
         },
     )
-    empty_it = pd.DataFrame(
-        {"t": np.zeros(0, np.int64), "m": np.zeros(0, np.int32), "residual": np.zeros(0)}
-    )
-    intervals = pd.DataFrame(iv_rows)
-    intervals["window"] = intervals["window"].astype("Int64")
-    tables = {
-        "intervals": intervals,
-        "nodes": nodes,
-        "branches": branches,
-        "generators": gens,
-        "iterations": pd.concat(iters, ignore_index=True) if iters else empty_it,
-    }
+    return nodes, gens, branches
+
+
+def _synthetic_manifest(
+    case: str,
+    rating_alpha: float,
+    beta: float,
+    theta: float,
+    tier_targets: list[float | None] | None,
+    seed: int,
+    T: int,
+) -> dict[str, Any]:
+    """The manifest of a synthetic run."""
     mechanism = {"beta": beta, "trigger_theta": theta, "residual_floor": 1e-6}
     scenario: dict[str, Any] = {}
     if tier_targets is not None:
@@ -359,4 +428,4 @@ def synthetic_run(
         "cost_model": "linear",
         "synthetic": True,
     }
-    return SyntheticRun(manifest, tables)
+    return manifest

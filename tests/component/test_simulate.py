@@ -65,6 +65,9 @@ def test_the_manifests_describe_the_same_run(both: dict[str, Any]) -> None:
         assert "file" not in info  # nothing was written
     assert m_run["summary"] == m_sim["summary"]
     assert m_run["solve_paths"] == m_sim["solve_paths"]
+    # the run records the checks the verifier's one rule says apply
+    assert m_run["checks"] == [c.value for c in fpamm_opt.verify.applicable_checks(m_run)]
+    assert "T4-tracking" not in m_run["checks"] and "T5-convergence" in m_run["checks"]
 
 
 def test_verify_takes_the_result_in_memory_or_on_disk(both: dict[str, Any]) -> None:

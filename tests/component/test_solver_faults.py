@@ -230,6 +230,11 @@ def test_failed_dispatch_keeps_the_rule_point(
     iv = pd.read_parquet(out / "intervals.parquet").set_index("t")
     status = iv.loc[t_fail, "status"]
     assert status.startswith("optimal") and "widened[dispatch:rule-point]" in status
+    ev = pd.read_parquet(out / "events.parquet")  # the typed twin of the note
+    at = ev[ev["t"] == t_fail]
+    assert ("widened", "dispatch:rule-point") in set(zip(at["kind"], at["detail"], strict=True))
+    assert at["tier"].isna().all()
+    assert set(ev["t"]) <= set(iv.index[iv["status"].str.contains("widened|maxmin", regex=True)])
     assert res.manifest["summary"]["n_retries"] == 0
     nodes = pd.read_parquet(out / "nodes.parquet")
     diff = np.abs(nodes.served_mw.to_numpy() - clean["nodes"].served_mw.to_numpy())

@@ -121,7 +121,16 @@ def test_the_former_cycles_stay_one_way(graph: dict[str, set[str]]) -> None:
     for user in ("fpamm_opt.problem", "fpamm_opt.fastpath"):
         assert "fpamm_opt.engine" in graph[user]
     for user in ("fpamm_opt.verify.cold", "fpamm_opt.verify.feasibility"):
-        assert "fpamm_opt.verify.limits" in graph[user]
+        assert "fpamm_opt.feasible" in graph[user]
+
+
+def test_one_x_t_check_for_run_loop_trigger_and_verifier(graph: dict[str, set[str]]) -> None:
+    for user in (
+        "fpamm_opt.sim.run",
+        "fpamm_opt.mechanism.trigger",
+        "fpamm_opt.verify.feasibility",
+    ):
+        assert "fpamm_opt.feasible" in graph[user]
 
 
 def test_cycle_finder_sees_function_level_and_relative_imports(tmp_path: Path) -> None:
@@ -187,3 +196,13 @@ def test_graph_edges_end_at_package_modules(graph: dict[str, set[str]]) -> None:
     ends = {m for targets in graph.values() for m in targets}
     assert ends <= set(graph), sorted(ends - set(graph))
     assert len(graph) > 50
+
+
+def test_no_two_classes_of_the_package_share_a_name() -> None:
+    """One class per name (issue 15: two ``SolverSpec``, ``NetworkSpec``, ``LPSolution``)."""
+    where: dict[str, list[str]] = {}
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(str(path.relative_to(PKG)))
+    assert {k: v for k, v in where.items() if len(v) > 1} == {}

@@ -159,7 +159,10 @@ def _write_run(final: Path, n: int = 7, flush_every: int = 3, **kwargs) -> Path:
 
 # ------------------------------------------------------------------ schemas
 def test_schemas_have_interface_and_design_columns():
-    assert TABLE_NAMES == ("intervals", "nodes", "branches", "generators", "iterations")
+    # INTERFACE.md's five tables first, then the typed clear events
+    assert TABLE_NAMES == ("intervals", "nodes", "branches", "generators", "iterations", "events")
+    assert SCHEMAS["events"].names == ["t", "kind", "tier", "detail"]
+    assert SCHEMAS["events"].field("tier").type == pa.int16()
     for name, cols in INTERFACE_COLUMNS.items():
         have = SCHEMAS[name].names
         assert have[: len(cols)] == cols

@@ -16,7 +16,13 @@ from fpamm_opt.mechanism.config import MechanismConfig, Policy, WeightForm
 from fpamm_opt.mechanism.copperplate import CopperPlateAllocator, water_fill
 from fpamm_opt.mechanism.deficit import DeficitState
 from fpamm_opt.mechanism.memory import shortfall_ratio
-from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus
+from fpamm_opt.mechanism.types import (
+    ClearEvent,
+    ClearEventKind,
+    Dispatch,
+    IntervalInput,
+    SolveStatus,
+)
 from fpamm_opt.mechanism.weights import fairness_weights, tier_normalisers
 
 pytestmark = pytest.mark.unit
@@ -311,7 +317,8 @@ def test_clear_failure_returns_last_ok_iterate() -> None:
 
 
 class Fallback(CopperPlateAllocator):
-    """Copper plate whose clears number ``marked`` carry the allocator's QP-fallback note."""
+    """Copper plate whose clears number ``marked`` carry the allocator's QP-fallback event
+    (and its note)."""
 
     def __init__(self, marked: set[int]) -> None:
         super().__init__([100.0], [10.0], [0, 0], 1)
@@ -321,8 +328,10 @@ class Fallback(CopperPlateAllocator):
     def clear(self, inp: IntervalInput, tier_order: Sequence[int], weights: np.ndarray) -> Dispatch:
         self.calls += 1
         disp = super().clear(inp, tier_order, weights)
-        note = "qp[0]:Solve error->maxmin" if self.calls in self.marked else ""
-        return dataclasses.replace(disp, note=note)
+        if self.calls not in self.marked:
+            return dataclasses.replace(disp, note="")
+        ev = ClearEvent(ClearEventKind.QP_FALLBACK, 0, "Solve error")
+        return dataclasses.replace(disp, note=ev.note, events=(ev,))
 
 
 def _fallback_run(marked: set[int]) -> tuple[ClearingResult, int]:
@@ -336,11 +345,15 @@ def _fallback_run(marked: set[int]) -> tuple[ClearingResult, int]:
 
 def test_status_marks_the_final_clears_rule() -> None:
     """An earlier iterate's fallback is a note; only the final clear's earns ``final-rule``."""
+    fell_back = ClearEvent(ClearEventKind.QP_FALLBACK, 0, "Solve error")
+    final = ClearEvent(ClearEventKind.FINAL_MAXMIN, 0)
     res, calls = _fallback_run({1})
     assert calls > 1
     assert "qp[0]:Solve error->maxmin" in res.status and "final-rule" not in res.status
+    assert res.events == (fell_back,)  # typed: the event, no final mark
     res, calls = _fallback_run(set(range(1, 100)))
     assert res.status.endswith("final-rule[0]=maxmin")
+    assert res.events == (fell_back, final) and final.note == "final-rule[0]=maxmin"
 
 
 def test_first_clear_failure_falls_back_to_screen() -> None:

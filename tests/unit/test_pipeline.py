@@ -13,7 +13,13 @@ import pytest
 from fpamm_opt.engine import EngineKind, LPSolution
 from fpamm_opt.mechanism.config import TierEnergy
 from fpamm_opt.mechanism.tierqp import ActiveSet, TierQPResult
-from fpamm_opt.mechanism.types import QP_FALLBACK_RE, IntervalInput, SolveStatus
+from fpamm_opt.mechanism.types import (
+    QP_FALLBACK_RE,
+    ClearEvent,
+    ClearEventKind,
+    IntervalInput,
+    SolveStatus,
+)
 from fpamm_opt.pipeline.accounting import PathStats, SolveLog
 from fpamm_opt.pipeline.bounds import LexBounds
 from fpamm_opt.pipeline.ledger import ClearLedger
@@ -135,6 +141,7 @@ def test_accounting_and_rationing() -> None:
     log.record("maxmin[0]", _sol(), 1, 0.25, "")
     assert (log.n_solves, log.solve_s) == (3, 0.75)
     assert log.widened == ["qp[1]:tight"] and log.notes == ["retried"]
+    assert log.events == [ClearEvent(ClearEventKind.WIDENED, None, "qp[1]:tight")]
     stats = PathStats()
     stats.miss("lp:cycled")
     stats.miss("lp:cycled")
@@ -297,6 +304,8 @@ def test_solver_qp_failure_moves_the_tier_to_maxmin_and_reports_a_switch() -> No
     assert SolverQP(solves, PathStats()).try_tier(ctx) is None
     assert session.qp_path[(0, 0)] == "maxmin" and ctx.switched
     assert led.log.notes and "qp" in led.log.notes[-1]
+    fell = ClearEvent(ClearEventKind.QP_FALLBACK, 0, "t")  # "t": the fake's termination word
+    assert led.log.events == [fell] and led.log.notes[-1] == fell.note == "qp[0]:t->maxmin"
 
 
 def test_a_tier_on_the_maxmin_path_says_so_in_every_later_clear() -> None:
@@ -311,6 +320,7 @@ def test_a_tier_on_the_maxmin_path_says_so_in_every_later_clear() -> None:
     assert SolverQP(solves, PathStats()).try_tier(ctx) is None
     assert eng.solves == 0 and not ctx.switched
     assert QP_FALLBACK_RE.findall(";".join(led.log.notes)) == ["0"]
+    assert [(e.kind, e.tier) for e in led.log.events] == [(ClearEventKind.QP_FALLBACK, 0)]
 
 
 def test_max_min_lps_fix_bottlenecks_round_by_round() -> None:
@@ -336,6 +346,7 @@ def test_max_min_lps_fix_bottlenecks_round_by_round() -> None:
     _partial(ctx3)
     assert MaxMinLPs(solves3, max_rounds=1).try_tier(ctx3).rounds == 1
     assert any("rounds-capped" in n for n in led3.log.notes)
+    assert led3.log.events == [ClearEvent(ClearEventKind.ROUNDS_CAPPED, 0)]
 
 
 def test_run_chain_takes_the_first_outcome() -> None:

@@ -75,7 +75,7 @@ def test_load_resolves_and_types(spec_file):
     assert spec.solver.options == {"presolve": "on"}
     assert spec.run.intervals == 200 and spec.run.seed == 4 and spec.run.policy is Policy.EQUAL
     assert spec.run.flush_every == 500 and spec.run.name == "demo"
-    assert spec.outputs.tables() == ("intervals", "nodes", "generators", "iterations")
+    assert spec.outputs.tables() == ("intervals", "nodes", "generators", "iterations", "events")
     assert spec.source == str(spec_file)
 
 
@@ -208,7 +208,14 @@ def test_defaults():
     spec = RunSpec.from_dict({"network": {"case": "case14"}})
     assert spec.run.intervals == 5000 and spec.run.policy is Policy.FPAMM
     assert spec.solver.name == "highs" and spec.solver.time_limit_s == 10.0
-    assert spec.outputs.tables() == ("intervals", "nodes", "branches", "generators", "iterations")
+    assert spec.outputs.tables() == (
+        "intervals",
+        "nodes",
+        "branches",
+        "generators",
+        "iterations",
+        "events",
+    )
     assert spec.network.ratings is RatingPolicy.AUTO and spec.network.formulation == "btheta"
     assert spec.solver.engine == "auto"
     assert spec.mechanism == {}

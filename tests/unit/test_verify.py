@@ -579,6 +579,21 @@ def test_applicable_checks_follow_theta_and_policy() -> None:
     assert CheckName.T4_TRACKING in got and CheckName.T5_CONVERGENCE not in got
 
 
+@pytest.mark.parametrize("policy", ["fpamm", "equal", "lmp"])
+@pytest.mark.parametrize("theta", [0.0, 0.1])
+def test_the_checks_a_run_records_are_the_ones_that_apply(policy: str, theta: float) -> None:
+    """The run loop records ``applicable_checks`` of its context; reading the manifest back
+    (new full names, or the prefixes older runs recorded) gives the same checks."""
+    got = applicable_checks(RunContext(policy=policy, trigger_theta=theta))
+    assert (CheckName.T4_TRACKING in got) == (theta > 0)
+    assert (CheckName.T5_CONVERGENCE in got) == (policy != "lmp")
+    m = {"mechanism_resolved": {"trigger_theta": theta}, "policy": policy}
+    assert applicable_checks(m) == got
+    assert applicable_checks({**m, "checks": [c.value for c in got]}) == got
+    old = ["T1", "T2", "T3", "T5", "deficit-replay"] + (["T4"] if theta > 0 else [])
+    assert applicable_checks({**m, "checks": old}) == got
+
+
 def test_select_checks() -> None:
     assert select_checks(["T2"]) == (CheckName.T2_FIXED_POINT, CheckName.T2_BOUND)
     assert select_checks(["T3-cold-resolve"]) == (CheckName.T3_COLD_RESOLVE,)

@@ -15,6 +15,7 @@ The replay uses ``highspy`` on 3-bus problems (milliseconds); runs are in-memory
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -288,6 +289,29 @@ def test_the_final_rule_mark_decides_which_rule_is_replayed(tiny_case: Path) -> 
     qp_run.tables["intervals"]["status"] = "optimal;qp[0]:x->maxmin;final-rule[0]=maxmin"
     res = check_cold_resolve(qp_run, sample=10)
     assert not res.passed and "final clear replaced qp[0] by maxmin" in res.detail
+
+
+def _events(ts: Iterable[int], *rows: tuple[str, int]) -> pd.DataFrame:
+    """An ``events`` table with ``(kind, tier)`` rows at every interval of ``ts``."""
+    out = [(int(t), kind, tier, "") for t in ts for kind, tier in rows]
+    return pd.DataFrame(out, columns=["t", "kind", "tier", "detail"]).astype({"tier": "Int16"})
+
+
+def test_the_events_table_decides_which_rule_is_replayed(tiny_case: Path) -> None:
+    """A run with the typed ``events`` table is read from it, not from the status text."""
+    run = make_run(tiny_case, ("maxmin", "free"), {"rule": "qp", "tier_energy": "free"})
+    ts = run.tables["intervals"]["t"]
+    run.tables["intervals"]["status"] = "optimal;qp[0]:Solve error->maxmin;final-rule[0]=maxmin"
+    run.tables["events"] = _events(ts, ("qp-fallback", 0))  # some clear only: text disagrees
+    res = check_cold_resolve(run, sample=10)
+    assert not res.passed and "(the run recorded qp[0]->maxmin in some clear)" in res.detail
+    run = make_run(tiny_case, ("maxmin", "free"), {"rule": "qp", "tier_energy": "free"})
+    run.tables["intervals"]["status"] = "optimal"
+    run.tables["events"] = _events(ts, ("qp-fallback", 0), ("final-maxmin", 0))
+    res = check_cold_resolve(run, sample=10)
+    assert res.passed, res.detail
+    run.tables["events"] = _events([])  # a run whose clears recorded no event: the QP replayed
+    assert not check_cold_resolve(run, sample=10).passed
 
 
 # ------------------------------------------------------------ leximin certificate
