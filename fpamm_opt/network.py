@@ -662,7 +662,9 @@ def map_pandapower_elements(net: Any) -> tuple[Any, tuple[ElementMapping, ...], 
 
     - ``sgen`` (renewables) not ``controllable``: generation available up to ``p_mw *
       scaling`` (curtailable down to 0), at :data:`DEFAULT_COST_RENEWABLE`. pandapower's
-      converter would make them negative load (not curtailable).
+      converter would make them negative load (not curtailable). Exception: an sgen
+      *declared* ``controllable=False`` in a network that carries cost data (pandapower's
+      MATPOWER-derived cases) stays a fixed injection at ``p_mw``, as pandapower's OPF has it.
     - ``gen``: dispatchable in ``[min_p_mw, max_p_mw]``; a missing ``max_p_mw`` becomes
       ``sn_mva`` (else ``p_mw``), a missing ``min_p_mw`` 0; :data:`DEFAULT_COST_GEN`.
     - ``ext_grid``: an import in ``[min_p_mw, max_p_mw]``; a missing ``max_p_mw`` becomes the
@@ -696,6 +698,9 @@ def map_pandapower_elements(net: Any) -> tuple[Any, tuple[ElementMapping, ...], 
         if n:
             out.append(ElementMapping(kind, n, became))
 
+    costed_net = bool(len(net.poly_cost) if "poly_cost" in net else 0) or bool(
+        len(net.pwl_cost) if "pwl_cost" in net else 0
+    )
     load = _in_service(net.load)
     total_load = float((load["p_mw"] * load.get("scaling", 1.0)).clip(lower=0).sum())
     rec("bus", "bus (out-of-service buses dropped)")
@@ -758,9 +763,16 @@ def map_pandapower_elements(net: Any) -> tuple[Any, tuple[ElementMapping, ...], 
     sgen = net.sgen
     if len(sgen):
         ctrl = _bool_column(sgen, "controllable", False)
+        declared = (
+            ~sgen["controllable"].isna().to_numpy()
+            if "controllable" in sgen.columns
+            else np.zeros(len(sgen), dtype=bool)
+        )
         scale = _column(sgen, "scaling")
         p_av = _column(sgen, "p_mw") * np.where(np.isfinite(scale), scale, 1.0)
-        conv = ~ctrl & (p_av >= 0)
+        # Declared non-controllable in a costed network (pandapower's MATPOWER cases): kept
+        # as pandapower's OPF keeps them, a fixed injection at p_mw.
+        conv = ~ctrl & (p_av >= 0) & (~declared | (not costed_net))
         costed = _has_cost(net, "sgen")
         net.sgen["controllable"] = ctrl | conv
         net.sgen["max_p_mw"] = np.where(conv, p_av, _column(sgen, "max_p_mw"))
@@ -777,8 +789,12 @@ def map_pandapower_elements(net: Any) -> tuple[Any, tuple[ElementMapping, ...], 
                 f"{int((conv & on).sum())} non-controllable: generation available up to "
                 f"p_mw*scaling, curtailable to 0, {DEFAULT_COST_RENEWABLE:g} $/MWh if no cost"
             )
-        if (~ctrl & ~conv & on).any():
-            parts.append(f"{int((~ctrl & ~conv & on).sum())} with p_mw < 0: fixed withdrawal")
+        fixed = ~ctrl & ~conv & on
+        if fixed.any():
+            parts.append(
+                f"{int(fixed.sum())} declared non-controllable in a costed network or with "
+                "p_mw < 0: fixed injection at p_mw (pandapower's OPF rule)"
+            )
         rec("sgen", "; ".join(parts))
 
     eg = net.ext_grid

@@ -94,6 +94,10 @@ def test_costed_cases_convert_as_before() -> None:
     np.testing.assert_allclose(net.gen_cost_c1, [20.0, 20.0, 40.0, 40.0, 40.0])
     assert net.gen_pmax_mw[0] == pytest.approx(332.4)
     assert not any("$/MWh" in e.became for e in net.elements)
+    # sgens declared non-controllable in a costed case stay fixed injections (6 of them)
+    pegase = load_network("case89pegase")
+    assert pegase.n_gen == 12
+    assert "fixed injection" in {e.kind: e for e in pegase.elements}["sgen"].became
 
 
 def test_island_without_generation_is_named() -> None:
