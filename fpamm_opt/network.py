@@ -222,6 +222,9 @@ class NetworkData:
         How each kind of source element was mapped (empty for MATPOWER files).
     mapping_warning : str
         The one-line warning naming unsupported elements ("" when none).
+    branch_labels : tuple of str
+        Source element of each case branch row (``"line 665"``, ``"trafo 12"``), by
+        ``branch_ids - 1``; empty for MATPOWER files.
     """
 
     name: str
@@ -252,6 +255,7 @@ class NetworkData:
     ratings: RatingInfo = field(default_factory=lambda: RatingInfo("none"))
     elements: tuple[ElementMapping, ...] = ()
     mapping_warning: str = ""
+    branch_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -519,6 +523,7 @@ class RawCase:
     gencost: np.ndarray | None
     elements: tuple[ElementMapping, ...] = ()
     mapping_warning: str = ""
+    branch_labels: tuple[str, ...] = ()
 
 
 def list_cases() -> dict[str, list[str]]:
@@ -593,6 +598,7 @@ def _ppc_to_raw(
     ppc: dict[str, Any],
     elements: tuple[ElementMapping, ...] = (),
     mapping_warning: str = "",
+    branch_labels: tuple[str, ...] = (),
 ) -> RawCase:
     gencost = ppc.get("gencost")
     return RawCase(
@@ -605,6 +611,7 @@ def _ppc_to_raw(
         None if gencost is None else np.asarray(gencost, dtype=float),
         elements,
         mapping_warning,
+        branch_labels,
     )
 
 
@@ -864,7 +871,26 @@ def _net_to_raw(name: str, source: str, net: Any) -> RawCase:
         note = f"{note}; {drop}" if note else f"network {name!r}: {drop}"
     if note:
         warnings.warn(note, NetworkMappingWarning, stacklevel=3)
-    return _ppc_to_raw(name, source, ppc, elements, note)
+    labels = _branch_labels(mapped, len(ppc["branch"]))
+    return _ppc_to_raw(name, source, ppc, elements, note, labels)
+
+
+def _branch_labels(net: Any, n_branch: int) -> tuple[str, ...]:
+    """``"<table> <index>"`` for each converted branch row, from pandapower's lookup."""
+    look = getattr(net, "_pd2ppc_lookups", {}).get("branch") or {}
+    labels = [""] * n_branch
+    for table, span in look.items():
+        start, stop = int(span[0]), int(span[1])
+        if table not in net or len(net[table]) == 0:
+            continue
+        idx = net[table].index.tolist()
+        if len(idx) != stop - start:
+            idx = _in_service(net[table]).index.tolist()
+        if len(idx) != stop - start:  # not a one-to-one table: leave unlabelled
+            continue
+        for k, el in zip(range(start, min(stop, n_branch)), idx):
+            labels[k] = f"{table} {el}"
+    return tuple(labels) if any(labels) else ()
 
 
 def _dropped_load_mw(net: Any, ppc_bus: np.ndarray) -> tuple[int, float]:
@@ -1129,6 +1155,7 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
         ratings=RatingInfo("case" if n_lim else "none", n_limited=n_lim),
         elements=raw.elements,
         mapping_warning=raw.mapping_warning,
+        branch_labels=raw.branch_labels,
     )
 
 

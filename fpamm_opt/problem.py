@@ -1191,8 +1191,11 @@ def explain_infeasible(
         for k in order:
             f_b, t_b = net.bus_ids[net.branch_from[k]], net.bus_ids[net.branch_to[k]]
             limit = float(min(hi[k], -lo[k]))
+            row = int(net.branch_ids[k])
+            label = net.branch_labels[row - 1] if net.branch_labels else ""
             names.append(
-                f"branch {int(net.branch_ids[k])} ({f_b}-{t_b}) needs {viol[k]:.1f} MW "
+                f"branch {row}{f' [{label}]' if label else ''} ({f_b}-{t_b}) needs "
+                f"{viol[k]:.1f} MW "
                 f"over its {limit:.1f} MW limit"
             )
         parts.append(
