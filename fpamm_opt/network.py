@@ -223,7 +223,7 @@ class NetworkData:
     mapping_warning : str
         The one-line warning naming unsupported elements ("" when none).
     branch_labels : tuple of str
-        Source element of each case branch row (``"line 665"``, ``"trafo 12"``), by
+        Source element of each case branch row (``"line 665, pandapower buses 1646-1650"``), by
         ``branch_ids - 1``; empty for MATPOWER files.
     """
 
@@ -876,7 +876,10 @@ def _net_to_raw(name: str, source: str, net: Any) -> RawCase:
 
 
 def _branch_labels(net: Any, n_branch: int) -> tuple[str, ...]:
-    """``"<table> <index>"`` for each converted branch row, from pandapower's lookup."""
+    """``"<table> <index>, pandapower buses a-b"`` per converted branch row (pandapower's lookup).
+
+    pandapower's converter renumbers buses; the label gives the user's own numbers.
+    """
     look = getattr(net, "_pd2ppc_lookups", {}).get("branch") or {}
     labels = [""] * n_branch
     for table, span in look.items():
@@ -888,8 +891,16 @@ def _branch_labels(net: Any, n_branch: int) -> tuple[str, ...]:
             idx = _in_service(net[table]).index.tolist()
         if len(idx) != stop - start:  # not a one-to-one table: leave unlabelled
             continue
+        ends = {"line": ("from_bus", "to_bus"), "trafo": ("hv_bus", "lv_bus")}.get(
+            table, ("from_bus", "to_bus")
+        )
+        tab = net[table]
         for k, el in zip(range(start, min(stop, n_branch)), idx):
-            labels[k] = f"{table} {el}"
+            if ends[0] in tab.columns and ends[1] in tab.columns:
+                a, b = tab.at[el, ends[0]], tab.at[el, ends[1]]
+                labels[k] = f"{table} {el}, pandapower buses {a}-{b}"
+            else:
+                labels[k] = f"{table} {el}"
     return tuple(labels) if any(labels) else ()
 
 

@@ -1194,7 +1194,7 @@ def explain_infeasible(
             row = int(net.branch_ids[k])
             label = net.branch_labels[row - 1] if net.branch_labels else ""
             names.append(
-                f"branch {row}{f' [{label}]' if label else ''} ({f_b}-{t_b}) needs "
+                f"branch {row} ({label if label else f'{f_b}-{t_b}'}) needs "
                 f"{viol[k]:.1f} MW "
                 f"over its {limit:.1f} MW limit"
             )

@@ -46,7 +46,7 @@ def test_line_too_small_is_named_with_its_violation() -> None:
     why = explain_infeasible(net)
     assert "\n" not in why
     assert "1 branches cannot carry the flow" in why
-    assert "branch 2 [line 1] (1-2) needs 30.0 MW over its 50.0 MW limit" in why
+    assert "branch 2 (line 1, pandapower buses 1-2) needs 30.0 MW over its 50.0 MW limit" in why
 
 
 def test_island_without_generation_is_the_reason() -> None:
