@@ -1210,8 +1210,14 @@ def explain_infeasible(
             + ", ".join(f"island {i} {v:.1f} MW" for i, v in by.items())
         )
     if not parts:
+        qp = (
+            " on the QP of the case's quadratic costs (try a solver with a robust QP, or "
+            "linear costs)"
+            if net.has_quadratic_cost
+            else " (numerical)"
+        )
         return (
             "no network reason: an elastic LP serves all demand within every limit, so the "
-            "case is DC-feasible and the failure is the solver's (numerical)"
+            f"case is DC-feasible and the failure is the solver's{qp}"
         )
     return "; ".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -57,5 +58,8 @@ def test_island_without_generation_is_the_reason() -> None:
 
 
 def test_no_network_reason_when_feasible() -> None:
-    why = explain_infeasible(_net(line_mva=200.0))
-    assert why.startswith("no network reason")
+    net = _net(line_mva=200.0)
+    why = explain_infeasible(net)
+    assert why.startswith("no network reason") and why.endswith("(numerical)")
+    quad = dataclasses.replace(net, gen_cost_c2=net.gen_cost_c2 + 0.01)
+    assert "quadratic costs" in explain_infeasible(quad)
