@@ -114,14 +114,24 @@ def dcopf_cmd(
     case: str, formulation: str, convention: str, solver: str, ratings: str, as_json: bool
 ) -> None:
     """One least-cost DC-OPF of CASE (no load shedding, the case's own costs)."""
-    from fpamm_opt.network import load_network
-    from fpamm_opt.problem import solve_dcopf
+    import warnings
+
+    from fpamm_opt.network import NetworkMappingWarning, load_network
+    from fpamm_opt.problem import explain_infeasible, solve_dcopf
     from fpamm_opt.solvers import SolverSpec, require_solver
 
     require_solver(solver)
-    net = load_network(case, convention=convention, ratings=ratings)
+    with warnings.catch_warnings():
+        # Printed below from the network's own record (also when the load was cached).
+        warnings.simplefilter("ignore", NetworkMappingWarning)
+        net = load_network(case, convention=convention, ratings=ratings)
+    if net.mapping_warning:
+        click.echo(f"warning: {net.mapping_warning}", err=True)
     t0 = time.perf_counter()
     res = solve_dcopf(net, formulation, SolverSpec(name=solver))
+    reason = None
+    if res.status != "optimal":
+        reason = explain_infeasible(net, SolverSpec(name=solver))
     wall = time.perf_counter() - t0
     out = {
         "case": net.name,
@@ -139,12 +149,19 @@ def dcopf_cmd(
         "solve_s": res.solve_s,
         "wall_s": wall,
         "message": res.message,
+        "reason": reason,
+        "elements": [e.as_dict() for e in net.elements],
+        "mapping_warning": net.mapping_warning or None,
     }
     if as_json:
         click.echo(json.dumps(out))
         return
     for k, v in out.items():
+        if k in ("elements", "mapping_warning") or (k == "reason" and v is None):
+            continue
         click.echo(f"{k:12s} {v}")
+    for e in net.elements:
+        click.echo(f"{'element':12s} {e.count} {e.kind}: {e.became}")
 
 
 def _default_out(spec_path: str, policy: str, seed: int | None) -> Path:
@@ -219,6 +236,60 @@ class ColdSample(click.ParamType):
         if n < 0:
             self.fail(f"expected a number >= 0 or 'all', got {n}", param, ctx)
         return n
+
+
+@app.command("ac")
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+@click.option("--sample", "-n", type=int, default=20, show_default=True, help="Intervals to check.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
+@click.option("--f-hz", type=float, default=50.0, show_default=True, help="Network frequency.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 3 when an interval does not converge or leaves 0.9-1.1 p.u. or 100% loading.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@handle_errors
+def ac_cmd(run_dir: str, sample: int, seed: int, f_hz: float, strict: bool, as_json: bool) -> None:
+    """AC power flow (pandapower) of N sampled executed intervals of RUN.
+
+    A realism indicator beside `fpamm verify`, not a theorem: the stored dispatch and served
+    loads (reactive demand at each load's own power factor) go into pandapower's AC power
+    flow; each interval reports convergence, the bus voltage range and the largest branch
+    loading. Exit code 0 unless --strict.
+    """
+    from fpamm_opt.accheck import VM_RANGE_PU, ac_check_run
+
+    rep = ac_check_run(run_dir, sample=sample, seed=seed, f_hz=f_hz)
+    sm = rep.summary()
+    if as_json:
+        click.echo(json.dumps(rep.as_dict()))
+    else:
+        click.echo(f"AC check of {run_dir} ({rep.case}): {sm['sampled']} sampled intervals")
+        click.echo(f"{'t':>7s} {'converged':>9s} {'vm_min':>7s} {'vm_max':>7s} {'loading%':>9s}")
+        for r in rep.results:
+            if not r.converged:
+                click.echo(f"{r.t:7d} {'NO':>9s}  {r.message}")
+                continue
+            ld = "-" if r.max_loading_percent is None else f"{r.max_loading_percent:9.1f}"
+            click.echo(
+                f"{r.t:7d} {'yes':>9s} {r.vm_min_pu:7.3f} {r.vm_max_pu:7.3f} {ld:>9s}"
+                f"{'' if r.in_range else '  out of range'}"
+            )
+        rate = sm["convergence_rate"]
+
+        def fmt(v: float | None, spec: str) -> str:
+            return "-" if v is None else format(v, spec)
+
+        click.echo(
+            f"converged {sm['converged']}/{sm['sampled']} ({100 * (rate or 0):.0f}%); "
+            f"within {VM_RANGE_PU[0]}-{VM_RANGE_PU[1]} p.u. and 100% loading: {sm['in_range']}; "
+            f"voltage {fmt(sm['vm_min_pu'], '.3f')}-{fmt(sm['vm_max_pu'], '.3f')} p.u.; "
+            f"largest loading {fmt(sm['max_loading_percent'], '.1f')}%"
+        )
+        click.echo("(a realism indicator, not a theorem: DC feasibility is what T3 guarantees)")
+    if strict and rep.n_in_range < len(rep.results):
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 @app.command("verify")

@@ -18,6 +18,13 @@ Conventions (``Convention``)
     ignored (as PowerModels' ``DCPPowerModel``); angle-difference limits ``angmin``/``angmax``
     are enforced.
 
+pandapower networks as users bring them
+---------------------------------------
+A pandapower network is converted element by element (:func:`map_pandapower_elements`); every
+element kind present is recorded with what it became in ``NetworkData.elements`` (and in the
+``dcopf`` JSON and a run's manifest). Elements the DC model cannot represent are named in one
+:class:`NetworkMappingWarning` line. See ``docs/networks.md``.
+
 No Pyomo here (import rule); a solver is never needed to build or validate a network.
 """
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +53,28 @@ UNBOUNDED_FLOW_MW = 1e6
 
 #: Directory of case files shipped with the project (see ``data/README.md``).
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+#: Default merit order ($/MWh, linear) for pandapower elements that carry no cost data
+#: (``poly_cost``/``pwl_cost`` empty for the element): renewables first, then conventional
+#: generators, then imports through external grids. Ties within a kind are left to the solver.
+DEFAULT_COST_RENEWABLE = 0.0
+DEFAULT_COST_GEN = 50.0
+DEFAULT_COST_IMPORT = 100.0
+
+#: pandapower element tables the DC model does not represent: set out of service on
+#: conversion and named in one :class:`NetworkMappingWarning` line.
+UNSUPPORTED_PANDAPOWER = (
+    "storage",
+    "dcline",
+    "xward",
+    "svc",
+    "ssc",
+    "tcsc",
+    "vsc",
+    "line_dc",
+    "asymmetric_load",
+    "asymmetric_sgen",
+)
 
 #: pandapower network constructors offered as built-in cases (all offline).
 PANDAPOWER_CASES: tuple[str, ...] = (
@@ -75,7 +105,35 @@ PANDAPOWER_CASES: tuple[str, ...] = (
     "GBnetwork",
     "GBreducednetwork",
     "iceland",
+    "case_illinois200",
 )
+
+
+class NetworkMappingWarning(UserWarning):
+    """Elements of a user's network that the DC model does not represent (one line)."""
+
+
+@dataclass(frozen=True)
+class ElementMapping:
+    """What one kind of pandapower element became in the DC model.
+
+    Attributes
+    ----------
+    kind : str
+        pandapower table name (``sgen``, ``ext_grid``, ...).
+    count : int
+        In-service elements of that kind in the source network.
+    became : str
+        What they became (one phrase, with the defaults used).
+    """
+
+    kind: str
+    count: int
+    became: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form ``{"kind", "count", "became"}``."""
+        return {"kind": self.kind, "count": self.count, "became": self.became}
 
 
 class Convention(enum.StrEnum):
@@ -160,6 +218,13 @@ class NetworkData:
         Row number of the branch in the source case (1-based).
     ratings : RatingInfo
         Where ``branch_rate_mw`` came from.
+    elements : tuple of ElementMapping
+        How each kind of source element was mapped (empty for MATPOWER files).
+    mapping_warning : str
+        The one-line warning naming unsupported elements ("" when none).
+    branch_labels : tuple of str
+        Source element of each case branch row (``"line 665, pandapower buses 1646-1650"``), by
+        ``branch_ids - 1``; empty for MATPOWER files.
     """
 
     name: str
@@ -188,6 +253,9 @@ class NetworkData:
     branch_angmax_rad: np.ndarray
     branch_ids: np.ndarray
     ratings: RatingInfo = field(default_factory=lambda: RatingInfo("none"))
+    elements: tuple[ElementMapping, ...] = ()
+    mapping_warning: str = ""
+    branch_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -413,6 +481,8 @@ class NetworkData:
             "ratings": self.ratings.describe(),
             "demand_mw": float(self.node_demand_mw.sum()),
             "capacity_mw": float(self.gen_pmax_mw.sum()),
+            "elements": [e.as_dict() for e in self.elements],
+            "mapping_warning": self.mapping_warning,
         }
 
 
@@ -451,6 +521,9 @@ class RawCase:
     gen: np.ndarray
     branch: np.ndarray
     gencost: np.ndarray | None
+    elements: tuple[ElementMapping, ...] = ()
+    mapping_warning: str = ""
+    branch_labels: tuple[str, ...] = ()
 
 
 def list_cases() -> dict[str, list[str]]:
@@ -519,7 +592,14 @@ def _read_matpower_file(path: Path) -> RawCase:
     return RawCase(path.stem, str(path), base, bus, gen, branch, gencost)
 
 
-def _ppc_to_raw(name: str, source: str, ppc: dict[str, Any]) -> RawCase:
+def _ppc_to_raw(
+    name: str,
+    source: str,
+    ppc: dict[str, Any],
+    elements: tuple[ElementMapping, ...] = (),
+    mapping_warning: str = "",
+    branch_labels: tuple[str, ...] = (),
+) -> RawCase:
     gencost = ppc.get("gencost")
     return RawCase(
         name,
@@ -529,7 +609,240 @@ def _ppc_to_raw(name: str, source: str, ppc: dict[str, Any]) -> RawCase:
         np.asarray(ppc["gen"], dtype=float),
         np.asarray(ppc["branch"], dtype=float).real,
         None if gencost is None else np.asarray(gencost, dtype=float),
+        elements,
+        mapping_warning,
+        branch_labels,
     )
+
+
+def _in_service(table: Any) -> Any:
+    """Rows of a pandapower element table that are in service (all rows if no column)."""
+    if "in_service" in table.columns:
+        return table[table["in_service"].fillna(False).astype(bool)]
+    return table
+
+
+def _has_cost(net: Any, et: str) -> np.ndarray:
+    """Per row of table ``et``: does a ``poly_cost`` or ``pwl_cost`` entry name it?"""
+    idx = net[et].index
+    named: set[Any] = set()
+    for tab in ("poly_cost", "pwl_cost"):
+        if tab in net and len(net[tab]):
+            costs = net[tab]
+            named.update(costs.loc[costs["et"] == et, "element"].tolist())
+    return np.array([i in named for i in idx], dtype=bool)
+
+
+def _bool_column(table: Any, name: str, default: bool) -> np.ndarray:
+    """A boolean column of a pandapower table, ``default`` where absent or missing."""
+    if name not in table.columns:
+        return np.full(len(table), default, dtype=bool)
+    vals = table[name].to_numpy(dtype=object)
+    return np.array([default if v is None or v != v else bool(v) for v in vals], dtype=bool)
+
+
+def _fill_opf_columns(table: Any) -> None:
+    """Reactive limits pandapower's OPF conversion requires of controllable elements.
+
+    They play no part in the DC model; missing ones become ``±max_p_mw``.
+    """
+    pmax = np.abs(_column(table, "max_p_mw"))
+    for col, sign in (("max_q_mvar", 1.0), ("min_q_mvar", -1.0)):
+        q = _column(table, col)
+        table[col] = np.where(np.isfinite(q), q, sign * np.nan_to_num(pmax))
+
+
+def _column(table: Any, name: str) -> np.ndarray:
+    """A float column of a pandapower table, NaN where absent."""
+    if name in table.columns:
+        return table[name].to_numpy(dtype=float, na_value=np.nan)
+    return np.full(len(table), np.nan)
+
+
+def map_pandapower_elements(net: Any) -> tuple[Any, tuple[ElementMapping, ...], list[str]]:
+    """Map a user's pandapower network onto the DC model, element by element.
+
+    The network is copied; the copy is what pandapower's own converter (``to_ppc`` in its
+    OPF mode) then turns into MATPOWER arrays. Elements that carry cost data are left to
+    pandapower's OPF rules, so networks converted from MATPOWER (pandapower's IEEE and PGLib
+    cases, every element costed) convert exactly as before. Elements without cost data get:
+
+    - ``sgen`` (renewables) not ``controllable``: generation available up to ``p_mw *
+      scaling`` (curtailable down to 0), at :data:`DEFAULT_COST_RENEWABLE`. pandapower's
+      converter would make them negative load (not curtailable). Exception: an sgen
+      *declared* ``controllable=False`` in a network that carries cost data (pandapower's
+      MATPOWER-derived cases) stays a fixed injection at ``p_mw``, as pandapower's OPF has it.
+    - ``gen``: dispatchable in ``[min_p_mw, max_p_mw]``; a missing ``max_p_mw`` becomes
+      ``sn_mva`` (else ``p_mw``), a missing ``min_p_mw`` 0; :data:`DEFAULT_COST_GEN`.
+    - ``ext_grid``: an import in ``[min_p_mw, max_p_mw]``; a missing ``max_p_mw`` becomes the
+      network's total load (the grid can supply all of it), a missing ``min_p_mw`` 0 (no
+      export); :data:`DEFAULT_COST_IMPORT`.
+
+    Controllable loads are held at their ``p_mw`` (demand is what FP-AMM allocates). Tables
+    in :data:`UNSUPPORTED_PANDAPOWER` are set out of service and returned by name.
+
+    Parameters
+    ----------
+    net : pandapowerNet
+        The network as the user brings it (not modified).
+
+    Returns
+    -------
+    mapped : pandapowerNet
+        The prepared copy.
+    elements : tuple of ElementMapping
+        Each element kind present, its in-service count and what it became.
+    unsupported : list of str
+        ``"<count> <kind>"`` for each unsupported kind present (empty when none).
+    """
+    import pandapower as pp
+
+    net = copy_net(net)
+    out: list[ElementMapping] = []
+
+    def rec(kind: str, became: str) -> None:
+        n = len(_in_service(net[kind])) if kind in net else 0
+        if n:
+            out.append(ElementMapping(kind, n, became))
+
+    costed_net = bool(len(net.poly_cost) if "poly_cost" in net else 0) or bool(
+        len(net.pwl_cost) if "pwl_cost" in net else 0
+    )
+    load = _in_service(net.load)
+    total_load = float((load["p_mw"] * load.get("scaling", 1.0)).clip(lower=0).sum())
+    rec("bus", "bus (out-of-service buses dropped)")
+    for kind in ("line", "trafo", "trafo3w", "impedance"):
+        became = "branch (DC series reactance, pandapower's converter)"
+        if kind != "impedance" and kind in net and len(net[kind]):
+            # pandapower's OPF conversion rates a branch at max_loading_percent of its rated
+            # current (lines) or power (transformers) and leaves it unrated without one.
+            mlp = _column(net[kind], "max_loading_percent")
+            miss = ~np.isfinite(mlp)
+            if miss.any():
+                net[kind]["max_loading_percent"] = np.where(miss, 100.0, mlp)
+                became += f"; {int(miss.sum())} without max_loading_percent: rated at 100%"
+        rec(kind, became)
+    n_switch = len(net.switch) if "switch" in net else 0
+    if n_switch:
+        out.append(
+            ElementMapping("switch", n_switch, "topology: closed bus-bus switches fuse buses")
+        )
+    if _bool_column(net.load, "controllable", False).any():
+        net.load["controllable"] = False
+        rec("load", "demand held at p_mw (controllable loads treated as fixed demand)")
+    else:
+        rec("load", "demand at its bus (allocatable node demand)")
+    for kind in ("motor", "ward"):
+        rec(kind, "load at its bus and shunt (pandapower's converter)")
+    if "shunt" in net and len(_in_service(net.shunt)):
+        sh = _in_service(net.shunt)
+        p_sh = np.abs(_column(sh, "p_mw")) > 0
+        became = (
+            f"fixed withdrawal p_mw at 1 p.u. ({int(p_sh.sum())} with active power); "
+            "reactive part only in the AC check"
+        )
+        rec("shunt", became)
+
+    # Generators ---------------------------------------------------------------
+    gen = net.gen
+    if len(gen):
+        bare = ~_has_cost(net, "gen")
+        pmax, pmin = _column(gen, "max_p_mw"), _column(gen, "min_p_mw")
+        sn, p = _column(gen, "sn_mva"), _column(gen, "p_mw")
+        fill_max = bare & ~np.isfinite(pmax)
+        default_max = np.where(np.isfinite(sn) & (sn > 0), sn, p)
+        net.gen["max_p_mw"] = np.where(fill_max, default_max, pmax)
+        net.gen["min_p_mw"] = np.where(bare & ~np.isfinite(pmin), 0.0, pmin)
+        if "controllable" in gen.columns:
+            net.gen["controllable"] = _bool_column(gen, "controllable", True)
+        _fill_opf_columns(net.gen)
+        for i in gen.index[bare]:
+            pp.create_poly_cost(net, i, "gen", cp1_eur_per_mw=DEFAULT_COST_GEN)
+        n_bare = int((bare & gen["in_service"].to_numpy(dtype=bool)).sum())
+        became = "dispatchable generation in [min_p_mw, max_p_mw] (non-controllable: at p_mw)"
+        if n_bare:
+            became += (
+                f"; {n_bare} without cost at {DEFAULT_COST_GEN:g} $/MWh"
+                f" ({int(fill_max.sum())} without max_p_mw: sn_mva)"
+            )
+        rec("gen", became)
+
+    sgen = net.sgen
+    if len(sgen):
+        ctrl = _bool_column(sgen, "controllable", False)
+        declared = (
+            ~sgen["controllable"].isna().to_numpy()
+            if "controllable" in sgen.columns
+            else np.zeros(len(sgen), dtype=bool)
+        )
+        scale = _column(sgen, "scaling")
+        p_av = _column(sgen, "p_mw") * np.where(np.isfinite(scale), scale, 1.0)
+        # Declared non-controllable in a costed network (pandapower's MATPOWER cases): kept
+        # as pandapower's OPF keeps them, a fixed injection at p_mw.
+        conv = ~ctrl & (p_av >= 0) & (~declared | (not costed_net))
+        costed = _has_cost(net, "sgen")
+        net.sgen["controllable"] = ctrl | conv
+        net.sgen["max_p_mw"] = np.where(conv, p_av, _column(sgen, "max_p_mw"))
+        net.sgen["min_p_mw"] = np.where(conv, 0.0, _column(sgen, "min_p_mw"))
+        _fill_opf_columns(net.sgen)
+        for i in sgen.index[conv & ~costed]:
+            pp.create_poly_cost(net, i, "sgen", cp1_eur_per_mw=DEFAULT_COST_RENEWABLE)
+        on = sgen["in_service"].to_numpy(dtype=bool)
+        parts = []
+        if (ctrl & on).any():
+            parts.append(f"{int((ctrl & on).sum())} controllable: generation in their limits")
+        if (conv & on).any():
+            parts.append(
+                f"{int((conv & on).sum())} non-controllable: generation available up to "
+                f"p_mw*scaling, curtailable to 0, {DEFAULT_COST_RENEWABLE:g} $/MWh if no cost"
+            )
+        fixed = ~ctrl & ~conv & on
+        if fixed.any():
+            parts.append(
+                f"{int(fixed.sum())} declared non-controllable in a costed network or with "
+                "p_mw < 0: fixed injection at p_mw (pandapower's OPF rule)"
+            )
+        rec("sgen", "; ".join(parts))
+
+    eg = net.ext_grid
+    if len(eg):
+        bare = ~_has_cost(net, "ext_grid")
+        pmax, pmin = _column(eg, "max_p_mw"), _column(eg, "min_p_mw")
+        fill_max = bare & ~np.isfinite(pmax)
+        fill_min = bare & ~np.isfinite(pmin)
+        net.ext_grid["max_p_mw"] = np.where(fill_max, total_load, pmax)
+        net.ext_grid["min_p_mw"] = np.where(fill_min, 0.0, pmin)
+        if "controllable" in eg.columns:
+            net.ext_grid["controllable"] = True
+        _fill_opf_columns(net.ext_grid)
+        for i in eg.index[bare]:
+            pp.create_poly_cost(net, i, "ext_grid", cp1_eur_per_mw=DEFAULT_COST_IMPORT)
+        became = "import in [min_p_mw, max_p_mw]"
+        if bare.any():
+            became += f"; {int(bare.sum())} without cost at {DEFAULT_COST_IMPORT:g} $/MWh"
+        if fill_max.any() or fill_min.any():
+            became += (
+                f"; {int(fill_max.sum())} without max_p_mw: total load {total_load:.1f} MW, "
+                f"{int(fill_min.sum())} without min_p_mw: 0 (no export)"
+            )
+        rec("ext_grid", became)
+
+    unsupported: list[str] = []
+    for kind in UNSUPPORTED_PANDAPOWER:
+        if kind in net and len(net[kind]) and "in_service" in net[kind].columns:
+            n = len(_in_service(net[kind]))
+            if n:
+                unsupported.append(f"{n} {kind}")
+                out.append(ElementMapping(kind, n, "not modelled (set out of service)"))
+                net[kind]["in_service"] = False
+    return net, tuple(out), unsupported
+
+
+def copy_net(net: Any) -> Any:
+    """A deep copy of a pandapower network (the user's object is never modified)."""
+    import copy
+
+    return copy.deepcopy(net)
 
 
 def _net_to_raw(name: str, source: str, net: Any) -> RawCase:
@@ -539,10 +852,79 @@ def _net_to_raw(name: str, source: str, net: Any) -> RawCase:
 
     logging.getLogger("pandapower").setLevel(logging.ERROR)
     try:
-        ppc = to_ppc(net, init="flat")
+        mapped, elements, unsupported = map_pandapower_elements(net)
+    except Exception as exc:
+        raise CaseError(f"pandapower network {source!r} cannot be mapped: {exc}") from None
+    note = ""
+    if unsupported:
+        note = f"network {name!r}: not modelled (set out of service): {', '.join(unsupported)}"
+    try:
+        ppc = to_ppc(mapped, init="flat", check_connectivity=False)
     except Exception as exc:
         raise CaseError(f"pandapower could not convert {source!r}: {exc}") from None
-    return _ppc_to_raw(name, source, ppc)
+    dropped = _dropped_load_mw(mapped, np.asarray(ppc["bus"], dtype=float))
+    if dropped[0]:
+        drop = (
+            f"{dropped[1]:.1f} MW of load on {dropped[0]} in-service buses without any branch "
+            "(pandapower's converter isolates them)"
+        )
+        note = f"{note}; {drop}" if note else f"network {name!r}: {drop}"
+    if note:
+        warnings.warn(note, NetworkMappingWarning, stacklevel=3)
+    labels = _branch_labels(mapped, len(ppc["branch"]))
+    return _ppc_to_raw(name, source, ppc, elements, note, labels)
+
+
+def _branch_labels(net: Any, n_branch: int) -> tuple[str, ...]:
+    """``"<table> <index>, pandapower buses a-b"`` per converted branch row (pandapower's lookup).
+
+    pandapower's converter renumbers buses; the label gives the user's own numbers.
+    """
+    look = getattr(net, "_pd2ppc_lookups", {}).get("branch") or {}
+    labels = [""] * n_branch
+    for table, span in look.items():
+        start, stop = int(span[0]), int(span[1])
+        if table not in net or len(net[table]) == 0:
+            continue
+        idx = net[table].index.tolist()
+        if len(idx) != stop - start:
+            idx = _in_service(net[table]).index.tolist()
+        if len(idx) != stop - start:  # not a one-to-one table: leave unlabelled
+            continue
+        ends = {"line": ("from_bus", "to_bus"), "trafo": ("hv_bus", "lv_bus")}.get(
+            table, ("from_bus", "to_bus")
+        )
+        tab = net[table]
+        for k, el in zip(range(start, min(stop, n_branch)), idx):
+            if ends[0] in tab.columns and ends[1] in tab.columns:
+                a, b = tab.at[el, ends[0]], tab.at[el, ends[1]]
+                labels[k] = f"{table} {el}, pandapower buses {a}-{b}"
+            else:
+                labels[k] = f"{table} {el}"
+    return tuple(labels) if any(labels) else ()
+
+
+def _dropped_load_mw(net: Any, ppc_bus: np.ndarray) -> tuple[int, float]:
+    """In-service buses with in-service load that the converter set out of service (type 4)."""
+    lookup = net._pd2ppc_lookups.get("bus") if hasattr(net, "_pd2ppc_lookups") else None
+    if lookup is None:
+        return 0, 0.0
+    load = _in_service(net.load)
+    p = load["p_mw"].to_numpy(dtype=float) * _column(load, "scaling")
+    p = np.where(np.isfinite(p), p, load["p_mw"].to_numpy(dtype=float))
+    per_bus: dict[int, float] = {}
+    for b, v in zip(load["bus"].to_numpy(dtype=int), p):
+        if v > 0:
+            per_bus[int(b)] = per_bus.get(int(b), 0.0) + float(v)
+    on = set(_in_service(net.bus).index.tolist())
+    n_ppc = ppc_bus.shape[0]
+
+    def isolated(b: int) -> bool:
+        k = int(lookup[b]) if b < len(lookup) else -1
+        return k < 0 or k >= n_ppc or ppc_bus[k, _BUS_TYPE] == 4
+
+    lost = [v for b, v in per_bus.items() if b in on and isolated(b)]
+    return len(lost), float(sum(lost))
 
 
 def _read_pandapower_name(name: str) -> RawCase:
@@ -672,6 +1054,9 @@ def network_from_raw(raw: RawCase, convention: Convention | str) -> NetworkData:
         branch_angmax_rad=angmax,
         branch_ids=(np.flatnonzero(br_ok) + 1).astype(int),
         ratings=RatingInfo("case" if n_lim else "none", n_limited=n_lim),
+        elements=raw.elements,
+        mapping_warning=raw.mapping_warning,
+        branch_labels=raw.branch_labels,
     )
 
 
@@ -819,3 +1204,132 @@ def _islands(n_bus: int, f: np.ndarray, t: np.ndarray) -> np.ndarray:
     adj = sp.coo_matrix((np.ones(f.size), (f, t)), shape=(n_bus, n_bus))
     _, labels = connected_components(adj, directed=False)
     return labels.astype(int)
+
+
+@dataclass(frozen=True)
+class IslandBalance:
+    """Demand and generation limits of one island (connected component) at full service.
+
+    Attributes
+    ----------
+    island : int
+        Component id (``NetworkData.bus_island``).
+    bus_ids : tuple of int
+        External numbers of its buses.
+    demand_mw : float
+        Base node demand plus fixed withdrawal (negative loads and shunts reduce it).
+    pmin_mw, pmax_mw : float
+        Sum of its generators' lower and upper limits.
+    n_gen : int
+        Its in-service generators.
+    """
+
+    island: int
+    bus_ids: tuple[int, ...]
+    demand_mw: float
+    pmin_mw: float
+    pmax_mw: float
+    n_gen: int
+
+    @property
+    def short_mw(self) -> float:
+        """Demand not coverable by the island's generation (MW, 0 when adequate)."""
+        return max(self.demand_mw - self.pmax_mw, 0.0)
+
+    @property
+    def surplus_must_run_mw(self) -> float:
+        """Generation forced above demand by lower limits (MW, 0 when none)."""
+        return max(self.pmin_mw - self.demand_mw, 0.0)
+
+
+def island_balances(
+    net: NetworkData, demand_mw: np.ndarray | None = None, available_mw: np.ndarray | None = None
+) -> list[IslandBalance]:
+    """Per-island demand and generation limits (NumPy; no solver).
+
+    Parameters
+    ----------
+    net : NetworkData
+        The network.
+    demand_mw : (n_node,) array, optional
+        Node demand; default the base demand.
+    available_mw : (n_gen,) array, optional
+        Generator upper limits; default ``gen_pmax_mw``.
+
+    Returns
+    -------
+    list of IslandBalance
+        One per island, in island-id order.
+    """
+    d = net.node_demand_mw if demand_mw is None else np.asarray(demand_mw, dtype=float)
+    g = net.gen_pmax_mw if available_mw is None else np.asarray(available_mw, dtype=float)
+    n_isl = int(net.bus_island.max()) + 1 if net.n_bus else 0
+    dem = np.bincount(net.bus_island[net.node_bus], weights=d, minlength=n_isl)
+    dem = dem + np.bincount(net.bus_island, weights=net.bus_fixed_withdrawal_mw, minlength=n_isl)
+    gi = net.bus_island[net.gen_bus]
+    pmax = np.bincount(gi, weights=g, minlength=n_isl)
+    pmin = np.bincount(gi, weights=net.gen_pmin_mw, minlength=n_isl)
+    ng = np.bincount(gi, minlength=n_isl)
+    return [
+        IslandBalance(
+            island=k,
+            bus_ids=tuple(int(b) for b in net.bus_ids[net.bus_island == k]),
+            demand_mw=float(dem[k]),
+            pmin_mw=float(pmin[k]),
+            pmax_mw=float(pmax[k]),
+            n_gen=int(ng[k]),
+        )
+        for k in range(n_isl)
+    ]
+
+
+def _buses_text(ids: tuple[int, ...], limit: int = 4) -> str:
+    head = ", ".join(str(b) for b in ids[:limit])
+    return f"bus {head}" if len(ids) == 1 else f"buses {head}{', ...' if len(ids) > limit else ''}"
+
+
+def adequacy_reason(
+    net: NetworkData,
+    demand_mw: np.ndarray | None = None,
+    available_mw: np.ndarray | None = None,
+    tol_mw: float = 1e-6,
+) -> str | None:
+    """Why full service is impossible before any branch limit is looked at, or ``None``.
+
+    Names, in one line, the islands with demand but no generator, the islands whose
+    generation is short of demand (by how many MW) and those whose generators' lower limits
+    exceed demand.
+
+    Parameters
+    ----------
+    net : NetworkData
+        The network.
+    demand_mw, available_mw : arrays, optional
+        As in :func:`island_balances`.
+    tol_mw : float
+        Imbalances up to this size are ignored.
+
+    Returns
+    -------
+    str or None
+        ``None`` when every island can balance its demand.
+    """
+    parts: list[str] = []
+    for isl in island_balances(net, demand_mw, available_mw):
+        where = f"island {isl.island} ({len(isl.bus_ids)} buses: {_buses_text(isl.bus_ids)})"
+        if isl.n_gen == 0 and isl.demand_mw > tol_mw:
+            parts.append(f"{where} has {isl.demand_mw:.1f} MW of demand and no generator")
+        elif isl.short_mw > tol_mw:
+            parts.append(
+                f"{where}: generation {isl.pmax_mw:.1f} MW is short of demand "
+                f"{isl.demand_mw:.1f} MW by {isl.short_mw:.1f} MW"
+            )
+        elif isl.surplus_must_run_mw > tol_mw:
+            parts.append(
+                f"{where}: generators' lower limits {isl.pmin_mw:.1f} MW exceed demand "
+                f"{isl.demand_mw:.1f} MW by {isl.surplus_must_run_mw:.1f} MW"
+            )
+    if not parts:
+        return None
+    more = f" (and {len(parts) - 3} more islands)" if len(parts) > 3 else ""
+    return "; ".join(parts[:3]) + more

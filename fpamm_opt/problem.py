@@ -31,6 +31,7 @@ import dataclasses
 import enum
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
@@ -634,3 +635,147 @@ def solve_dcopf(
         extensions=extensions,
     )
     return prob.solve_dcopf()
+
+
+#: Penalty ($ per MW) on load shed in the elastic LP of :func:`explain_infeasible`, against
+#: 1 per MW of branch-limit violation: shedding is a last resort there.
+ELASTIC_SHED_PENALTY = 1e3
+
+
+def explain_infeasible(
+    net: NetworkData,
+    solver: SolverLike | None = None,
+    demand_mw: np.ndarray | None = None,
+    available_mw: np.ndarray | None = None,
+    top: int = 3,
+    tol_mw: float = 1e-4,
+) -> str:
+    """One line a user can act on, saying why the DC-OPF at full service is infeasible.
+
+    First the island balance (:func:`fpamm_opt.network.adequacy_reason`: islands without
+    generation, generation short of demand per island, lower limits above demand). If every
+    island balances, an elastic LP serves all demand with each branch's flow bounds relaxed
+    by violation variables costing 1 per MW (load shed costs :data:`ELASTIC_SHED_PENALTY`
+    per MW) and names the ``top`` branches with the largest violations.
+
+    Parameters
+    ----------
+    net : NetworkData
+        The network.
+    solver : str, SolverSpec or Pyomo solver object, optional
+        For the elastic LP; default HiGHS.
+    demand_mw, available_mw : arrays, optional
+        Node demand and generator upper limits; default the base case.
+    top : int
+        How many branches to name.
+    tol_mw : float
+        Violations up to this size are ignored.
+
+    Returns
+    -------
+    str
+        The reason (never raises on a solver failure: the line says the LP failed).
+    """
+    from fpamm_opt.network import adequacy_reason
+
+    d = net.node_demand_mw if demand_mw is None else np.asarray(demand_mw, dtype=float)
+    g = net.gen_pmax_mw if available_mw is None else np.asarray(available_mw, dtype=float)
+    why = adequacy_reason(net, d, g)
+    if why is not None:
+        return why
+    lo, hi = net.flow_limits_mw()
+    m = pyo.ConcreteModel()
+    m.G = pyo.RangeSet(0, net.n_gen - 1)
+    m.B = pyo.RangeSet(0, net.n_bus - 1)
+    m.L = pyo.RangeSet(0, net.n_branch - 1)
+    m.N = pyo.RangeSet(0, net.n_node - 1)
+    m.pg = pyo.Var(m.G, bounds=lambda _, k: (float(net.gen_pmin_mw[k]), float(g[k])))
+    m.va = pyo.Var(m.B, bounds=(-1e3, 1e3))
+    m.up = pyo.Var(m.L, domain=pyo.NonNegativeReals)
+    m.dn = pyo.Var(m.L, domain=pyo.NonNegativeReals)
+    m.shed = pyo.Var(m.N, bounds=lambda _, k: (0.0, float(np.maximum(d[k], 0.0))))
+    for b in np.flatnonzero(net.bus_ref):
+        m.va[int(b)].fix(0.0)
+    bb = net.base_mva * net.branch_b_pu
+    sf = net.shift_flow_mw
+
+    def flow(mm: pyo.ConcreteModel, k: int) -> Any:
+        return bb[k] * (mm.va[int(net.branch_from[k])] - mm.va[int(net.branch_to[k])]) - sf[k]
+
+    m.f_hi = pyo.Constraint(m.L, rule=lambda mm, k: flow(mm, k) <= float(hi[k]) + mm.up[k])
+    m.f_lo = pyo.Constraint(m.L, rule=lambda mm, k: flow(mm, k) >= float(lo[k]) - mm.dn[k])
+    gens_at: list[list[int]] = [[] for _ in range(net.n_bus)]
+    for k, b in enumerate(net.gen_bus):
+        gens_at[int(b)].append(k)
+    nodes_at: list[list[int]] = [[] for _ in range(net.n_bus)]
+    for k, b in enumerate(net.node_bus):
+        nodes_at[int(b)].append(k)
+    out_of: list[list[int]] = [[] for _ in range(net.n_bus)]
+    into: list[list[int]] = [[] for _ in range(net.n_bus)]
+    for k in range(net.n_branch):
+        out_of[int(net.branch_from[k])].append(k)
+        into[int(net.branch_to[k])].append(k)
+
+    def balance(mm: pyo.ConcreteModel, b: int) -> Any:
+        gen = sum(mm.pg[k] for k in gens_at[b])
+        load = sum(float(d[k]) - mm.shed[k] for k in nodes_at[b])
+        net_out = sum(flow(mm, k) for k in out_of[b]) - sum(flow(mm, k) for k in into[b])
+        lhs = gen - load - net_out
+        fixed = float(net.bus_fixed_withdrawal_mw[b])
+        if isinstance(lhs, (int, float)):  # an isolated bus with nothing on it
+            return pyo.Constraint.Feasible if abs(lhs - fixed) < 1e-9 else pyo.Constraint.Infeasible
+        return lhs == fixed
+
+    m.bal = pyo.Constraint(m.B, rule=balance)
+    m.obj = pyo.Objective(
+        expr=sum(m.up[k] + m.dn[k] for k in m.L)
+        + ELASTIC_SHED_PENALTY * sum(m.shed[k] for k in m.N)
+    )
+    spec = as_solver_spec(solver)
+    try:
+        res = make_solver(m, spec).solve()
+    except Exception as exc:  # a solver that cannot run must not turn a reason into a crash
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        return f"no reason found: the elastic LP could not be solved ({detail})"
+    if res.status is not SolveStatus.OPTIMAL:
+        return f"no reason found: the elastic LP ended {res.termination} {res.message}".strip()
+    viol = np.array([pyo.value(m.up[k]) + pyo.value(m.dn[k]) for k in m.L])
+    shed = np.array([pyo.value(m.shed[k]) for k in m.N]) if net.n_node else np.zeros(0)
+    parts: list[str] = []
+    over = np.flatnonzero(viol > tol_mw)
+    if over.size:
+        order = over[np.argsort(-viol[over])][:top]
+        names = []
+        for k in order:
+            f_b, t_b = net.bus_ids[net.branch_from[k]], net.bus_ids[net.branch_to[k]]
+            limit = float(min(hi[k], -lo[k]))
+            row = int(net.branch_ids[k])
+            label = net.branch_labels[row - 1] if net.branch_labels else ""
+            names.append(
+                f"branch {row} ({label if label else f'{f_b}-{t_b}'}) needs "
+                f"{viol[k]:.1f} MW "
+                f"over its {limit:.1f} MW limit"
+            )
+        parts.append(
+            f"branch limits: {over.size} branches cannot carry the flow at full service "
+            f"({viol[over].sum():.1f} MW of violation in total); largest: " + "; ".join(names)
+        )
+    if shed.sum() > tol_mw:
+        isl = net.bus_island[net.node_bus]
+        by = {int(i): float(shed[isl == i].sum()) for i in np.unique(isl[shed > tol_mw])}
+        parts.append(
+            "load shed even with relaxed branches: "
+            + ", ".join(f"island {i} {v:.1f} MW" for i, v in by.items())
+        )
+    if not parts:
+        qp = (
+            " on the QP of the case's quadratic costs (try a solver with a robust QP, or "
+            "linear costs)"
+            if net.has_quadratic_cost
+            else " (numerical)"
+        )
+        return (
+            "no network reason: an elastic LP serves all demand within every limit, so the "
+            f"case is DC-feasible and the failure is the solver's{qp}"
+        )
+    return "; ".join(parts)
