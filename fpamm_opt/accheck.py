@@ -311,12 +311,12 @@ def ac_check_run(
     ACReport
     """
     from fpamm_opt.io.reader import read_run
-    from fpamm_opt.verify.context import _network_spec
+    from fpamm_opt.verify.context import RunContext
 
     if sample < 1:
         raise RunDirectoryError(f"the AC check needs a sample of at least 1 (got {sample})")
     run = read_run(run_dir)
-    spec = _network_spec(run.manifest)
+    spec = RunContext.from_manifest(run.manifest).network
     if spec is None:
         raise RunDirectoryError(f"run directory {run_dir}: the manifest names no network case")
     logging.getLogger("pandapower").setLevel(logging.ERROR)
