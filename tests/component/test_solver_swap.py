@@ -33,7 +33,11 @@ pytestmark = pytest.mark.component
 REPO = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO / "models" / "ieee14.toml"
 T = 40
-MW_TOL = 1e-4
+#: The max-min rule keeps each bottleneck within the band 1e-6 d + 1e-6 MW of its level
+#: (problem.AllocationProblem.BAND_*), and LP solvers land anywhere in it, which later rounds
+#: can carry: solvers agree to a few bands of IEEE-14's largest load (94 MW: ~1e-4 MW each).
+#: Measured: CBC 1.3e-4 MW from HiGHS once earlier tiers are held exactly (manifest v3).
+MW_TOL = 5 * (1e-6 * 94.2 + 1e-6)
 #: The LP within-tier rule (successive max-min LPs); the shipped spec may use the QP rule.
 LP_RULE = ["mechanism.rule=maxmin"]
 
