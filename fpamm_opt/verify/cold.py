@@ -728,16 +728,8 @@ def leximin_certificate(
     total = None
     if tier_energy == "max":
         total = (mem.astype(float), rep.deliverable_mw - tier_slack_mw(d))
-    feasible, message = False, ""
-    for rel, abs_mw in fix_bands:
-        band = rel * d + abs_mw
-        f_lo = np.where(mem, np.maximum(xs - band, 0.0), lo)
-        f_hi = np.where(mem, np.minimum(xs + band, d), hi)
-        sol = lp.solve(avail, f_lo, np.maximum(f_hi, f_lo), tier_total=total)
-        if sol.ok:
-            feasible, message = True, (f"within {rel:g}·d + {abs_mw:g} MW" if rel else "")
-            break
-        message = f"the stored tier allocation is not in X(t): {sol.message}"
+    _sol, message = _stored_tier_in_x(lp, d, avail, xs, mem, lo, hi, total, fix_bands)
+    feasible = _sol is not None
     pos = np.flatnonzero(mem & (d > 0))
     if pos.size == 0:
         return LeximinCertificate(feasible, 0.0, 0.0, -1, -1, message)
@@ -787,19 +779,35 @@ def qp_certificate(
         # the tier is the last one served: the stored dispatch is a point of its problem
         return _kkt_certificate(lp, d, avail, x_all, stored_p_mw, w, mem, total)
     # The stored tier in X(t) with earlier tiers at their stored values: a dispatch p.
-    p_s: np.ndarray | None = None
+    sol, message = _stored_tier_in_x(lp, d, avail, xs, mem, lo, hi, total, fix_bands)
+    if sol is None:
+        return QPCertificate(False, math.inf, 0.0, 0, 0.0, message)
+    return _kkt_certificate(lp, d, avail, x_all, sol.p_mw, w, mem, total)
+
+
+def _stored_tier_in_x(
+    lp: ColdClearing,
+    d: np.ndarray,
+    avail: np.ndarray,
+    xs: np.ndarray,
+    mem: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    total: tuple[np.ndarray, float] | None,
+    fix_bands: tuple[tuple[float, float], ...],
+) -> tuple[ColdSolve | None, str]:
+    """A dispatch of the stored tier ``mem`` (within the first fixing band that is feasible)
+    with the other loads in ``[lo, hi]``, and a note (the band, or why there is none)."""
+    message = ""
     for rel, abs_mw in fix_bands:
         band = rel * d + abs_mw
         f_lo = np.where(mem, np.maximum(xs - band, 0.0), lo)
         f_hi = np.where(mem, np.minimum(xs + band, d), hi)
         sol = lp.solve(avail, f_lo, np.maximum(f_hi, f_lo), tier_total=total)
         if sol.ok:
-            p_s = sol.p_mw
-            break
-    if p_s is None:
-        return QPCertificate(False, math.inf, 0.0, 0, 0.0, "the stored tier is not in X(t)")
-    x = np.where(mem, xs, np.clip(xs, lo, hi))
-    return _kkt_certificate(lp, d, avail, x, p_s, w, mem, total)
+            return sol, (f"within {rel:g}·d + {abs_mw:g} MW" if rel else "")
+        message = f"the stored tier allocation is not in X(t): {sol.message}"
+    return None, message
 
 
 def _kkt_certificate(
