@@ -589,6 +589,16 @@ def load_spec(path: Path | str, overrides: Iterable[str] = ()) -> RunSpec:
     return RunSpec.from_dict(data, base_dir=p.resolve().parent, source=str(p))
 
 
+def as_spec(spec: RunSpec | str | Path, overrides: Iterable[str] = ()) -> RunSpec:
+    """``spec`` loaded (a TOML path) or taken as is, with ``section.key=value`` overrides."""
+    overrides = tuple(overrides)
+    if isinstance(spec, RunSpec):
+        if not overrides:
+            return spec
+        return RunSpec.from_dict(apply_overrides(spec.to_dict(), overrides), source=spec.source)
+    return load_spec(spec, overrides)
+
+
 def canonical_json(spec: RunSpec) -> str:
     """Canonical JSON of ``spec.to_dict()`` (sorted keys, no whitespace)."""
     return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)

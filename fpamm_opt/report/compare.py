@@ -83,7 +83,7 @@ from fpamm_opt.errors import (
 from fpamm_opt.io.reader import COMPARISON_NAME, is_run_dir, read_manifest, read_table
 from fpamm_opt.mechanism.config import Policy
 from fpamm_opt.report import metrics as mt
-from fpamm_opt.spec import RunSpec, apply_overrides, load_spec, spec_hash
+from fpamm_opt.spec import RunSpec, as_spec, spec_hash
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify import VerificationReport, verify_run
 from fpamm_opt.verify.context import RunContext
@@ -139,15 +139,6 @@ class ComparisonResult:
 
 
 # ------------------------------------------------------------------ spec and policies
-def _as_spec(spec: RunSpec | str | Path, overrides: Iterable[str]) -> RunSpec:
-    overrides = tuple(overrides)
-    if isinstance(spec, RunSpec):
-        if not overrides:
-            return spec
-        return RunSpec.from_dict(apply_overrides(spec.to_dict(), overrides), source=spec.source)
-    return load_spec(spec, overrides)
-
-
 def _check_policies(policies: Sequence[str]) -> tuple[str, ...]:
     known = {p.value for p in Policy}
     out: list[str] = []
@@ -576,7 +567,7 @@ def run_comparison(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise InputError(f"workers must be an integer >= 0, got {workers!r}")
     say = progress or (lambda _msg: None)
-    spec = _as_spec(spec_path_or_spec, overrides)
+    spec = as_spec(spec_path_or_spec, overrides)
     specs = policy_specs(spec, seed, intervals, policies)
     out = Path(out_dir)
     hashes = {p: spec_hash(s) for p, s in specs.items()}

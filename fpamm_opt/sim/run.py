@@ -47,7 +47,7 @@ from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus, keep
 from fpamm_opt.network import NetworkData
 from fpamm_opt.scenario import Scenario
 from fpamm_opt.sim.records import IntervalRecord, TableLayout
-from fpamm_opt.spec import RunSpec, apply_overrides, load_spec, spec_hash
+from fpamm_opt.spec import RunSpec, as_spec, spec_hash
 from fpamm_opt.verify.context import RunContext, RunData
 from fpamm_opt.verify.runner import applicable_checks
 
@@ -504,14 +504,8 @@ class Simulation:
         )
 
 
-def as_run_spec(spec: RunSpec | str | Path, overrides: Iterable[str] = ()) -> RunSpec:
-    """``spec`` loaded (a TOML path) or taken as is, with ``section.key=value`` overrides."""
-    overrides = tuple(overrides)
-    if isinstance(spec, RunSpec):
-        if not overrides:
-            return spec
-        return RunSpec.from_dict(apply_overrides(spec.to_dict(), overrides), source=spec.source)
-    return load_spec(spec, overrides)
+#: ``spec`` loaded (a TOML path) or taken as is, with overrides (:func:`fpamm_opt.spec.as_spec`).
+as_run_spec = as_spec
 
 
 def with_solver(spec: RunSpec, solver: Any = None) -> tuple[RunSpec, Any]:
