@@ -725,9 +725,7 @@ def leximin_certificate(
     ``lo``, ``hi`` are the bounds the replay used (earlier tiers at their stored values,
     later tiers at 0); ``rep`` is the tier's replay (its ``cold_mw`` and ``deliverable_mw``).
     """
-    total = None
-    if tier_energy == "max":
-        total = (mem.astype(float), rep.deliverable_mw - tier_slack_mw(d))
+    total = _certificate_total(d, mem, rep, tier_energy)
     _sol, message = _stored_tier_in_x(lp, d, avail, xs, mem, lo, hi, total, fix_bands)
     feasible = _sol is not None
     pos = np.flatnonzero(mem & (d > 0))
@@ -771,9 +769,7 @@ def qp_certificate(
 ) -> QPCertificate:
     """:class:`QPCertificate` of the stored allocation of the tier ``mem`` (arguments as
     :func:`leximin_certificate`), at the stored generator outputs when given."""
-    total = None
-    if tier_energy == "max":
-        total = (mem.astype(float), rep.deliverable_mw - tier_slack_mw(d))
+    total = _certificate_total(d, mem, rep, tier_energy)
     x_all = np.where(mem, xs, np.clip(xs, lo, hi))
     if stored_p_mw is not None and np.array_equal(x_all, xs):
         # the tier is the last one served: the stored dispatch is a point of its problem
@@ -783,6 +779,16 @@ def qp_certificate(
     if sol is None:
         return QPCertificate(False, math.inf, 0.0, 0, 0.0, message)
     return _kkt_certificate(lp, d, avail, x_all, sol.p_mw, w, mem, total)
+
+
+def _certificate_total(
+    d: np.ndarray, mem: np.ndarray, rep: TierReplay, tier_energy: str
+) -> tuple[np.ndarray, float] | None:
+    """The tier-total row a certificate holds the stored tier to (``tier_energy = max``: at
+    least the replayed deliverable energy less the allocator's slack), else None."""
+    if tier_energy != "max":
+        return None
+    return (mem.astype(float), rep.deliverable_mw - tier_slack_mw(d))
 
 
 def _stored_tier_in_x(
