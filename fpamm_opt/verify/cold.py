@@ -169,7 +169,6 @@ class ColdClearing:
         hessian_served: np.ndarray | None = None,
         level: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         tier_total: tuple[np.ndarray, float] | None = None,
-        flow_margin_mw: np.ndarray | None = None,
         contain: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> ColdSolve:
         """One cold solve over ``X`` with served loads in ``[x_lower, x_upper]``.
@@ -190,8 +189,6 @@ class ColdClearing:
             Add ``λ >= 0`` with cost 1 and rows ``x_i + coef_i λ >= rhs_i`` for ``mask``.
         tier_total : (members, q), optional
             Add ``Σ_{members} x_i >= q``.
-        flow_margin_mw : (n_flow_rows,), optional
-            Widen each branch limit by this much (negative: tighten), MW.
         contain : (p, x), optional
             A stored point that must be feasible: each balance and branch row, and each
             generator bound, is widened just enough to hold it (by at most its violation,
@@ -233,11 +230,6 @@ class ColdClearing:
         if extra:
             a = sp.vstack([a, *extra], format="csr")
         row_lo, row_hi = np.concatenate(r_lo), np.concatenate(r_hi)
-        if flow_margin_mw is not None:
-            f = self.flow_rows
-            row_lo[f] -= flow_margin_mw
-            row_hi[f] += flow_margin_mw
-            row_hi[f] = np.maximum(row_hi[f], row_lo[f])
         if contain is not None:
             p_c, x_c = contain
             act = self.a @ np.r_[p_c, x_c]

@@ -361,30 +361,6 @@ class ColdDCOPF:
             )
         return ColdLPResult(True, float(res.fun), res.x[:ng], res.x[ng:])
 
-    def least_cost(
-        self,
-        price: np.ndarray,
-        available_mw: np.ndarray,
-        demand_mw: np.ndarray,
-        voll: float | None = None,
-    ) -> ColdLPResult:
-        """Least-cost dispatch serving all demand, or with shedding at ``voll`` $/MWh.
-
-        With ``voll`` the objective is ``price · p + voll · Σ (d - x)`` (the constant
-        ``voll · Σ d`` is added back to the reported objective).
-        """
-        pb = np.column_stack([self.p_lower, available_mw])
-        if voll is None:
-            xb = np.column_stack([demand_mw, demand_mw])
-            return self.solve(np.r_[price, np.zeros_like(demand_mw)], pb, xb)
-        xb = np.column_stack([np.zeros_like(demand_mw), demand_mw])
-        sol = self.solve(np.r_[price, -voll * np.ones_like(demand_mw)], pb, xb)
-        if sol.ok:
-            sol = ColdLPResult(
-                True, sol.objective + voll * float(demand_mw.sum()), sol.p_mw, sol.served_mw
-            )
-        return sol
-
     def tier_maximum(
         self,
         available_mw: np.ndarray,
