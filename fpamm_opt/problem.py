@@ -541,9 +541,8 @@ class AllocationProblem:
         d = np.asarray(inp.demand_mw, dtype=float)
         self._base(inp)
         sol, n, secs, how = self.solves.dispatch(kept.lo, kept.hi, d, kept.last_mem, kept.point)
-        extra = widened_note([f"dispatch:{how}"]) if how else ""
-        note = ";".join(n for n in (disp.note, extra, sol.message) if n)
         more = (ClearEvent(ClearEventKind.WIDENED, None, f"dispatch:{how}"),) if how else ()
+        note = ";".join(n for n in (disp.note, *(e.note for e in more), sol.message) if n)
         if sol.status is not SolveStatus.OPTIMAL:
             return self._failed(sol, n, secs, "dispatch")
         return dataclasses.replace(
