@@ -61,9 +61,10 @@ class ClearLedger:
     def tier(self, k: int, pos: int, mem: np.ndarray, session: IntervalSession) -> TierContext:
         """Open tier ``k`` (at ``pos`` in the order): its loads free in the bounds."""
         self.bounds.open(mem)
+        opened = (self.bounds.lo.copy(), self.bounds.hi.copy())
         return TierContext(
             k, pos, mem, self.inp, self.bounds.d, self.w, self.v, self.tol_mw,
-            self.avail_total, self.bounds, self.log, session,
+            self.avail_total, self.bounds, self.log, session, opened=opened,
         )  # fmt: skip
 
     def record(self, ctx: TierContext, out: TierOutcome) -> None:
