@@ -178,3 +178,20 @@ def test_held_tiers_stop_noise_from_an_earlier_tier_reading_as_residual() -> Non
     run = RunData(manifest=run.manifest, tables={**run.tables, "nodes": nodes})
     cold = check_cold_resolve(_with_allocation(run, disp.served_mw, disp.p_gen_mw), sample=EVERY)
     assert cold.passed, cold.detail
+
+
+def test_kkt_certificate_counts_limits_within_the_run_tolerance_as_active() -> None:
+    """Equal weights, seed 13, t = 757: tier 0 is 0.05 MW from the cold re-solve (multipliers
+    of 2.7e5 amplify solver tolerances), and the stored dispatch leaves a limit the tier's
+    own solve bound 5e-6 MW slack; counted as active (within the run's 1e-5 MW feasibility
+    tolerance) the KKT conditions certify the stored tier. Serving its worst node 0.1 MW less
+    still fails."""
+    run, _ = _fixture("seed13_t757_equal_qp")
+    res = check_cold_resolve(run, sample=EVERY)
+    assert res.passed, res.detail
+    assert "certified" in res.detail
+    nodes = run.table("nodes").sort_values("node").copy()
+    nodes.loc[nodes["node"] == 65, "served_mw"] -= 0.1
+    bad = RunData(manifest=run.manifest, tables={**run.tables, "nodes": nodes})
+    res = check_cold_resolve(bad, sample=EVERY)
+    assert not res.passed, res.detail
