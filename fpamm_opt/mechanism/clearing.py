@@ -96,6 +96,7 @@ parsed from its note.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -362,46 +363,100 @@ def clear_interval(
     policy = Policy(policy)
     s = np.asarray(memory, dtype=float)
     node_tier = np.asarray(node_tier, dtype=int)
-    d = np.asarray(inp.demand_mw, dtype=float)
-    total = float(d.sum())
-    tol_mw = cfg.tol * total
-    tier_demand = np.bincount(node_tier, weights=d, minlength=n_tier).astype(float)
-    tr = _Tracker(tier_demand, node_tier, tol_mw)
-    nan = float("nan")
-    ones = np.ones(s.size)
     fpamm_weights = policy is Policy.FPAMM and cfg.weight_form is not WeightForm.EQUAL
-    wmap = WeightMap.build(cfg, s, deficit, node_tier, n_tier, d) if fpamm_weights else None
-    w_start = wmap.start() if wmap is not None else ones
+    wmap = (
+        WeightMap.build(cfg, s, deficit, node_tier, n_tier, inp.demand_mw)
+        if fpamm_weights
+        else None
+    )
+    run = _IntervalClearing(allocator, inp, list(tier_order), cfg, node_tier, n_tier)
+    w_start = wmap.start() if wmap is not None else run.ones
+    if not run.screen_interval() or policy is Policy.LMP:
+        return run.result(run.screen, w_start, [])
+    x = run.clear(w_start)
+    if not x.ok:
+        return run.failed(x, w_start)
+    lam0 = run.tr.record_clear(x)
+    if wmap is None:
+        return run.equal_weights(x, lam0)
+    return run.fixed_point(wmap, x, _coupling(wmap, lam0, cfg))
 
-    begin = getattr(allocator, "begin_interval", None)
-    if callable(begin):  # interval-scoped caches of the allocator: opened here, per interval
-        begin(inp)
-    screen = allocator.screen(inp)
-    tr.account(screen)
-    if screen.ok:
-        deliverable = float(np.sum(screen.served_mw))
-        estimated = False
-        scarce = (total - deliverable) > cfg.scarcity_tol * total
-    else:
-        tr.errors.append(f"error:screen:{screen.status}")
-        deliverable = min(total, float(np.sum(inp.available_mw)))
-        estimated = True
-        scarce = True
+
+class _IntervalClearing:
+    """One interval's clearing: the screen, the clears and the fixed point, with the
+    tracker of their solves and the quantities of the contraction bound."""
+
+    def __init__(
+        self,
+        allocator: Allocator,
+        inp: IntervalInput,
+        tier_order: list[int],
+        cfg: MechanismConfig,
+        node_tier: np.ndarray,
+        n_tier: int,
+    ) -> None:
+        self.allocator, self.inp, self.tier_order, self.cfg = allocator, inp, tier_order, cfg
+        d = np.asarray(inp.demand_mw, dtype=float)
+        self.total = float(d.sum())
+        self.tol_mw = cfg.tol * self.total
+        tier_demand = np.bincount(node_tier, weights=d, minlength=n_tier).astype(float)
+        self.tr = _Tracker(tier_demand, node_tier, self.tol_mw)
+        self.ones = np.ones(d.size)
+        self.defer = callable(getattr(allocator, "complete", None))
+        self.screen: Dispatch
+        self.scarce = True
+        self.deliverable = 0.0
+        self.estimated = False
+
+    def screen_interval(self) -> bool:
+        """Open the interval, solve the screen; True when the interval is scarce."""
+        begin = getattr(self.allocator, "begin_interval", None)
+        if callable(begin):  # interval-scoped caches of the allocator: opened here, per interval
+            begin(self.inp)
+        screen = self.allocator.screen(self.inp)
+        self.screen = screen
+        self.tr.account(screen)
+        if screen.ok:
+            self.deliverable = float(np.sum(screen.served_mw))
+            self.scarce = (self.total - self.deliverable) > self.cfg.scarcity_tol * self.total
+        else:
+            self.tr.errors.append(f"error:screen:{screen.status}")
+            self.deliverable = min(self.total, float(np.sum(self.inp.available_mw)))
+            self.estimated = True
+        return self.scarce
+
+    def clear(self, weights: np.ndarray) -> Dispatch:
+        """One clear with ``weights`` (deferred dispatch when the allocator supports it)."""
+        if self.defer:
+            disp = self.allocator.clear(self.inp, self.tier_order, weights, dispatch=False)  # type: ignore[call-arg]
+        else:
+            disp = self.allocator.clear(self.inp, self.tier_order, weights)
+        self.tr.account(disp)
+        return disp
+
+    def completed(self, disp: Dispatch) -> Dispatch:
+        """The kept allocation with its least-cost dispatch (deferred clears only)."""
+        if not disp.deferred:
+            return disp
+        done = self.allocator.complete(self.inp, disp)  # type: ignore[attr-defined]
+        self.tr.account(done)
+        return done
 
     def result(
+        self,
         dispatch: Dispatch,
         weights: np.ndarray,
         residuals: list[float],
-        q_hat: float = nan,
-        q_bound: float = nan,
+        q_hat: float = math.nan,
+        q_bound: float = math.nan,
         applies: bool = False,
-        gamma: float = nan,
-        lam_max: float = nan,
+        gamma: float = math.nan,
+        lam_max: float = math.nan,
     ) -> ClearingResult:
         return ClearingResult(
-            scarce=bool(scarce),
+            scarce=bool(self.scarce),
             dispatch=dispatch,
-            screen=screen,
+            screen=self.screen,
             weights=np.asarray(weights, dtype=float),
             residuals=np.asarray(residuals, dtype=float),
             q_hat=q_hat,
@@ -409,100 +464,96 @@ def clear_interval(
             q_bound_applies=applies,
             gamma=gamma,
             lambda_max=lam_max,
-            n_solves=tr.n_solves,
-            solve_s=tr.solve_s,
-            status=tr.status(dispatch),
-            events=tr.all_events(dispatch),
-            deliverable_mw=deliverable,
-            deliverable_estimated=estimated,
+            n_solves=self.tr.n_solves,
+            solve_s=self.tr.solve_s,
+            status=self.tr.status(dispatch),
+            events=self.tr.all_events(dispatch),
+            deliverable_mw=self.deliverable,
+            deliverable_estimated=self.estimated,
         )
 
-    if not scarce or policy is Policy.LMP:
-        return result(screen, w_start, [])
+    def failed(self, disp: Dispatch, weights: np.ndarray) -> ClearingResult:
+        """A clear that failed: the screen is the allocation, the error in the status."""
+        self.tr.errors.append(f"error:clear:{disp.status}")
+        return self.result(self.screen, weights, [])
 
-    def failed(disp: Dispatch, last_ok: Dispatch | None, weights: np.ndarray) -> ClearingResult:
-        tr.errors.append(f"error:clear:{disp.status}")
-        return result(last_ok if last_ok is not None else screen, weights, [])
-
-    defer = callable(getattr(allocator, "complete", None))
-
-    def clear(weights: np.ndarray) -> Dispatch:
-        if defer:
-            return allocator.clear(inp, tier_order, weights, dispatch=False)  # type: ignore[call-arg]
-        return allocator.clear(inp, tier_order, weights)
-
-    def completed(disp: Dispatch) -> Dispatch:
-        """The kept allocation with its least-cost dispatch (deferred clears only)."""
-        if not disp.deferred:
-            return disp
-        done = allocator.complete(inp, disp)  # type: ignore[attr-defined]
-        tr.account(done)
-        return done
-
-    x = clear(w_start)
-    tr.account(x)
-    if not x.ok:
-        return failed(x, None, w_start)
-    lam0 = tr.record_clear(x)
-
-    if wmap is None:
-        lam_max = float(np.nanmax(lam0)) if np.any(np.isfinite(lam0)) else nan
-        x = completed(x)
+    def equal_weights(self, x: Dispatch, lam0: np.ndarray) -> ClearingResult:
+        """Equal weights: the operator is constant, ``x^0`` is the answer (residual 0)."""
+        lam_max = _nanmax(lam0)
+        x = self.completed(x)
         if not x.ok:
-            return failed(x, None, ones)
-        return result(x, ones, [0.0], q_bound=0.0, applies=True, gamma=0.0, lam_max=lam_max)
+            return self.failed(x, self.ones)
+        return self.result(
+            x, self.ones, [0.0], q_bound=0.0, applies=True, gamma=0.0, lam_max=lam_max
+        )
 
-    gamma = _coupling(wmap, lam0, cfg)
-
-    residuals: list[float] = []
-    w_final = w_start
-    failure: Dispatch | None = None
-    restarts = 0
-    while True:
-        w = wmap.coupled(x.served_mw, gamma)
-        nxt = clear(w)
-        tr.account(nxt)
-        if not nxt.ok:
-            failure = nxt
-            break
-        if nxt.path_switched and restarts < MAX_RESTARTS_PER_TIER * n_tier:
-            # A tier's solve path changed (paths only move one way, so this happens at most
-            # twice per tier): start again from x^0 so that every recorded iterate comes from
-            # the same operator and the residuals measure its contraction alone.
-            restarts += 1
-            if RESTART_NOTE not in tr.notes:
-                tr.notes.append(RESTART_NOTE)
-            x0 = clear(w_start)
-            tr.account(x0)
-            if not x0.ok:
-                failure = x0
+    def fixed_point(self, wmap: WeightMap, x: Dispatch, gamma: float) -> ClearingResult:
+        """``x^{m+1} = A(w(x^m))`` from ``x^0 = x`` until the residual is within ``tol``."""
+        tr, cfg = self.tr, self.cfg
+        w_start = wmap.start()
+        residuals: list[float] = []
+        w_final = w_start
+        failure: Dispatch | None = None
+        restarts = 0
+        while True:
+            w = wmap.coupled(x.served_mw, gamma)
+            nxt = self.clear(w)
+            if not nxt.ok:
+                failure = nxt
                 break
-            tr.record_clear(x0)
-            x, w_final, residuals = x0, w_start, []
-            continue
-        tr.record_clear(nxt)
-        residuals.append(float(np.abs(nxt.served_mw - x.served_mw).sum()))
-        x, w_final = nxt, w
-        if residuals[-1] <= tol_mw or len(residuals) >= cfg.m_max:
-            break
+            if nxt.path_switched and restarts < MAX_RESTARTS_PER_TIER * tr.tier_demand.size:
+                # A tier's solve path changed (paths only move one way, so this happens at most
+                # twice per tier): start again from x^0 so that every recorded iterate comes from
+                # the same operator and the residuals measure its contraction alone.
+                restarts += 1
+                if RESTART_NOTE not in tr.notes:
+                    tr.notes.append(RESTART_NOTE)
+                x0 = self.clear(w_start)
+                if not x0.ok:
+                    failure = x0
+                    break
+                tr.record_clear(x0)
+                x, w_final, residuals = x0, w_start, []
+                continue
+            tr.record_clear(nxt)
+            residuals.append(float(np.abs(nxt.served_mw - x.served_mw).sum()))
+            x, w_final = nxt, w
+            if residuals[-1] <= self.tol_mw or len(residuals) >= cfg.m_max:
+                break
+        return self._fixed_point_result(wmap, x, w_final, residuals, gamma, failure)
 
-    if tr.any_weighted:
-        q_bound = _q_bound(wmap, gamma, tr.lam_tier, cfg.beta)
-    else:
-        q_bound = 0.0  # every tier fully served or empty: the allocation ignores the weights
-    lam_max = float(np.nanmax(tr.lam_tier)) if np.any(np.isfinite(tr.lam_tier)) else nan
-    if failure is not None:
-        tr.errors.append(f"error:clear:{failure.status}")
-    x = completed(x)
-    if not x.ok:
-        return failed(x, None, w_final)
-    return result(
-        x,
-        w_final,
-        residuals,
-        q_hat=_measured_q(residuals, cfg.residual_floor * total),
-        q_bound=float(q_bound),
-        applies=bool(tr.structural_ok and np.isfinite(q_bound) and failure is None),
-        gamma=float(gamma),
-        lam_max=lam_max,
-    )
+    def _fixed_point_result(
+        self,
+        wmap: WeightMap,
+        x: Dispatch,
+        w_final: np.ndarray,
+        residuals: list[float],
+        gamma: float,
+        failure: Dispatch | None,
+    ) -> ClearingResult:
+        """The kept iterate with its dispatch, ``q̂`` and the bound ``q_bound``."""
+        tr = self.tr
+        if tr.any_weighted:
+            q_bound = _q_bound(wmap, gamma, tr.lam_tier, self.cfg.beta)
+        else:
+            q_bound = 0.0  # every tier fully served or empty: the allocation ignores the weights
+        if failure is not None:
+            tr.errors.append(f"error:clear:{failure.status}")
+        x = self.completed(x)
+        if not x.ok:
+            return self.failed(x, w_final)
+        return self.result(
+            x,
+            w_final,
+            residuals,
+            q_hat=_measured_q(residuals, self.cfg.residual_floor * self.total),
+            q_bound=float(q_bound),
+            applies=bool(tr.structural_ok and np.isfinite(q_bound) and failure is None),
+            gamma=float(gamma),
+            lam_max=_nanmax(tr.lam_tier),
+        )
+
+
+def _nanmax(a: np.ndarray) -> float:
+    """Largest finite entry (nan when there is none)."""
+    return float(np.nanmax(a)) if np.any(np.isfinite(a)) else math.nan
