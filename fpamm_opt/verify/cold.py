@@ -201,6 +201,25 @@ class ColdClearing:
             which T3-feasibility bounds). Earlier tiers fixed exactly at their stored values
             then never make the problem infeasible by solver tolerances.
         """
+        prob = self._problem(
+            available_mw, x_lower, x_upper, cost_served, cost_gen, level, tier_total
+        )
+        if contain is not None:
+            prob.contain(self.a, *contain)
+        hess = None if hessian_served is None else np.asarray(hessian_served, dtype=float)
+        return self._run(prob, hess)
+
+    def _problem(
+        self,
+        available_mw: np.ndarray,
+        x_lower: np.ndarray,
+        x_upper: np.ndarray,
+        cost_served: np.ndarray | None,
+        cost_gen: np.ndarray | None,
+        level: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        tier_total: tuple[np.ndarray, float] | None,
+    ) -> _ColdProblem:
+        """Columns ``(p, x[, λ])``, the network rows, then the level and tier-total rows."""
         ng, nn = self.n_gen, self.n_node
         n_col = ng + nn + (1 if level is not None else 0)
         cost = np.zeros(n_col)
@@ -235,72 +254,99 @@ class ColdClearing:
             r_hi.append(np.array([_INF]))
         if extra:
             a = sp.vstack([a, *extra], format="csr")
-        row_lo, row_hi = np.concatenate(r_lo), np.concatenate(r_hi)
-        if contain is not None:
-            p_c, x_c = contain
-            act = self.a @ np.r_[p_c, x_c]
-            nb = self.a.shape[0]
-            row_lo[:nb] = np.minimum(row_lo[:nb], act)
-            row_hi[:nb] = np.maximum(row_hi[:nb], act)
-            col_lo[:ng] = np.minimum(col_lo[:ng], p_c)
-            col_hi[:ng] = np.maximum(col_hi[:ng], p_c)
-        first_level_row = self.a.shape[0]
+        return _ColdProblem(
+            ng, nn, cost, col_lo, col_hi, a, np.concatenate(r_lo), np.concatenate(r_hi),
+            level is not None, level_rows, self.a.shape[0],
+        )  # fmt: skip
 
+    def _run(self, prob: _ColdProblem, hessian_served: np.ndarray | None) -> ColdSolve:
+        """Solve ``prob`` on a fresh HiGHS instance per attempt (:func:`_attempts`)."""
         message = ""
         for opts in _attempts(hessian_served is not None):
-            h = _HighsClass()
-            limits = {"time_limit": SOLVE_TIME_LIMIT_S}
-            if hessian_served is not None:
-                # HiGHS's active-set QP solver can cycle; its default limit is effectively
-                # infinite (the run's fast path caps it the same way).
-                limits["qp_iteration_limit"] = max(1000, 10 * (n_col + a.shape[0]))
-            for key, value in {"output_flag": False, "threads": 1, **limits, **opts}.items():
-                h.setOptionValue(key, value)
-            h.addCols(
-                n_col,
-                cost,
-                col_lo,
-                col_hi,
-                0,
-                np.zeros(0, dtype=np.int32),
-                np.zeros(0, dtype=np.int32),
-                np.zeros(0),
-            )
-            h.addRows(
-                a.shape[0],
-                row_lo,
-                row_hi,
-                int(a.nnz),
-                a.indptr[:-1].astype(np.int32),
-                a.indices.astype(np.int32),
-                a.data.astype(float),
-            )
-            h.changeObjectiveSense(highspy.ObjSense.kMinimize)
-            if hessian_served is not None:
-                _pass_diagonal_hessian(h, n_col, ng, np.asarray(hessian_served, dtype=float))
+            h = prob.highs(opts, hessian_served)
             h.run()
             ms = h.getModelStatus()
             if ms != _MS.kOptimal:
                 message = h.modelStatusToString(ms)
                 continue
-            sol = h.getSolution()
-            x = np.asarray(sol.col_value)
-            duals = None
-            if level is not None and sol.dual_valid:
-                y = np.asarray(sol.row_dual)
-                duals = np.zeros(nn)
-                duals[level_rows] = y[first_level_row : first_level_row + level_rows.size]
             tag = " ".join(f"{k}={v}" for k, v in opts.items() if _DEFAULTS.get(k) != v)
-            return ColdSolve(
-                True,
-                x[:ng].copy(),
-                x[ng : ng + nn].copy(),
-                float(x[-1]) if level is not None else math.nan,
-                duals,
-                float(h.getInfo().objective_function_value),
-                tag,
-            )
-        return ColdSolve(False, np.full(ng, np.nan), np.full(nn, np.nan), message=message)
+            return prob.solution(h, tag)
+        nan_p, nan_x = np.full(prob.ng, np.nan), np.full(prob.nn, np.nan)
+        return ColdSolve(False, nan_p, nan_x, message=message)
+
+
+@dataclass(eq=False)
+class _ColdProblem:
+    """One cold problem's arrays (columns ``(p, x[, λ])``, CSR rows) as HiGHS takes them."""
+
+    ng: int
+    nn: int
+    cost: np.ndarray
+    col_lo: np.ndarray
+    col_hi: np.ndarray
+    a: sp.csr_matrix
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    has_level: bool
+    level_rows: np.ndarray
+    first_level_row: int
+
+    def contain(self, net_rows: sp.csr_matrix, p_c: np.ndarray, x_c: np.ndarray) -> None:
+        """Widen the network rows and generator bounds just enough to hold ``(p_c, x_c)``."""
+        act = net_rows @ np.r_[p_c, x_c]
+        nb, ng = net_rows.shape[0], self.ng
+        self.row_lo[:nb] = np.minimum(self.row_lo[:nb], act)
+        self.row_hi[:nb] = np.maximum(self.row_hi[:nb], act)
+        self.col_lo[:ng] = np.minimum(self.col_lo[:ng], p_c)
+        self.col_hi[:ng] = np.maximum(self.col_hi[:ng], p_c)
+
+    def highs(self, opts: dict[str, Any], hessian_served: np.ndarray | None) -> Any:
+        """A fresh HiGHS instance holding the problem, with options ``opts``."""
+        h = _HighsClass()
+        n_col, a = self.cost.size, self.a
+        limits: dict[str, Any] = {"time_limit": SOLVE_TIME_LIMIT_S}
+        if hessian_served is not None:
+            # HiGHS's active-set QP solver can cycle; its default limit is effectively
+            # infinite (the run's fast path caps it the same way).
+            limits["qp_iteration_limit"] = max(1000, 10 * (n_col + a.shape[0]))
+        for key, value in {"output_flag": False, "threads": 1, **limits, **opts}.items():
+            h.setOptionValue(key, value)
+        none_i, none_f = np.zeros(0, dtype=np.int32), np.zeros(0)
+        h.addCols(n_col, self.cost, self.col_lo, self.col_hi, 0, none_i, none_i, none_f)
+        h.addRows(
+            a.shape[0],
+            self.row_lo,
+            self.row_hi,
+            int(a.nnz),
+            a.indptr[:-1].astype(np.int32),
+            a.indices.astype(np.int32),
+            a.data.astype(float),
+        )
+        h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+        if hessian_served is not None:
+            _pass_diagonal_hessian(h, n_col, self.ng, hessian_served)
+        return h
+
+    def solution(self, h: Any, tag: str) -> ColdSolve:
+        """The optimal point of ``h`` (level-row duals when there is a level)."""
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value)
+        ng, nn = self.ng, self.nn
+        duals = None
+        if self.has_level and sol.dual_valid:
+            y = np.asarray(sol.row_dual)
+            duals = np.zeros(nn)
+            k = self.level_rows.size
+            duals[self.level_rows] = y[self.first_level_row : self.first_level_row + k]
+        return ColdSolve(
+            True,
+            x[:ng].copy(),
+            x[ng : ng + nn].copy(),
+            float(x[-1]) if self.has_level else math.nan,
+            duals,
+            float(h.getInfo().objective_function_value),
+            tag,
+        )
 
 
 #: The options the first attempt sets (a retry's message names what it changed).
@@ -829,30 +875,11 @@ def _kkt_certificate(
     tier_cols = np.flatnonzero(mem & (d > 0))
     cols = np.r_[np.arange(ng), ng + tier_cols]  # the problem's free columns
     z = np.r_[p, x]
-    jac = lp.a.tocsc()[:, cols]  # rows: island balances, then branch limits
     act = lp.a @ z
     n_bal = lp.flow_rows[0] if lp.flow_rows.size else lp.a.shape[0]
-    # The point must lie in the tier problem's set (within the run's feasibility tolerance).
-    feas_row = KKT_FEAS_REL * np.r_[np.full(n_bal, float(d.sum())), lp.flow_rating_mw]
-    feas_row += KKT_FEAS_ABS_MW
-    off = float(np.max(np.r_[lp.row_lo - act, act - lp.row_hi] - np.r_[feas_row, feas_row]))
-    out_of_box = max(
-        float(np.max(lp.p_lower - p - KKT_FEAS_ABS_MW, initial=-1.0)),
-        float(np.max(p - avail - KKT_FEAS_ABS_MW, initial=-1.0)),
-    )
-    short = -1.0
-    if total is not None:
-        short = total[1] - float(np.sum(x[total[0] > 0])) - KKT_FEAS_ABS_MW
-    if max(off, out_of_box, short) > 0.0:
-        what = "its tier total is below the deliverable maximum" if short > 0 else "X(t)"
-        return QPCertificate(
-            False,
-            math.inf,
-            0.0,
-            0,
-            0.0,
-            f"the stored point is not in {what} (by {max(off, out_of_box, short):.3g} MW)",
-        )
+    outside = _outside_x(lp, d, avail, x, p, act, n_bal, total)
+    if outside:
+        return QPCertificate(False, math.inf, 0.0, 0, 0.0, outside)
     tol_row = KKT_ACTIVE_REL * np.r_[np.zeros(n_bal), lp.flow_rating_mw] + KKT_ACTIVE_ABS
     # multiplier sign per row: equality rows free; a branch row >= 0 at its upper limit,
     # <= 0 at its lower limit, 0 when inactive
@@ -863,51 +890,84 @@ def _kkt_certificate(
     lower = np.r_[lp.p_lower, np.zeros(tier_cols.size)]
     upper = np.r_[avail, d[tier_cols]]
     zc = z[cols]
-    size = np.maximum(np.abs(upper), 1.0)
-    tol_b = KKT_ACTIVE_REL * size + KKT_ACTIVE_ABS
+    tol_b = KKT_ACTIVE_REL * np.maximum(np.abs(upper), 1.0) + KKT_ACTIVE_ABS
     nu_lo = np.where(zc <= lower + tol_b, -np.inf, 0.0)
     nu_hi = np.where(zc >= upper - tol_b, np.inf, 0.0)
     # gradient of f = Σ (w/d) x²/2 - w x over the tier columns (0 for generators)
     grad = np.r_[np.zeros(ng), w[tier_cols] / d[tier_cols] * x[tier_cols] - w[tier_cols]]
-    extra = []
+    extra: list[tuple[np.ndarray, float]] = []
     if total is not None:  # Σ_tier x >= Q - tol: a multiplier <= 0 when active
         row = np.r_[np.zeros(ng), np.ones(tier_cols.size)]
         active = float(x[tier_cols].sum()) <= total[1] + KKT_ACTIVE_ABS * max(total[1], 1.0)
         extra.append((row, -np.inf if active else 0.0))
-    n_row, n_col = jac.shape[0], cols.size
+    jac = lp.a.tocsc()[:, cols]  # rows: island balances, then branch limits
+    res = _min_stationarity(jac, grad, (y_lo, y_hi), (nu_lo, nu_hi), extra)
+    tol_res = KKT_RESIDUAL_REL * float(np.max(w[tier_cols], initial=1.0))
+    n_active = int(np.sum((y_lo[n_bal:] < 0) | (y_hi[n_bal:] > 0)))
+    if res.status != 0 or res.x is None:
+        return QPCertificate(True, math.inf, tol_res, n_active, 0.0, str(res.message))
+    y_flow = res.x[n_bal : jac.shape[0]]
+    return QPCertificate(
+        True, float(res.x[-1]), tol_res, n_active, float(np.max(np.abs(y_flow), initial=0.0))
+    )
+
+
+def _outside_x(
+    lp: ColdClearing,
+    d: np.ndarray,
+    avail: np.ndarray,
+    x: np.ndarray,
+    p: np.ndarray,
+    act: np.ndarray,
+    n_bal: int,
+    total: tuple[np.ndarray, float] | None,
+) -> str:
+    """Why ``(p, x)`` is not in the tier problem's set within the run's feasibility
+    tolerance (``""`` when it is)."""
+    feas_row = KKT_FEAS_REL * np.r_[np.full(n_bal, float(d.sum())), lp.flow_rating_mw]
+    feas_row += KKT_FEAS_ABS_MW
+    off = float(np.max(np.r_[lp.row_lo - act, act - lp.row_hi] - np.r_[feas_row, feas_row]))
+    out_of_box = max(
+        float(np.max(lp.p_lower - p - KKT_FEAS_ABS_MW, initial=-1.0)),
+        float(np.max(p - avail - KKT_FEAS_ABS_MW, initial=-1.0)),
+    )
+    short = -1.0
+    if total is not None:
+        short = total[1] - float(np.sum(x[total[0] > 0])) - KKT_FEAS_ABS_MW
+    worst = max(off, out_of_box, short)
+    if worst <= 0.0:
+        return ""
+    what = "its tier total is below the deliverable maximum" if short > 0 else "X(t)"
+    return f"the stored point is not in {what} (by {worst:.3g} MW)"
+
+
+def _min_stationarity(
+    jac: sp.csc_matrix,
+    grad: np.ndarray,
+    y_bounds: tuple[np.ndarray, np.ndarray],
+    nu_bounds: tuple[np.ndarray, np.ndarray],
+    extra: list[tuple[np.ndarray, float]],
+) -> Any:
+    """``min r`` over multipliers ``(y, ν, e)`` in their sign bounds subject to
+    ``-r <= grad + Jᵀy + ν + Σ e·row <= r`` (scipy's ``linprog`` result; ``x[-1] = r``)."""
+    n_row, n_col = jac.shape
     n_extra = len(extra)
-    # LP variables: y (n_row), ν (n_col), extra multipliers, r >= 0; minimise r subject to
-    # -r <= grad + Jᵀy + ν + Σ e·row <= r.
-    jt = jac.T.tocsr()
-    eye = sp.identity(n_col, format="csr")
-    blocks = [jt, eye]
+    blocks = [jac.T.tocsr(), sp.identity(n_col, format="csr")]
     if extra:
         blocks.append(sp.csr_matrix(np.column_stack([e[0] for e in extra])))
     core = sp.hstack(blocks, format="csr")
     ones = sp.csr_matrix(np.ones((n_col, 1)))
     a_ub = sp.vstack([sp.hstack([core, -ones]), sp.hstack([-core, -ones])], format="csr")
     b_ub = np.r_[-grad, grad]
-    var_lo = np.r_[y_lo, nu_lo, [e[1] for e in extra], 0.0]
-    var_hi = np.r_[y_hi, nu_hi, np.zeros(n_extra), np.inf]
+    var_lo = np.r_[y_bounds[0], nu_bounds[0], [e[1] for e in extra], 0.0]
+    var_hi = np.r_[y_bounds[1], nu_bounds[1], np.zeros(n_extra), np.inf]
     bounds = [
         (float(a) if math.isfinite(a) else None, float(b) if math.isfinite(b) else None)
         for a, b in zip(var_lo, var_hi)
     ]
     cost = np.zeros(n_row + n_col + n_extra + 1)
     cost[-1] = 1.0
-    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
-    tol_res = KKT_RESIDUAL_REL * float(np.max(w[tier_cols], initial=1.0))
-    n_active = int(np.sum((y_lo[n_bal:] < 0) | (y_hi[n_bal:] > 0)))
-    if res.status != 0 or res.x is None:
-        return QPCertificate(True, math.inf, tol_res, n_active, 0.0, str(res.message))
-    y_flow = res.x[n_bal:n_row]
-    return QPCertificate(
-        True,
-        float(res.x[-1]),
-        tol_res,
-        n_active,
-        float(np.max(np.abs(y_flow), initial=0.0)),
-    )
+    return linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
 
 
 def _leximin(
