@@ -28,10 +28,11 @@ One step
 Held intervals have no screen: ``scarce`` then means "the held allocation sheds more than
 ``scarcity_tol * sum d``", the AMM price uses the copper-plate estimate
 ``S = min(D, sum available)`` (``deliverable_estimated = True``), ``lmp`` is nan and
-``status`` is ``"optimal;held"`` (the held point was verified in ``X(t)``).
+``status`` is ``held`` (the held point was verified in ``X(t)``; a failed audit adds an
+``audit-failed`` event).
 
-``status`` follows :mod:`~fpamm_opt.mechanism.clearing`: it starts with ``optimal`` exactly
-when the applied allocation is a verified point of ``X(t)``.
+``status`` is an :class:`~fpamm_opt.mechanism.types.IntervalStatus` (a fixed vocabulary) and
+``events`` says what happened in detail (:class:`~fpamm_opt.mechanism.types.ClearEvent`).
 
 A step is atomic: if no usable allocation is found it raises
 :class:`~fpamm_opt.errors.SolverError` and leaves every state (memory, deficit, cumulative
@@ -53,7 +54,14 @@ from fpamm_opt.mechanism.memory import shortfall_ratio, update_memory
 from fpamm_opt.mechanism.price import amm_price
 from fpamm_opt.mechanism.priority import plackett_luce
 from fpamm_opt.mechanism.trigger import HoldChecker, TriggerState, served_ratio, trigger_vector
-from fpamm_opt.mechanism.types import Allocator, ClearEvent, Dispatch, IntervalInput
+from fpamm_opt.mechanism.types import (
+    Allocator,
+    ClearEvent,
+    ClearEventKind,
+    Dispatch,
+    IntervalInput,
+    IntervalStatus,
+)
 from fpamm_opt.mechanism.weights import deficit_level
 from fpamm_opt.network import NetworkData
 
@@ -100,12 +108,13 @@ class StepRecord:
     lambda_max: float
     n_solves: int
     solve_s: float
-    status: str
+    status: IntervalStatus
     tracking_error: float
     served_ratio_exact: np.ndarray
     audit_n_solves: int
     cost: float
-    #: Typed events of the interval's clears (:attr:`ClearingResult.events`; none when held).
+    #: Typed events of the interval's clears (:attr:`ClearingResult.events`); when held, only
+    #: ``audit-failed`` if the audit found no usable allocation.
     events: tuple[ClearEvent, ...] = ()
 
 
@@ -123,7 +132,7 @@ class _Applied:
     deliverable_mw: float
     estimated: bool
     lmp: np.ndarray
-    status: str
+    status: IntervalStatus
     exact_ratio: np.ndarray
     residuals: np.ndarray = field(default_factory=lambda: np.zeros(0))
     q_hat: float = float("nan")
@@ -338,7 +347,7 @@ class Mechanism:
             lambda_max=res.lambda_max,
             n_solves=res.n_solves,
             solve_s=res.solve_s,
-            status=res.status,
+            status=IntervalStatus.of_clearing(res.ok, res.events),
             events=res.events,
             exact_ratio=np.full(self.net.n_node, np.nan),
         )
@@ -349,7 +358,8 @@ class Mechanism:
         assert trig.tier_order is not None and trig.weights is not None
         order = trig.tier_order.copy()
         total = float(d.sum())
-        status, tracking_error, audit_n_solves = "optimal;held", nan, 0
+        tracking_error, audit_n_solves = nan, 0
+        events: tuple[ClearEvent, ...] = ()
         exact_ratio = np.full(self.net.n_node, nan)
         if cfg.audit_every > 0 and (self.n_held + 1) % cfg.audit_every == 0:
             exact = self._clear(inp, order)
@@ -359,7 +369,7 @@ class Mechanism:
                 r_held = served_ratio(held.served_mw, d)
                 tracking_error = float(np.max(np.abs(r_held - exact_ratio), initial=0.0))
             else:
-                status = "optimal;held;audit_failed"
+                events = (ClearEvent(ClearEventKind.AUDIT_FAILED),)
         return _Applied(
             order=order,
             dispatch=held,
@@ -368,8 +378,9 @@ class Mechanism:
             deliverable_mw=min(total, float(a.sum())),
             estimated=True,
             lmp=np.full(self.net.n_node, nan),
-            status=status,
+            status=IntervalStatus.HELD,
             exact_ratio=exact_ratio,
+            events=events,
             tracking_error=tracking_error,
             audit_n_solves=audit_n_solves,
             executed=False,
