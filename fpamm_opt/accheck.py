@@ -178,6 +178,40 @@ def _ac_net(raw: RawCase, f_hz: float) -> Any:
     return from_ppc(ppc, f_hz=f_hz, validate_conversion=False)
 
 
+def _interval_case(
+    raw: RawCase,
+    net: NetworkData,
+    t: int,
+    p_gen_mw: np.ndarray,
+    served_mw: np.ndarray,
+    gen_available: np.ndarray | None,
+) -> RawCase:
+    """The case with interval ``t``'s stored dispatch and served load (reactive load scaled
+    with it; unavailable generators out of service unless they are an island's reference)."""
+    rows = in_service_gen_rows(raw)
+    if rows.size != net.n_gen or np.shape(p_gen_mw) != (net.n_gen,):
+        raise RunDirectoryError(
+            f"interval {t}: {np.size(p_gen_mw)} stored generators, the case has {rows.size}"
+        )
+    bus = raw.bus.copy()
+    gen = raw.gen.copy()
+    bus_on = np.flatnonzero(bus[:, _BUS_TYPE] != 4)
+    node_rows = bus_on[net.node_bus]
+    base_pd = bus[node_rows, _PD]
+    ratio = np.divide(
+        np.asarray(served_mw, dtype=float), base_pd, out=np.zeros(net.n_node), where=base_pd > 0
+    )
+    bus[node_rows, _PD] = np.asarray(served_mw, dtype=float)
+    bus[node_rows, _QD] = bus[node_rows, _QD] * ratio
+    gen[rows, _PG] = np.asarray(p_gen_mw, dtype=float)
+    ref_ids = set(net.bus_ids[net.bus_ref].tolist())
+    if gen_available is not None:
+        off = ~np.asarray(gen_available, dtype=bool)
+        is_ref = np.array([int(b) in ref_ids for b in gen[rows, _GEN_BUS]], dtype=bool)
+        gen[rows[off & ~is_ref], _GEN_STATUS] = 0
+    return RawCase(raw.name, raw.source, raw.base_mva, bus, gen, raw.branch, None)
+
+
 def ac_check_interval(
     raw: RawCase,
     net: NetworkData,
@@ -213,28 +247,7 @@ def ac_check_interval(
     """
     import pandapower as pp
 
-    rows = in_service_gen_rows(raw)
-    if rows.size != net.n_gen or np.shape(p_gen_mw) != (net.n_gen,):
-        raise RunDirectoryError(
-            f"interval {t}: {np.size(p_gen_mw)} stored generators, the case has {rows.size}"
-        )
-    bus = raw.bus.copy()
-    gen = raw.gen.copy()
-    bus_on = np.flatnonzero(bus[:, _BUS_TYPE] != 4)
-    node_rows = bus_on[net.node_bus]
-    base_pd = bus[node_rows, _PD]
-    ratio = np.divide(
-        np.asarray(served_mw, dtype=float), base_pd, out=np.zeros(net.n_node), where=base_pd > 0
-    )
-    bus[node_rows, _PD] = np.asarray(served_mw, dtype=float)
-    bus[node_rows, _QD] = bus[node_rows, _QD] * ratio
-    gen[rows, _PG] = np.asarray(p_gen_mw, dtype=float)
-    ref_ids = set(net.bus_ids[net.bus_ref].tolist())
-    if gen_available is not None:
-        off = ~np.asarray(gen_available, dtype=bool)
-        is_ref = np.array([int(b) in ref_ids for b in gen[rows, _GEN_BUS]], dtype=bool)
-        gen[rows[off & ~is_ref], _GEN_STATUS] = 0
-    case = RawCase(raw.name, raw.source, raw.base_mva, bus, gen, raw.branch, None)
+    case = _interval_case(raw, net, t, p_gen_mw, served_mw, gen_available)
     try:
         ac = _ac_net(case, f_hz)
     except Exception as exc:

@@ -695,22 +695,41 @@ def map_pandapower_elements(net: Any) -> tuple[Any, tuple[ElementMapping, ...], 
     unsupported : list of str
         ``"<count> <kind>"`` for each unsupported kind present (empty when none).
     """
-    import pandapower as pp
-
     net = copy_net(net)
     out: list[ElementMapping] = []
-
-    def rec(kind: str, became: str) -> None:
-        n = len(_in_service(net[kind])) if kind in net else 0
-        if n:
-            out.append(ElementMapping(kind, n, became))
-
     costed_net = bool(len(net.poly_cost) if "poly_cost" in net else 0) or bool(
         len(net.pwl_cost) if "pwl_cost" in net else 0
     )
     load = _in_service(net.load)
     total_load = float((load["p_mw"] * load.get("scaling", 1.0)).clip(lower=0).sum())
-    rec("bus", "bus (out-of-service buses dropped)")
+    _map_passive(net, out)
+    if len(net.gen):
+        _record(out, net, "gen", _map_gen(net))
+    if len(net.sgen):
+        _record(out, net, "sgen", _map_sgen(net, costed_net))
+    if len(net.ext_grid):
+        _record(out, net, "ext_grid", _map_ext_grid(net, total_load))
+    unsupported: list[str] = []
+    for kind in UNSUPPORTED_PANDAPOWER:
+        if kind in net and len(net[kind]) and "in_service" in net[kind].columns:
+            n = len(_in_service(net[kind]))
+            if n:
+                unsupported.append(f"{n} {kind}")
+                out.append(ElementMapping(kind, n, "not modelled (set out of service)"))
+                net[kind]["in_service"] = False
+    return net, tuple(out), unsupported
+
+
+def _record(out: list[ElementMapping], net: Any, kind: str, became: str) -> None:
+    """Append what ``kind`` became to ``out`` when ``net`` has in-service elements of it."""
+    n = len(_in_service(net[kind])) if kind in net else 0
+    if n:
+        out.append(ElementMapping(kind, n, became))
+
+
+def _map_passive(net: Any, out: list[ElementMapping]) -> None:
+    """Buses, branches, switches, loads and shunts (mutates the copy ``net``)."""
+    _record(out, net, "bus", "bus (out-of-service buses dropped)")
     for kind in ("line", "trafo", "trafo3w", "impedance"):
         became = "branch (DC series reactance, pandapower's converter)"
         if kind != "impedance" and kind in net and len(net[kind]):
@@ -721,7 +740,7 @@ def map_pandapower_elements(net: Any) -> tuple[Any, tuple[ElementMapping, ...], 
             if miss.any():
                 net[kind]["max_loading_percent"] = np.where(miss, 100.0, mlp)
                 became += f"; {int(miss.sum())} without max_loading_percent: rated at 100%"
-        rec(kind, became)
+        _record(out, net, kind, became)
     n_switch = len(net.switch) if "switch" in net else 0
     if n_switch:
         out.append(
@@ -729,11 +748,13 @@ def map_pandapower_elements(net: Any) -> tuple[Any, tuple[ElementMapping, ...], 
         )
     if _bool_column(net.load, "controllable", False).any():
         net.load["controllable"] = False
-        rec("load", "demand held at p_mw (controllable loads treated as fixed demand)")
+        _record(
+            out, net, "load", "demand held at p_mw (controllable loads treated as fixed demand)"
+        )
     else:
-        rec("load", "demand at its bus (allocatable node demand)")
+        _record(out, net, "load", "demand at its bus (allocatable node demand)")
     for kind in ("motor", "ward"):
-        rec(kind, "load at its bus and shunt (pandapower's converter)")
+        _record(out, net, kind, "load at its bus and shunt (pandapower's converter)")
     if "shunt" in net and len(_in_service(net.shunt)):
         sh = _in_service(net.shunt)
         p_sh = np.abs(_column(sh, "p_mw")) > 0
@@ -741,101 +762,102 @@ def map_pandapower_elements(net: Any) -> tuple[Any, tuple[ElementMapping, ...], 
             f"fixed withdrawal p_mw at 1 p.u. ({int(p_sh.sum())} with active power); "
             "reactive part only in the AC check"
         )
-        rec("shunt", became)
+        _record(out, net, "shunt", became)
 
-    # Generators ---------------------------------------------------------------
+
+def _map_gen(net: Any) -> str:
+    """``gen``: dispatchable in its limits, missing ones and costs filled; what it became."""
+    import pandapower as pp
+
     gen = net.gen
-    if len(gen):
-        bare = ~_has_cost(net, "gen")
-        pmax, pmin = _column(gen, "max_p_mw"), _column(gen, "min_p_mw")
-        sn, p = _column(gen, "sn_mva"), _column(gen, "p_mw")
-        fill_max = bare & ~np.isfinite(pmax)
-        default_max = np.where(np.isfinite(sn) & (sn > 0), sn, p)
-        net.gen["max_p_mw"] = np.where(fill_max, default_max, pmax)
-        net.gen["min_p_mw"] = np.where(bare & ~np.isfinite(pmin), 0.0, pmin)
-        if "controllable" in gen.columns:
-            net.gen["controllable"] = _bool_column(gen, "controllable", True)
-        _fill_opf_columns(net.gen)
-        for i in gen.index[bare]:
-            pp.create_poly_cost(net, i, "gen", cp1_eur_per_mw=DEFAULT_COST_GEN)
-        n_bare = int((bare & gen["in_service"].to_numpy(dtype=bool)).sum())
-        became = "dispatchable generation in [min_p_mw, max_p_mw] (non-controllable: at p_mw)"
-        if n_bare:
-            became += (
-                f"; {n_bare} without cost at {DEFAULT_COST_GEN:g} $/MWh"
-                f" ({int(fill_max.sum())} without max_p_mw: sn_mva)"
-            )
-        rec("gen", became)
+    bare = ~_has_cost(net, "gen")
+    pmax, pmin = _column(gen, "max_p_mw"), _column(gen, "min_p_mw")
+    sn, p = _column(gen, "sn_mva"), _column(gen, "p_mw")
+    fill_max = bare & ~np.isfinite(pmax)
+    default_max = np.where(np.isfinite(sn) & (sn > 0), sn, p)
+    net.gen["max_p_mw"] = np.where(fill_max, default_max, pmax)
+    net.gen["min_p_mw"] = np.where(bare & ~np.isfinite(pmin), 0.0, pmin)
+    if "controllable" in gen.columns:
+        net.gen["controllable"] = _bool_column(gen, "controllable", True)
+    _fill_opf_columns(net.gen)
+    for i in gen.index[bare]:
+        pp.create_poly_cost(net, i, "gen", cp1_eur_per_mw=DEFAULT_COST_GEN)
+    n_bare = int((bare & gen["in_service"].to_numpy(dtype=bool)).sum())
+    became = "dispatchable generation in [min_p_mw, max_p_mw] (non-controllable: at p_mw)"
+    if n_bare:
+        became += (
+            f"; {n_bare} without cost at {DEFAULT_COST_GEN:g} $/MWh"
+            f" ({int(fill_max.sum())} without max_p_mw: sn_mva)"
+        )
+    return became
+
+
+def _map_sgen(net: Any, costed_net: bool) -> str:
+    """``sgen``: curtailable renewables unless declared fixed in a costed network."""
+    import pandapower as pp
 
     sgen = net.sgen
-    if len(sgen):
-        ctrl = _bool_column(sgen, "controllable", False)
-        declared = (
-            ~sgen["controllable"].isna().to_numpy()
-            if "controllable" in sgen.columns
-            else np.zeros(len(sgen), dtype=bool)
+    ctrl = _bool_column(sgen, "controllable", False)
+    declared = (
+        ~sgen["controllable"].isna().to_numpy()
+        if "controllable" in sgen.columns
+        else np.zeros(len(sgen), dtype=bool)
+    )
+    scale = _column(sgen, "scaling")
+    p_av = _column(sgen, "p_mw") * np.where(np.isfinite(scale), scale, 1.0)
+    # Declared non-controllable in a costed network (pandapower's MATPOWER cases): kept
+    # as pandapower's OPF keeps them, a fixed injection at p_mw.
+    conv = ~ctrl & (p_av >= 0) & (~declared | (not costed_net))
+    costed = _has_cost(net, "sgen")
+    net.sgen["controllable"] = ctrl | conv
+    net.sgen["max_p_mw"] = np.where(conv, p_av, _column(sgen, "max_p_mw"))
+    net.sgen["min_p_mw"] = np.where(conv, 0.0, _column(sgen, "min_p_mw"))
+    _fill_opf_columns(net.sgen)
+    for i in sgen.index[conv & ~costed]:
+        pp.create_poly_cost(net, i, "sgen", cp1_eur_per_mw=DEFAULT_COST_RENEWABLE)
+    on = sgen["in_service"].to_numpy(dtype=bool)
+    parts = []
+    if (ctrl & on).any():
+        parts.append(f"{int((ctrl & on).sum())} controllable: generation in their limits")
+    if (conv & on).any():
+        parts.append(
+            f"{int((conv & on).sum())} non-controllable: generation available up to "
+            f"p_mw*scaling, curtailable to 0, {DEFAULT_COST_RENEWABLE:g} $/MWh if no cost"
         )
-        scale = _column(sgen, "scaling")
-        p_av = _column(sgen, "p_mw") * np.where(np.isfinite(scale), scale, 1.0)
-        # Declared non-controllable in a costed network (pandapower's MATPOWER cases): kept
-        # as pandapower's OPF keeps them, a fixed injection at p_mw.
-        conv = ~ctrl & (p_av >= 0) & (~declared | (not costed_net))
-        costed = _has_cost(net, "sgen")
-        net.sgen["controllable"] = ctrl | conv
-        net.sgen["max_p_mw"] = np.where(conv, p_av, _column(sgen, "max_p_mw"))
-        net.sgen["min_p_mw"] = np.where(conv, 0.0, _column(sgen, "min_p_mw"))
-        _fill_opf_columns(net.sgen)
-        for i in sgen.index[conv & ~costed]:
-            pp.create_poly_cost(net, i, "sgen", cp1_eur_per_mw=DEFAULT_COST_RENEWABLE)
-        on = sgen["in_service"].to_numpy(dtype=bool)
-        parts = []
-        if (ctrl & on).any():
-            parts.append(f"{int((ctrl & on).sum())} controllable: generation in their limits")
-        if (conv & on).any():
-            parts.append(
-                f"{int((conv & on).sum())} non-controllable: generation available up to "
-                f"p_mw*scaling, curtailable to 0, {DEFAULT_COST_RENEWABLE:g} $/MWh if no cost"
-            )
-        fixed = ~ctrl & ~conv & on
-        if fixed.any():
-            parts.append(
-                f"{int(fixed.sum())} declared non-controllable in a costed network or with "
-                "p_mw < 0: fixed injection at p_mw (pandapower's OPF rule)"
-            )
-        rec("sgen", "; ".join(parts))
+    fixed = ~ctrl & ~conv & on
+    if fixed.any():
+        parts.append(
+            f"{int(fixed.sum())} declared non-controllable in a costed network or with "
+            "p_mw < 0: fixed injection at p_mw (pandapower's OPF rule)"
+        )
+    return "; ".join(parts)
+
+
+def _map_ext_grid(net: Any, total_load: float) -> str:
+    """``ext_grid``: an import up to the total load by default; what it became."""
+    import pandapower as pp
 
     eg = net.ext_grid
-    if len(eg):
-        bare = ~_has_cost(net, "ext_grid")
-        pmax, pmin = _column(eg, "max_p_mw"), _column(eg, "min_p_mw")
-        fill_max = bare & ~np.isfinite(pmax)
-        fill_min = bare & ~np.isfinite(pmin)
-        net.ext_grid["max_p_mw"] = np.where(fill_max, total_load, pmax)
-        net.ext_grid["min_p_mw"] = np.where(fill_min, 0.0, pmin)
-        if "controllable" in eg.columns:
-            net.ext_grid["controllable"] = True
-        _fill_opf_columns(net.ext_grid)
-        for i in eg.index[bare]:
-            pp.create_poly_cost(net, i, "ext_grid", cp1_eur_per_mw=DEFAULT_COST_IMPORT)
-        became = "import in [min_p_mw, max_p_mw]"
-        if bare.any():
-            became += f"; {int(bare.sum())} without cost at {DEFAULT_COST_IMPORT:g} $/MWh"
-        if fill_max.any() or fill_min.any():
-            became += (
-                f"; {int(fill_max.sum())} without max_p_mw: total load {total_load:.1f} MW, "
-                f"{int(fill_min.sum())} without min_p_mw: 0 (no export)"
-            )
-        rec("ext_grid", became)
-
-    unsupported: list[str] = []
-    for kind in UNSUPPORTED_PANDAPOWER:
-        if kind in net and len(net[kind]) and "in_service" in net[kind].columns:
-            n = len(_in_service(net[kind]))
-            if n:
-                unsupported.append(f"{n} {kind}")
-                out.append(ElementMapping(kind, n, "not modelled (set out of service)"))
-                net[kind]["in_service"] = False
-    return net, tuple(out), unsupported
+    bare = ~_has_cost(net, "ext_grid")
+    pmax, pmin = _column(eg, "max_p_mw"), _column(eg, "min_p_mw")
+    fill_max = bare & ~np.isfinite(pmax)
+    fill_min = bare & ~np.isfinite(pmin)
+    net.ext_grid["max_p_mw"] = np.where(fill_max, total_load, pmax)
+    net.ext_grid["min_p_mw"] = np.where(fill_min, 0.0, pmin)
+    if "controllable" in eg.columns:
+        net.ext_grid["controllable"] = True
+    _fill_opf_columns(net.ext_grid)
+    for i in eg.index[bare]:
+        pp.create_poly_cost(net, i, "ext_grid", cp1_eur_per_mw=DEFAULT_COST_IMPORT)
+    became = "import in [min_p_mw, max_p_mw]"
+    if bare.any():
+        became += f"; {int(bare.sum())} without cost at {DEFAULT_COST_IMPORT:g} $/MWh"
+    if fill_max.any() or fill_min.any():
+        became += (
+            f"; {int(fill_max.sum())} without max_p_mw: total load {total_load:.1f} MW, "
+            f"{int(fill_min.sum())} without min_p_mw: 0 (no export)"
+        )
+    return became
 
 
 def copy_net(net: Any) -> Any:

@@ -685,6 +685,23 @@ def explain_infeasible(
     if why is not None:
         return why
     lo, hi = net.flow_limits_mw()
+    m = _elastic_model(net, d, g, lo, hi)
+    spec = as_solver_spec(solver)
+    try:
+        res = make_solver(m, spec).solve()
+    except Exception as exc:  # a solver that cannot run must not turn a reason into a crash
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        return f"no reason found: the elastic LP could not be solved ({detail})"
+    if res.status is not SolveStatus.OPTIMAL:
+        return f"no reason found: the elastic LP ended {res.termination} {res.message}".strip()
+    return _elastic_reason(net, m, lo, hi, top, tol_mw)
+
+
+def _elastic_model(
+    net: NetworkData, d: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> pyo.ConcreteModel:
+    """The elastic LP of :func:`explain_infeasible`: all demand served (shed at a penalty),
+    each branch's flow bounds ``[lo, hi]`` relaxed by violations costing 1 per MW."""
     m = pyo.ConcreteModel()
     m.G = pyo.RangeSet(0, net.n_gen - 1)
     m.B = pyo.RangeSet(0, net.n_bus - 1)
@@ -732,14 +749,18 @@ def explain_infeasible(
         expr=sum(m.up[k] + m.dn[k] for k in m.L)
         + ELASTIC_SHED_PENALTY * sum(m.shed[k] for k in m.N)
     )
-    spec = as_solver_spec(solver)
-    try:
-        res = make_solver(m, spec).solve()
-    except Exception as exc:  # a solver that cannot run must not turn a reason into a crash
-        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
-        return f"no reason found: the elastic LP could not be solved ({detail})"
-    if res.status is not SolveStatus.OPTIMAL:
-        return f"no reason found: the elastic LP ended {res.termination} {res.message}".strip()
+    return m
+
+
+def _elastic_reason(
+    net: NetworkData,
+    m: pyo.ConcreteModel,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    top: int,
+    tol_mw: float,
+) -> str:
+    """The reason :func:`explain_infeasible` reads from the solved elastic LP ``m``."""
     viol = np.array([pyo.value(m.up[k]) + pyo.value(m.dn[k]) for k in m.L])
     shed = np.array([pyo.value(m.shed[k]) for k in m.N]) if net.n_node else np.zeros(0)
     parts: list[str] = []

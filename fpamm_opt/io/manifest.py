@@ -41,10 +41,13 @@ from fpamm_opt.errors import ManifestError
 #: 3: the allocator holds earlier tiers exactly at their allocation (widened only where a solve
 #: calls that infeasible, noted ``widened[...]``), and each QP tier keeps one solve path per
 #: interval (a change restarts the fixed point, noted ``fixed-point-restarted:path-change``).
-MANIFEST_VERSION = 3
+#: 4: ``intervals.status`` is a fixed vocabulary (:class:`~fpamm_opt.mechanism.types.
+#: IntervalStatus`: ``optimal``, ``held``, ``retried``, ``solve-error``); every detail the
+#: earlier ``;``-joined notes carried is a row of the ``events`` table.
+MANIFEST_VERSION = 4
 
 #: Manifest versions :meth:`Manifest.from_dict` reads.
-READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3)
+READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
 
 #: First version whose interval status marks the tiers whose final clear used the max-min
 #: LPs (``final-rule[k]=maxmin``, :data:`~fpamm_opt.mechanism.types.FINAL_RULE_RE`).

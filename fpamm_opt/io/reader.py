@@ -89,6 +89,23 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
     return data
 
 
+def complete_spec_hash(path: Path | str) -> str | None:
+    """The spec hash of the complete run directory ``path``; ``None`` when it is not one.
+
+    The one resume check of batches and comparisons: a run is reused only when this equals
+    the hash of the spec it would be run with. An unreadable manifest, or one whose ``status``
+    is not ``complete``, counts as no run.
+    """
+    if not is_run_dir(path):
+        return None
+    try:
+        man = read_manifest(path)
+    except RunDirectoryError:
+        return None
+    h = man.get("spec_hash")
+    return None if man.get("status") != "complete" or h is None else str(h)
+
+
 def table_path(path: Path | str, name: str) -> Path:
     """Path of table ``name`` in run directory ``path`` (checked to exist)."""
     p = _require_run_dir(path)
@@ -259,6 +276,7 @@ __all__ = [
     "COMPARISON_NAME",
     "DirectoryKind",
     "RunTables",
+    "complete_spec_hash",
     "directory_kind",
     "has_table",
     "is_run_dir",

@@ -59,7 +59,7 @@ INTERVALS = pa.schema(
         pa.field("q_hat", _F),
         pa.field("q_bound", _F),
         pa.field("executed", pa.bool_()),
-        pa.field("status", pa.string()),
+        pa.field("status", pa.string()),  # IntervalStatus: optimal, held, retried, solve-error
         pa.field("solve_s", _F),
         # extra columns (docs/design.md)
         pa.field("q_bound_applies", pa.bool_()),
@@ -120,13 +120,14 @@ ITERATIONS = pa.schema(
 )
 
 #: Typed clear events (:class:`fpamm_opt.mechanism.types.ClearEvent`), one row per
-#: (interval, event): the typed twin of the recoveries noted in ``intervals.status``.
+#: (interval, event): what happened in the interval in detail (``intervals.status`` is one word
+#: of a fixed vocabulary since manifest version 4; before, ``;``-joined notes).
 EVENTS = pa.schema(
     [
         pa.field("t", pa.int64(), nullable=False),
-        pa.field("kind", pa.string()),  # ClearEventKind: qp-fallback, rounds-capped, ...
-        pa.field("tier", pa.int16()),  # null for events of no tier (widened)
-        pa.field("detail", pa.string()),  # termination word, widened solve, or ""
+        pa.field("kind", pa.string()),  # ClearEventKind: qp-fallback, retried, widened, ...
+        pa.field("tier", pa.int16()),  # null for events of no tier (widened, retried, ...)
+        pa.field("detail", pa.string()),  # termination word, solve, retry reason, or ""
     ]
 )
 

@@ -155,9 +155,9 @@ class ClearingResult:
     status : str
         ``"optimal"`` when clean; see the module docstring.
     events : tuple of ClearEvent
-        The typed events of the interval's clears (deduplicated, in order), then a
-        ``FINAL_MAXMIN`` per tier whose QP the final clear replaced by the max-min LPs: the
-        typed twin of the notes and marks in ``status``.
+        ``SOLVE_FAILED`` per failed solve and ``FIXED_POINT_RESTARTED``, the typed events of
+        the interval's clears (deduplicated, in order), then a ``FINAL_MAXMIN`` per tier whose
+        QP the final clear replaced by the max-min LPs: the typed twin of ``status``.
     deliverable_mw : float
         ``S`` of the AMM price: the screen's served total (estimate ``min(D, sum available)``
         when the screen failed, flagged by ``deliverable_estimated``).
@@ -271,8 +271,16 @@ class _Tracker:
         return ";".join([str(final.status), *self.errors, *self.notes, *marks])
 
     def all_events(self, final: Dispatch) -> tuple[ClearEvent, ...]:
-        """The events of every clear of the interval, then the final clear's marks."""
-        return (*self.events, *self.final_marks(final))
+        """The interval's failed solves and restart, the events of every clear of the
+        interval, then the final clear's marks."""
+        failed = [
+            ClearEvent(ClearEventKind.SOLVE_FAILED, None, e.removeprefix("error:"))
+            for e in self.errors
+        ]
+        if RESTART_NOTE in self.notes:
+            restart = RESTART_NOTE.partition(":")[2]
+            failed.append(ClearEvent(ClearEventKind.FIXED_POINT_RESTARTED, None, restart))
+        return (*failed, *self.events, *self.final_marks(final))
 
 
 def _weighted_normaliser(lam: np.ndarray, m: np.ndarray) -> float:

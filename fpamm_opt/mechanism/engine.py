@@ -28,10 +28,11 @@ One step
 Held intervals have no screen: ``scarce`` then means "the held allocation sheds more than
 ``scarcity_tol * sum d``", the AMM price uses the copper-plate estimate
 ``S = min(D, sum available)`` (``deliverable_estimated = True``), ``lmp`` is nan and
-``status`` is ``"optimal;held"`` (the held point was verified in ``X(t)``).
+``status`` is ``held`` (the held point was verified in ``X(t)``; a failed audit adds an
+``audit-failed`` event).
 
-``status`` follows :mod:`~fpamm_opt.mechanism.clearing`: it starts with ``optimal`` exactly
-when the applied allocation is a verified point of ``X(t)``.
+``status`` is an :class:`~fpamm_opt.mechanism.types.IntervalStatus` (a fixed vocabulary) and
+``events`` says what happened in detail (:class:`~fpamm_opt.mechanism.types.ClearEvent`).
 
 A step is atomic: if no usable allocation is found it raises
 :class:`~fpamm_opt.errors.SolverError` and leaves every state (memory, deficit, cumulative
@@ -41,19 +42,26 @@ interval: everything is computed first and committed at the end of the step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fpamm_opt.errors import InputError, SolverError
-from fpamm_opt.mechanism.clearing import clear_interval
+from fpamm_opt.mechanism.clearing import ClearingResult, clear_interval
 from fpamm_opt.mechanism.config import MechanismConfig, Policy, WeightForm
 from fpamm_opt.mechanism.deficit import DeficitState, update_deficit
 from fpamm_opt.mechanism.memory import shortfall_ratio, update_memory
 from fpamm_opt.mechanism.price import amm_price
 from fpamm_opt.mechanism.priority import plackett_luce
 from fpamm_opt.mechanism.trigger import HoldChecker, TriggerState, served_ratio, trigger_vector
-from fpamm_opt.mechanism.types import Allocator, ClearEvent, IntervalInput
+from fpamm_opt.mechanism.types import (
+    Allocator,
+    ClearEvent,
+    ClearEventKind,
+    Dispatch,
+    IntervalInput,
+    IntervalStatus,
+)
 from fpamm_opt.mechanism.weights import deficit_level
 from fpamm_opt.network import NetworkData
 
@@ -100,13 +108,44 @@ class StepRecord:
     lambda_max: float
     n_solves: int
     solve_s: float
-    status: str
+    status: IntervalStatus
     tracking_error: float
     served_ratio_exact: np.ndarray
     audit_n_solves: int
     cost: float
-    #: Typed events of the interval's clears (:attr:`ClearingResult.events`; none when held).
+    #: Typed events of the interval's clears (:attr:`ClearingResult.events`); when held, only
+    #: ``audit-failed`` if the audit found no usable allocation.
     events: tuple[ClearEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """What one interval applied, cleared or held, before the state update (private).
+
+    The defaults are a held interval's: no fixed point, no solve of its own.
+    """
+
+    order: np.ndarray
+    dispatch: Dispatch
+    scarce: bool
+    weights: np.ndarray
+    deliverable_mw: float
+    estimated: bool
+    lmp: np.ndarray
+    status: IntervalStatus
+    exact_ratio: np.ndarray
+    residuals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    q_hat: float = float("nan")
+    q_bound: float = float("nan")
+    applies: bool = False
+    gamma: float = float("nan")
+    lambda_max: float = float("nan")
+    n_solves: int = 0
+    solve_s: float = 0.0
+    events: tuple[ClearEvent, ...] = ()
+    tracking_error: float = float("nan")
+    audit_n_solves: int = 0
+    executed: bool = True
 
 
 class Mechanism:
@@ -226,7 +265,25 @@ class Mechanism:
             raise
 
     def _step(self, inp: IntervalInput) -> StepRecord:
-        cfg, net = self.cfg, self.net
+        d, a = self._check_shapes(inp)
+        drawn = plackett_luce(self._rng, self.tier_priority)
+        z = self._trigger_vector(d, a)
+        held = None
+        trig = self._trigger
+        if self.cfg.trigger_theta > 0 and trig.has_execution and not trig.should_execute(z):
+            assert trig.ratio is not None and trig.p_gen_mw is not None
+            held = self._hold.held_dispatch(trig.ratio, trig.p_gen_mw, d, a)
+        if held is None:
+            applied = self._cleared(inp, drawn)
+        else:
+            applied = self._held(inp, held, d, a)
+        record = self._record(inp, applied, d, a)
+        self._commit(inp, applied, record, z)
+        return record
+
+    def _check_shapes(self, inp: IntervalInput) -> tuple[np.ndarray, np.ndarray]:
+        """The interval's demand and available capacity as float arrays of the right shapes."""
+        net = self.net
         d = np.asarray(inp.demand_mw, dtype=float)
         a = np.asarray(inp.available_mw, dtype=float)
         if d.shape != (net.n_node,) or a.shape != (net.n_gen,):
@@ -234,12 +291,11 @@ class Mechanism:
                 f"interval {inp.t}: demand shape {d.shape} / available shape {a.shape}, "
                 f"expected ({net.n_node},) / ({net.n_gen},)"
             )
-        total = float(d.sum())
-        s = self._s
-        deficit = self._deficit  # D(t), C(t) = sum_{tau<t} d dt: what the weights read
-        dt = deficit.interval_h
-        nan = float("nan")
-        drawn = plackett_luce(self._rng, self.tier_priority)
+        return d, a
+
+    def _trigger_vector(self, d: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """``z(t)``, with the deficit level FP-AMM's weights read when they read the deficit."""
+        cfg = self.cfg
         level = None
         if (
             self.policy is Policy.FPAMM
@@ -247,134 +303,160 @@ class Mechanism:
             and cfg.weight_source.uses_deficit
         ):
             level = deficit_level(
-                deficit, self.node_tier, self.n_tier, cfg.deficit_floor, cfg.weight_form
+                self._deficit, self.node_tier, self.n_tier, cfg.deficit_floor, cfg.weight_form
             )
-        z = trigger_vector(d, net.node_demand_mw, a, net.gen_pmax_mw, s, level)
-        trig = self._trigger
+        return trigger_vector(d, self.net.node_demand_mw, a, self.net.gen_pmax_mw, self._s, level)
 
-        held = None
-        if cfg.trigger_theta > 0 and trig.has_execution and not trig.should_execute(z):
-            assert trig.ratio is not None and trig.p_gen_mw is not None
-            held = self._hold.held_dispatch(trig.ratio, trig.p_gen_mw, d, a)
+    def _clear(self, inp: IntervalInput, order: np.ndarray) -> ClearingResult:
+        """:func:`clear_interval` with the mechanism's state (which it does not change)."""
+        return clear_interval(
+            self.allocator,
+            inp,
+            self._s,
+            self.node_tier,
+            self.n_tier,
+            order.tolist(),
+            self.policy,
+            self.cfg,
+            self._deficit,
+        )
 
-        tracking_error = nan
-        exact_ratio = np.full(net.n_node, nan)
-        audit_n_solves = 0
-        if held is None:
-            order = drawn
-            res = clear_interval(
-                self.allocator,
-                inp,
-                s,
-                self.node_tier,
-                self.n_tier,
-                order.tolist(),
-                self.policy,
-                cfg,
-                deficit,
-            )
-            if not res.ok:
-                raise SolverError(f"interval {inp.t}: no usable allocation ({res.status})")
-            dispatch = res.dispatch
-            scarce = res.scarce
-            weights = res.weights
-            deliverable, estimated = res.deliverable_mw, res.deliverable_estimated
-            lmp = (
-                np.asarray(res.screen.lmp, dtype=float)
-                if res.screen.ok and res.screen.lmp is not None
-                else np.full(net.n_node, nan)
-            )
-            residuals, q_hat, q_bound = res.residuals, res.q_hat, res.q_bound
-            applies, gamma, lam_max = res.q_bound_applies, res.gamma, res.lambda_max
-            n_solves, solve_s, status = res.n_solves, res.solve_s, res.status
-            events = res.events
-        else:
-            assert trig.tier_order is not None and trig.weights is not None
-            order = trig.tier_order.copy()
-            dispatch = held
-            scarce = (total - float(held.served_mw.sum())) > cfg.scarcity_tol * total
-            weights = trig.weights.copy()
-            deliverable, estimated = min(total, float(a.sum())), True
-            lmp = np.full(net.n_node, nan)
-            residuals, q_hat, q_bound = np.zeros(0), nan, nan
-            applies, gamma, lam_max = False, nan, nan
-            n_solves, solve_s, status = 0, 0.0, "optimal;held"
-            events = ()
-            if cfg.audit_every > 0 and (self.n_held + 1) % cfg.audit_every == 0:
-                exact = clear_interval(
-                    self.allocator,
-                    inp,
-                    s,
-                    self.node_tier,
-                    self.n_tier,
-                    order.tolist(),
-                    self.policy,
-                    cfg,
-                    deficit,
-                )
-                audit_n_solves = exact.n_solves
-                if exact.ok:
-                    exact_ratio = served_ratio(exact.dispatch.served_mw, d)
-                    r_held = served_ratio(held.served_mw, d)
-                    tracking_error = float(np.max(np.abs(r_held - exact_ratio), initial=0.0))
-                else:
-                    status = "optimal;held;audit_failed"
+    def _cleared(self, inp: IntervalInput, order: np.ndarray) -> _Applied:
+        """Step 3: the interval cleared with the drawn tier order."""
+        res = self._clear(inp, order)
+        if not res.ok:
+            raise SolverError(f"interval {inp.t}: no usable allocation ({res.status})")
+        lmp = (
+            np.asarray(res.screen.lmp, dtype=float)
+            if res.screen.ok and res.screen.lmp is not None
+            else np.full(self.net.n_node, np.nan)
+        )
+        return _Applied(
+            order=order,
+            dispatch=res.dispatch,
+            scarce=res.scarce,
+            weights=res.weights,
+            deliverable_mw=res.deliverable_mw,
+            estimated=res.deliverable_estimated,
+            lmp=lmp,
+            residuals=res.residuals,
+            q_hat=res.q_hat,
+            q_bound=res.q_bound,
+            applies=res.q_bound_applies,
+            gamma=res.gamma,
+            lambda_max=res.lambda_max,
+            n_solves=res.n_solves,
+            solve_s=res.solve_s,
+            status=IntervalStatus.of_clearing(res.ok, res.events),
+            events=res.events,
+            exact_ratio=np.full(self.net.n_node, np.nan),
+        )
 
+    def _held(self, inp: IntervalInput, held: Dispatch, d: np.ndarray, a: np.ndarray) -> _Applied:
+        """Steps 2 and 4: the held allocation of the last execution, audited when it is due."""
+        cfg, trig, nan = self.cfg, self._trigger, float("nan")
+        assert trig.tier_order is not None and trig.weights is not None
+        order = trig.tier_order.copy()
+        total = float(d.sum())
+        tracking_error, audit_n_solves = nan, 0
+        events: tuple[ClearEvent, ...] = ()
+        exact_ratio = np.full(self.net.n_node, nan)
+        if cfg.audit_every > 0 and (self.n_held + 1) % cfg.audit_every == 0:
+            exact = self._clear(inp, order)
+            audit_n_solves = exact.n_solves
+            if exact.ok:
+                exact_ratio = served_ratio(exact.dispatch.served_mw, d)
+                r_held = served_ratio(held.served_mw, d)
+                tracking_error = float(np.max(np.abs(r_held - exact_ratio), initial=0.0))
+            else:
+                events = (ClearEvent(ClearEventKind.AUDIT_FAILED),)
+        return _Applied(
+            order=order,
+            dispatch=held,
+            scarce=(total - float(held.served_mw.sum())) > cfg.scarcity_tol * total,
+            weights=trig.weights.copy(),
+            deliverable_mw=min(total, float(a.sum())),
+            estimated=True,
+            lmp=np.full(self.net.n_node, nan),
+            status=IntervalStatus.HELD,
+            exact_ratio=exact_ratio,
+            events=events,
+            tracking_error=tracking_error,
+            audit_n_solves=audit_n_solves,
+            executed=False,
+        )
+
+    def _record(
+        self, inp: IntervalInput, applied: _Applied, d: np.ndarray, a: np.ndarray
+    ) -> StepRecord:
+        """Step 5 computed, not committed: the record with the updated memory and deficit."""
+        net, s, deficit = self.net, self._s, self._deficit
+        dispatch = applied.dispatch
         served = np.asarray(dispatch.served_mw, dtype=float)
         p = np.asarray(dispatch.p_gen_mw, dtype=float)
         u = shortfall_ratio(served, d)
-        s_after = update_memory(s, u, cfg.beta)
-        d_after = update_deficit(deficit.deficit_mwh, served, d, self.node_tier, self.n_tier, dt)
-        cum_x = self._cum_served + served
-        cum_d = self._cum_demand + d
+        total = float(d.sum())
         committed = p > COMMIT_TOL_MW
         cost = float(
             np.sum(net.gen_cost_c2 * p**2 + net.gen_cost_c1 * p)
             + np.sum(net.gen_cost_c0[committed])
         )
-        record = StepRecord(
+        d_after = update_deficit(
+            deficit.deficit_mwh, served, d, self.node_tier, self.n_tier, deficit.interval_h
+        )
+        return StepRecord(
             t=int(inp.t),
-            scarce=bool(scarce),
-            executed=held is None,
-            tier_order=np.asarray(order, dtype=int),
+            scarce=bool(applied.scarce),
+            executed=applied.executed,
+            tier_order=np.asarray(applied.order, dtype=int),
             demand_mw=d.copy(),
             served_mw=served.copy(),
             shortfall_ratio=u,
             memory_before=s.copy(),
-            memory_after=s_after.copy(),
+            memory_after=update_memory(s, u, self.cfg.beta).copy(),
             deficit_mwh=d_after.copy(),
-            weights=np.asarray(weights, dtype=float).copy(),
-            delivery_ratio=served_ratio(cum_x, cum_d),
-            lmp=lmp,
+            weights=np.asarray(applied.weights, dtype=float).copy(),
+            delivery_ratio=served_ratio(self._cum_served + served, self._cum_demand + d),
+            lmp=applied.lmp,
             p_gen_mw=p.copy(),
             flow_mw=np.asarray(dispatch.flow_mw, dtype=float).copy(),
             available_mw=a.copy(),
-            amm_price=amm_price(deliverable, total, cfg.p_cap),
-            deliverable_mw=float(deliverable),
-            deliverable_estimated=bool(estimated),
-            residuals=np.asarray(residuals, dtype=float),
-            q_hat=float(q_hat),
-            q_bound=float(q_bound),
-            q_bound_applies=bool(applies),
-            gamma=float(gamma),
-            lambda_max=float(lam_max),
-            n_solves=int(n_solves),
-            solve_s=float(solve_s),
-            status=status,
-            tracking_error=tracking_error,
-            served_ratio_exact=exact_ratio,
-            audit_n_solves=int(audit_n_solves),
+            amm_price=amm_price(applied.deliverable_mw, total, self.cfg.p_cap),
+            deliverable_mw=float(applied.deliverable_mw),
+            deliverable_estimated=bool(applied.estimated),
+            residuals=np.asarray(applied.residuals, dtype=float),
+            q_hat=float(applied.q_hat),
+            q_bound=float(applied.q_bound),
+            q_bound_applies=bool(applied.applies),
+            gamma=float(applied.gamma),
+            lambda_max=float(applied.lambda_max),
+            n_solves=int(applied.n_solves),
+            solve_s=float(applied.solve_s),
+            status=applied.status,
+            tracking_error=applied.tracking_error,
+            served_ratio_exact=applied.exact_ratio,
+            audit_n_solves=int(applied.audit_n_solves),
             cost=cost,
-            events=events,
+            events=applied.events,
         )
 
-        # Commit: nothing above mutated the mechanism's state.
-        self._s = s_after
-        self._deficit = DeficitState(d_after, deficit.demand_mwh + d * dt, dt)
-        self._cum_served, self._cum_demand = cum_x, cum_d
-        if held is None:
+    def _commit(
+        self, inp: IntervalInput, applied: _Applied, record: StepRecord, z: np.ndarray
+    ) -> None:
+        """Commit the step (nothing before this mutated the mechanism's state)."""
+        d, dt = record.demand_mw, self._deficit.interval_h
+        served = np.asarray(applied.dispatch.served_mw, dtype=float)
+        self._s = record.memory_after.copy()  # the record keeps its own arrays
+        self._deficit = DeficitState(
+            record.deficit_mwh.copy(), self._deficit.demand_mwh + d * dt, dt
+        )
+        self._cum_served = self._cum_served + served
+        self._cum_demand = self._cum_demand + d
+        if applied.executed:
             self.n_executed += 1
-            trig.record_execution(inp.t, z, served_ratio(served, d), p, order, weights)
+            p = np.asarray(applied.dispatch.p_gen_mw, dtype=float)
+            self._trigger.record_execution(
+                inp.t, z, served_ratio(served, d), p, applied.order, applied.weights
+            )
         else:
             self.n_held += 1
-        return record

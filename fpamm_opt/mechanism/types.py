@@ -32,6 +32,73 @@ class ClearEventKind(enum.StrEnum):
     FINAL_MAXMIN = "final-maxmin"
     #: Earlier tiers were held within a band in the solve named by ``detail``.
     WIDENED = "widened"
+    #: A solve failed or left ``X(t)`` and its retry on the fallback model was kept
+    #: (``detail``: ``<screen|clear|complete>:<reason>``).
+    RETRIED = "retried"
+    #: A solve failed, and its retry too (``detail``: ``<screen|clear|complete>:<reason>``).
+    RETRY_FAILED = "retry-failed"
+    #: A solve of the interval failed for good (``detail``: ``screen:<status>`` or
+    #: ``clear:<status>``): the screen's estimate, or the last optimal clear, was kept.
+    SOLVE_FAILED = "solve-failed"
+    #: The fixed point restarted from ``x^0`` (``detail``: ``path-change``).
+    FIXED_POINT_RESTARTED = "fixed-point-restarted"
+    #: The audit of a held interval (its exact clearing) found no usable allocation.
+    AUDIT_FAILED = "audit-failed"
+
+
+class IntervalStatus(enum.StrEnum):
+    """The ``status`` of an interval (the ``intervals.status`` column since manifest
+    version 4): a fixed vocabulary; what happened in detail is in the interval's events.
+
+    Every status but ``FAILED`` means the stored allocation is a verified point of ``X(t)``
+    (``FAILED`` is never stored: a run abandons the interval).
+    """
+
+    #: Cleared (or screened) and every solve of the interval was optimal.
+    OPTIMAL = "optimal"
+    #: The event trigger held the last execution's allocation (verified in ``X(t)``).
+    HELD = "held"
+    #: A solve was retried on the fallback model and the retry kept (``retried`` events).
+    RETRIED = "retried"
+    #: Some solve failed for good (``solve-failed`` / ``retry-failed`` events): the screen's
+    #: point or the last optimal clear was kept, not necessarily the rule's fixed point.
+    SOLVE_ERROR = "solve-error"
+    #: No verified allocation.
+    FAILED = "failed"
+
+    @property
+    def verified(self) -> bool:
+        """The stored allocation is a verified point of ``X(t)``."""
+        return self is not IntervalStatus.FAILED
+
+    @classmethod
+    def of_clearing(cls, ok: bool, events: Sequence[ClearEvent]) -> IntervalStatus:
+        """The status of a cleared interval whose final dispatch is ``ok`` (or not)."""
+        if not ok:
+            return cls.FAILED
+        kinds = {e.kind for e in events}
+        if kinds & {ClearEventKind.SOLVE_FAILED, ClearEventKind.RETRY_FAILED}:
+            return cls.SOLVE_ERROR
+        return cls.RETRIED if ClearEventKind.RETRIED in kinds else cls.OPTIMAL
+
+
+#: Statuses of verified allocations, as stored (the vocabulary of manifest version >= 4).
+VERIFIED_STATUSES: frozenset[str] = frozenset(s.value for s in IntervalStatus if s.verified)
+
+
+def status_verified(status: str) -> bool:
+    """Whether a stored ``intervals.status`` says the allocation is a verified point of
+    ``X(t)``: a word of :data:`VERIFIED_STATUSES`, or (manifest versions 1-3, ``;``-joined
+    text) a status that starts with ``optimal``."""
+    text = str(status)
+    return text in VERIFIED_STATUSES or text.startswith("optimal")
+
+
+def status_solve_error(status: str) -> bool:
+    """Whether a stored ``intervals.status`` records a solve that failed for good:
+    ``solve-error``, or (manifest versions 1-3) an ``error:`` or ``failed(`` note."""
+    text = str(status)
+    return text == IntervalStatus.SOLVE_ERROR.value or "error:" in text or "failed(" in text
 
 
 @dataclass(frozen=True)
@@ -66,7 +133,19 @@ class ClearEvent:
             return rounds_capped_note(int(self.tier or 0))
         if self.kind is ClearEventKind.FINAL_MAXMIN:
             return final_rule_mark(int(self.tier or 0))
-        return widened_note([self.detail])
+        if self.kind is ClearEventKind.WIDENED:
+            return widened_note([self.detail])
+        return _TEXT_OF[self.kind].format(self.detail)
+
+
+#: The text of the other kinds in the ``;``-joined status of manifest versions 1-3.
+_TEXT_OF: dict[ClearEventKind, str] = {
+    ClearEventKind.RETRIED: "retried({})",
+    ClearEventKind.RETRY_FAILED: "failed({})",
+    ClearEventKind.SOLVE_FAILED: "error:{}",
+    ClearEventKind.FIXED_POINT_RESTARTED: "fixed-point-restarted:{}",
+    ClearEventKind.AUDIT_FAILED: "audit_failed{}",
+}
 
 
 def tiers_with(events: Sequence[ClearEvent], kind: ClearEventKind) -> list[int]:

@@ -2,12 +2,16 @@
 
 Role
 ----
-:func:`run_comparison` runs one spec under each policy with the same seed and horizon (only
-``run.policy`` differs, so the scenario, the scarcity windows and the tier orders are the same
-random draws: any difference is the allocation rule), as ``OUT/fpamm``, ``OUT/equal`` and
-``OUT/lmp``, in ``spawn`` worker processes (each worker receives the spec as a plain dict and
+:func:`run_comparison` is a batch of policy runs plus a summary. It runs one spec under each
+policy with the same seed and horizon (only ``run.policy`` differs, so the scenario, the
+scarcity windows and the tier orders are the same random draws: any difference is the
+allocation rule), as ``OUT/fpamm``, ``OUT/equal`` and ``OUT/lmp``: one
+:class:`~fpamm_opt.sim.batch.RunTask` per policy (:func:`policy_jobs`), run by
+:func:`~fpamm_opt.sim.batch.execute_run` on the package's one process pool,
+:class:`~fpamm_opt.sim.batch.Executor` (each worker receives the spec as a plain dict and
 builds its own Pyomo model; nothing Pyomo is pickled). A run directory that already exists,
-complete and with the expected spec hash, is reused (resume). Each run is then verified
+complete and with the expected spec hash (:func:`~fpamm_opt.io.reader.complete_spec_hash`,
+the resume check of batches too), is reused. Each run is then verified on the same workers
 (:func:`fpamm_opt.verify.verify_run`; FP-AMM with the equal-weight run as the baseline of the
 fairness-spread check), the metrics of MECHANISM.md section 6 are computed
 (:mod:`fpamm_opt.report.metrics`) and ``OUT/comparison.json`` is written atomically.
@@ -56,15 +60,11 @@ No Pyomo here (the worker processes import it through :mod:`fpamm_opt.sim.run`).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import json
 import math
-import multiprocessing
 import os
-import signal
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,16 +73,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fpamm_opt.errors import (
-    FpammError,
-    InputError,
-    RunDirectoryError,
-    SolverError,
-    one_line_error,
-)
-from fpamm_opt.io.reader import COMPARISON_NAME, is_run_dir, read_manifest, read_table
+from fpamm_opt.errors import InputError, RunDirectoryError, SolverError
+from fpamm_opt.io.batch import RunStatus
+from fpamm_opt.io.reader import COMPARISON_NAME, complete_spec_hash, read_manifest, read_table
 from fpamm_opt.mechanism.config import Policy
 from fpamm_opt.report import metrics as mt
+from fpamm_opt.sim.batch import Executor, RunTask, execute_run
 from fpamm_opt.spec import RunSpec, as_spec, spec_hash
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
 from fpamm_opt.verify import VerificationReport, verify_run
@@ -168,103 +164,24 @@ def policy_specs(
     return {p: resolve_run_spec(spec, p, seed, intervals) for p in _check_policies(policies)}
 
 
-def _complete_hash(run_dir: Path) -> str | None:
-    """The spec hash of a complete run directory, ``None`` when it is not one."""
-    if not is_run_dir(run_dir):
-        return None
-    try:
-        man = read_manifest(run_dir)
-    except FpammError:
-        return None
-    if man.get("status") != "complete":
-        return None
-    h = man.get("spec_hash")
-    return None if h is None else str(h)
+def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Verify one policy's run (a job of :class:`~fpamm_opt.sim.batch.Executor`).
 
-
-# ------------------------------------------------------------------ workers
-def _worker_init() -> None:
-    """Workers ignore SIGINT: the parent stops them (SIGTERM aborts a run's writer)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _run_task(task: Mapping[str, Any]) -> dict[str, Any]:
-    """One simulation from a plain spec dict (the unit of work of a worker process).
-
-    Errors are returned, not raised: ``{"policy", "ok", "error", "traceback", "wall_s"}``.
+    ``job``: ``run_id`` (the policy), ``run_dir``, ``baseline`` (the equal-weight run for
+    FP-AMM, else ``None``), ``cold_sample`` and ``seed``. Returns ``run_id``, ``status``
+    (``complete``), ``report`` (:class:`~fpamm_opt.verify.VerificationReport`) and
+    ``verify_s``; errors are raised.
     """
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"policy": task["policy"], "ok": False, "error": None}
-    try:
-        from fpamm_opt.sim.run import run
-
-        spec = RunSpec.from_dict(task["spec"], source=task.get("source"))
-        run(spec, Path(task["out"]), progress=False, overwrite=bool(task.get("overwrite")))
-        out["ok"] = True
-    except KeyboardInterrupt:
-        if task.get("in_worker"):
-            os._exit(130)
-        raise
-    except Exception as exc:
-        out["error"] = one_line_error(exc)
-        if not isinstance(exc, FpammError):
-            out["traceback"] = traceback.format_exc(limit=20)
-    out["wall_s"] = time.perf_counter() - t0
-    return out
-
-
-def _verify_task(
-    run_dir: str, baseline: str | None, cold_sample: int, seed: int, in_worker: bool
-) -> tuple[VerificationReport, float]:
-    """``verify_run`` (in a worker); returns ``(report, seconds)``."""
-    t0 = time.perf_counter()
-    try:
-        rep = verify_run(run_dir, cold_sample=cold_sample, seed=seed, baseline=baseline)
-    except KeyboardInterrupt:
-        if in_worker:
-            os._exit(130)
-        raise
-    return rep, time.perf_counter() - t0
-
-
-class _Executor:
-    """A ``spawn`` process pool (or inline execution with ``workers == 0``)."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.pool: cf.ProcessPoolExecutor | None = None
-        if workers > 0:
-            ctx = multiprocessing.get_context("spawn")
-            self.pool = cf.ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=_worker_init
-            )
-
-    def map_unordered(
-        self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]
-    ) -> Iterable[tuple[int, Any]]:
-        """Yield ``(position, result)`` as calls finish."""
-        if self.pool is None:
-            for k, args in enumerate(calls):
-                yield k, fn(*args)
-            return
-        futures = {self.pool.submit(fn, *args): k for k, args in enumerate(calls)}
-        for fut in cf.as_completed(futures):
-            yield futures[fut], fut.result()
-
-    def close(self, ok: bool) -> None:
-        if self.pool is None:
-            return
-        if ok:
-            self.pool.shutdown(wait=True)
-            return
-        procs = list((getattr(self.pool, "_processes", None) or {}).values())
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                proc.terminate()
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                proc.join(timeout=30)
+    rep = verify_run(
+        job["run_dir"], cold_sample=job["cold_sample"], seed=job["seed"], baseline=job["baseline"]
+    )
+    return {
+        "run_id": job["run_id"],
+        "status": "complete",
+        "report": rep,
+        "verify_s": time.perf_counter() - t0,
+    }
 
 
 # ------------------------------------------------------------------ metrics
@@ -570,127 +487,138 @@ def run_comparison(
     spec = as_spec(spec_path_or_spec, overrides)
     specs = policy_specs(spec, seed, intervals, policies)
     out = Path(out_dir)
-    hashes = {p: spec_hash(s) for p, s in specs.items()}
-    run_dirs = {p: out / p for p in specs}
-    reused, todo = _plan(specs, run_dirs, hashes, overwrite, workers, say)
+    jobs = policy_jobs(specs, out)
+    reused, todo = _plan(jobs, out, overwrite, say)
     out.mkdir(parents=True, exist_ok=True)
-    n_workers = min(workers, max(len(todo), len(specs)))
-    ex = _Executor(n_workers)
-    ok = False
-    try:
-        _run_all(ex, todo, specs, run_dirs, hashes, say)
-        reports, verify_s = _verify_all(ex, specs, run_dirs, cold_sample, n_workers > 0, say)
-        ok = True
-    finally:
-        ex.close(ok)
-    data = summarise(run_dirs, reports, burn_in)
+    with Executor(min(workers, len(specs))) as ex:
+        _run_all(ex, todo, specs, out, say)
+        reports, verify_s = _verify_all(ex, specs, out, cold_sample, say)
+    data = summarise({p: out / p for p in specs}, reports, burn_in)
     for p in specs:  # run_dir relative to the comparison directory
         data["policies"][p].update(run_dir=p, reused=reused[p], verify_s=verify_s[p])
-    head = _comparison_head(spec, specs, hashes["fpamm"], run_dirs["fpamm"], t_start)
+    fpamm_hash = next(j.spec_hash for j in jobs if j.run_id == "fpamm")
+    head = _comparison_head(spec, specs, str(fpamm_hash), out / "fpamm", t_start)
     full = _jsonable({**head, **data})
     path = write_json_atomic(out / COMPARISON_NAME, full)
     say(f"comparison written to {path}")
     return ComparisonResult(out, path, full, reports, reused)
 
 
+def policy_jobs(specs: Mapping[str, RunSpec], out: Path) -> list[RunTask]:
+    """The comparison as a batch: one :class:`~fpamm_opt.sim.batch.RunTask` per policy.
+
+    The run id is the policy, so :meth:`RunTask.payload` with ``out`` puts each run at
+    ``out/<policy>`` (INTERFACE.md's comparison layout).
+    """
+    return [
+        RunTask(
+            position=k,
+            run_id=p,
+            values={"policy": p},
+            spec=s.to_dict(),
+            spec_hash=spec_hash(s),
+            seed=int(s.run.seed),
+            policy=p,
+            source=s.source,
+        )
+        for k, (p, s) in enumerate(specs.items())
+    ]
+
+
 def _plan(
-    specs: Mapping[str, RunSpec],
-    run_dirs: Mapping[str, Path],
-    hashes: Mapping[str, str],
-    overwrite: bool,
-    workers: int,
-    say: Callable[[str], None],
+    jobs: Sequence[RunTask], out: Path, overwrite: bool, say: Progress
 ) -> tuple[dict[str, bool], list[dict[str, Any]]]:
-    """Which policy runs are reused (complete, same spec hash) and the tasks of the others."""
+    """Which policy runs are reused (complete, same spec hash) and the payloads of the others."""
     reused: dict[str, bool] = {}
     todo: list[dict[str, Any]] = []
-    for p, s in specs.items():
-        existing = _complete_hash(run_dirs[p])
-        if existing == hashes[p] and not overwrite:
+    for job in jobs:
+        p, run_dir = job.run_id, out / job.run_id
+        existing = complete_spec_hash(run_dir)
+        if existing == job.spec_hash and not overwrite:
             reused[p] = True
-            say(f"{p}: reusing the complete run {run_dirs[p]}")
+            say(f"{p}: reusing the complete run {run_dir}")
             continue
-        if run_dirs[p].exists() and not overwrite:
+        if run_dir.exists() and not overwrite:
             what = f"a run of another spec (hash {existing})" if existing else "something else"
             raise InputError(
-                f"{run_dirs[p]} holds {what}, not this comparison's {p} run "
-                f"(hash {hashes[p]}): use another --out or --overwrite"
+                f"{run_dir} holds {what}, not this comparison's {p} run "
+                f"(hash {job.spec_hash}): use another --out or --overwrite"
             )
         reused[p] = False
-        todo.append(
-            {
-                "policy": p,
-                "spec": s.to_dict(),
-                "source": s.source,
-                "out": str(run_dirs[p]),
-                "overwrite": overwrite,
-                "in_worker": workers > 0,
-            }
-        )
+        todo.append(job.payload(out, overwrite=overwrite))
     return reused, todo
 
 
 def _run_all(
-    ex: _Executor,
+    ex: Executor,
     todo: list[dict[str, Any]],
     specs: Mapping[str, RunSpec],
-    run_dirs: Mapping[str, Path],
-    hashes: Mapping[str, str],
-    say: Callable[[str], None],
+    out: Path,
+    say: Progress,
 ) -> None:
-    """Run the tasks; then every policy's run must be complete and of its spec."""
+    """Run the payloads; then every policy's run must be complete and of its spec."""
     errors: list[str] = []
     for task in todo:
-        say(f"{task['policy']}: running {specs[task['policy']].run.intervals} intervals")
-    for k, res in ex.map_unordered(_run_task, [(t,) for t in todo]):
-        p = todo[k]["policy"]
-        if res["ok"]:
-            say(f"{p}: done in {res['wall_s']:.1f} s -> {run_dirs[p]}")
-        else:
-            errors.append(f"{p}: {res['error']}")
-            say(f"{p}: FAILED: {res['error']}")
+        say(f"{task['run_id']}: running {specs[task['run_id']].run.intervals} intervals")
+    with contextlib.closing(ex.map(execute_run, todo)) as results:
+        for res in results:
+            p = res["run_id"]
+            if res["status"] == RunStatus.COMPLETE.value:
+                say(f"{p}: done in {res['wall_s']:.1f} s -> {out / p}")
+            else:
+                errors.append(f"{p}: {res['error'] or 'stopped before it started'}")
+                say(f"{p}: FAILED: {errors[-1].partition(': ')[2]}")
     if errors:
         raise SolverError("run failed: " + "; ".join(errors))
-    for p in specs:
-        got = _complete_hash(run_dirs[p])
-        if got != hashes[p]:
+    for p, s in specs.items():
+        got, want = complete_spec_hash(out / p), spec_hash(s)
+        if got != want:
             raise RunDirectoryError(
-                f"{run_dirs[p]}: expected a complete run with spec hash {hashes[p]}, found {got}"
+                f"{out / p}: expected a complete run with spec hash {want}, found {got}"
             )
 
 
 def _verify_all(
-    ex: _Executor,
+    ex: Executor,
     specs: Mapping[str, RunSpec],
-    run_dirs: Mapping[str, Path],
+    out: Path,
     cold_sample: int | None,
-    in_worker: bool,
-    say: Callable[[str], None],
+    say: Progress,
 ) -> tuple[dict[str, VerificationReport], dict[str, float]]:
     """Verify every policy's run (FP-AMM against the equal-weight baseline)."""
     reports: dict[str, VerificationReport] = {}
     verify_s: dict[str, float] = {}
-    calls = [
-        (
-            str(run_dirs[p]),
-            str(run_dirs["equal"]) if p == "fpamm" else None,
-            cold_sample,
-            int(specs[p].run.seed),
-            in_worker,
-        )
-        for p in specs
+    jobs = [
+        {
+            "run_id": p,
+            "run_dir": str(out / p),
+            "baseline": str(out / "equal") if p == "fpamm" else None,
+            "cold_sample": cold_sample,
+            "seed": int(s.run.seed),
+        }
+        for p, s in specs.items()
     ]
-    order = list(specs)
-    for k, (rep, secs) in ex.map_unordered(_verify_task, calls):
-        p = order[k]
-        reports[p], verify_s[p] = rep, secs
-        verdict = (
-            "all checks passed"
-            if rep.passed
-            else "FAILED " + ", ".join(str(c.name) for c in rep.failed)
-        )
-        say(f"{p}: verified in {secs:.1f} s: {verdict}")
+    with contextlib.closing(ex.map(verify_job, jobs)) as results:
+        for res in results:
+            p, rep = res["run_id"], _report_of(res)
+            reports[p], verify_s[p] = rep, res["verify_s"]
+            verdict = (
+                "all checks passed"
+                if rep.passed
+                else "FAILED " + ", ".join(str(c.name) for c in rep.failed)
+            )
+            say(f"{p}: verified in {res['verify_s']:.1f} s: {verdict}")
     return reports, verify_s
+
+
+def _report_of(res: Mapping[str, Any]) -> VerificationReport:
+    """The report of a verification job; what a worker raised is raised here."""
+    if "exception" in res:
+        raise res["exception"]
+    if "report" not in res:  # its worker was stopped before it started (SIGTERM)
+        raise RunDirectoryError(f"{res['run_id']}: not verified (its worker was stopped)")
+    report: VerificationReport = res["report"]
+    return report
 
 
 def _comparison_head(

@@ -16,7 +16,9 @@ Definitions
 - Peak weak-bus error: ``max e_weak(t)`` over scarce intervals after the burn-in (default:
   through the end of the first scarcity window). Reduction: ``1 - peak_FP / peak_EW``.
 - Limiting spread: ``max_{i in l} |F_i(T) - F^agg_l(T)|`` per tier, and the largest of them.
-- Feasible fraction: share of intervals whose ``status`` starts with ``"optimal"``.
+- Feasible fraction: share of intervals whose ``status`` says their allocation is a verified
+  point of ``X(t)`` (``optimal``, ``held``, ``retried``, ``solve-error``; in runs of manifest
+  versions 1-3, a status that starts with ``optimal``).
 - Shortfall distribution (LMP baseline): each node's share of the total shed energy.
 """
 
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fpamm_opt.errors import InputError
+from fpamm_opt.mechanism.types import status_verified
 from fpamm_opt.verify.panel import (
     NodePanel,
     bool_array,
@@ -304,12 +307,13 @@ def limiting_spread(nodes: NodePanel | pd.DataFrame) -> FairnessSpread:
 
 
 def feasible_fraction(intervals: pd.DataFrame) -> float:
-    """Share of intervals whose ``status`` starts with ``"optimal"`` (``nan`` when empty)."""
+    """Share of intervals whose ``status`` says the allocation is a verified point of ``X(t)``
+    (:func:`~fpamm_opt.mechanism.types.status_verified`; ``nan`` when empty)."""
     if "status" not in intervals.columns:
         raise InputError("the intervals table has no status column")
     if len(intervals) == 0:
         return math.nan
-    return float(intervals["status"].astype(str).str.startswith("optimal").mean())
+    return float(intervals["status"].map(status_verified).to_numpy(dtype=bool).mean())
 
 
 @dataclass(frozen=True)

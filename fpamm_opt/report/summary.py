@@ -485,7 +485,8 @@ def _comparison_notes(data: Mapping[str, Any], fp: _RunArrays) -> list[str]:
             if "lmp" in pol and pol["lmp"].get("shortfall_max_node") is not None
             else "."
         ),
-        "- **Feasible fraction**: the share of intervals whose solver status is optimal; "
+        "- **Feasible fraction**: the share of intervals whose status says the stored "
+        "allocation is a verified point of X(t); "
         "T3-feasibility re-checks every stored interval against the DC-OPF set in NumPy.",
         f"- **Where the numbers come from**: `../{COMPARISON_NAME}` (computed by "
         "`fpamm_opt.report.metrics` from `nodes.parquet` columns demand_mw and served_mw and "

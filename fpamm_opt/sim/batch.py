@@ -31,6 +31,8 @@ directory ``DIR/runs/<run_id>`` written by :func:`fpamm_opt.sim.run.run` (atomic
 :func:`execute_run` is the unit of work: it takes a plain dict (the resolved spec, the output
 path, the run id), builds its own model and returns a plain dict, so it runs unchanged in a
 local process pool (``spawn``) or on a Dask worker; no Pyomo object is ever pickled.
+:class:`Executor` is the package's one local pool: ``fpamm compare`` runs its policy runs
+(and their verification) through it too.
 
 Resume
 ------
@@ -63,7 +65,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +80,7 @@ from fpamm_opt.io.batch import (
     write_index,
 )
 from fpamm_opt.io.manifest import package_versions, utc_now
-from fpamm_opt.io.reader import is_run_dir, read_manifest
+from fpamm_opt.io.reader import complete_spec_hash
 from fpamm_opt.io.writer import clean_stale_temporaries
 from fpamm_opt.mechanism.config import MechanismConfig
 from fpamm_opt.scenario import ScenarioConfig
@@ -243,7 +245,7 @@ class RunTask:
         :func:`fpamm_opt.spec.spec_hash` of the resolved spec.
     seed, policy
         The run's seed and policy (as far as known for an invalid point).
-    source : str
+    source : str or None
         The base spec file (recorded as the run's source).
     error : str or None
         Why the point is invalid (its run fails without being started).
@@ -256,7 +258,7 @@ class RunTask:
     spec_hash: str | None
     seed: int | None
     policy: str | None
-    source: str
+    source: str | None
     error: str | None = None
 
     def payload(self, runs_dir: Path | str, overwrite: bool = False) -> dict[str, Any]:
@@ -435,7 +437,7 @@ def load_sweep(path: Path | str) -> Sweep:
 
 # ------------------------------------------------------------------ one run
 def execute_run(task: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one sweep point; the unit of work of local and Dask batches.
+    """Run one sweep point; the unit of work of local and Dask batches and of comparisons.
 
     Parameters
     ----------
@@ -481,11 +483,13 @@ def execute_run(task: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _failed(run_id: str, exc: BaseException) -> dict[str, Any]:
+    """The result of a job whose worker raised ``exc`` (kept under ``exception``)."""
     return {
         "run_id": run_id,
         "status": RunStatus.FAILED.value,
         "error": one_line_error(exc),
         "wall_s": None,
+        "exception": exc,
     }
 
 
@@ -494,6 +498,9 @@ def _failed(run_id: str, exc: BaseException) -> dict[str, Any]:
 STOP_GRACE_S = 60.0
 
 _WORKER = {"busy": False, "stop": False}
+
+#: A job function: a plain dict with a ``run_id`` in, a plain dict with that ``run_id`` out.
+Job = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 def _on_worker_sigterm(signum: int, frame: Any) -> None:
@@ -521,12 +528,12 @@ def _pool_init() -> None:
     atexit.register(_fast_exit)
 
 
-def _pool_entry(task: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`execute_run` in a pool worker.
+def _pool_entry(fn: Job, task: Mapping[str, Any]) -> dict[str, Any]:
+    """``fn(task)`` in a pool worker.
 
-    After SIGTERM the run in progress aborts (its writer removes the temporary directory) and
-    this worker returns every task it still gets as ``pending`` without starting it, so the
-    pool can be shut down cleanly.
+    After SIGTERM the job in progress aborts (a run's writer removes its temporary directory)
+    and this worker returns every task it still gets as ``pending`` without starting it, so
+    the pool can be shut down cleanly.
     """
     pending = {
         "run_id": task.get("run_id"),
@@ -538,7 +545,7 @@ def _pool_entry(task: Mapping[str, Any]) -> dict[str, Any]:
         _WORKER["busy"] = True
         if _WORKER["stop"]:
             return pending
-        return execute_run(task)
+        return fn(task)
     except KeyboardInterrupt:  # raised by our SIGTERM handler or by the run loop's own
         _WORKER["stop"] = True
         return pending
@@ -546,43 +553,91 @@ def _pool_entry(task: Mapping[str, Any]) -> dict[str, Any]:
         _WORKER["busy"] = False
 
 
-def _run_inline(payloads: Sequence[dict[str, Any]]) -> _Results:
-    for p in payloads:
-        yield execute_run(p)
+class Executor:
+    """The package's one local executor: ``spawn`` worker processes, or this process.
 
+    Batches run their sweep points and comparisons their policy runs (then the runs'
+    verification) through it. A job is a plain dict with a ``run_id``; the job function is a
+    module-level function (pickled by name) that returns a plain dict with the same
+    ``run_id``; nothing Pyomo crosses a process boundary.
 
-def _run_pool(payloads: Sequence[dict[str, Any]], workers: int) -> _Results:
-    ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init)
-    finished = False
-    futures: dict[cf.Future[dict[str, Any]], str] = {}
-    try:
-        for p in payloads:
-            futures[pool.submit(_pool_entry, p)] = p["run_id"]
-        for fut in cf.as_completed(futures):
-            try:
-                yield fut.result()
-            except Exception as exc:  # a worker that died (BrokenProcessPool), pickling...
-                yield _failed(futures[fut], exc)
-        finished = True
-    finally:
-        if finished:
-            pool.shutdown(wait=True)
-        else:
-            for fut in futures:
-                fut.cancel()
-            # SIGTERM: a run in progress aborts its writer (no partial run directory) and the
-            # worker starts nothing more; a worker stuck beyond the grace period is killed.
-            procs = list((getattr(pool, "_processes", None) or {}).values())
+    Parameters
+    ----------
+    workers : int
+        Worker processes; ``0`` runs every job in this process, one after the other (errors
+        then propagate as they are raised).
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = int(workers)
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ensure_pool(self) -> cf.ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = cf.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_pool_init
+            )
+        return self._pool
+
+    def map(self, fn: Job, jobs: Sequence[Mapping[str, Any]]) -> _Results:
+        """Yield ``fn(job)`` for every job, in the order they finish.
+
+        A job whose worker raised (a worker that died, an error that ``fn`` lets through)
+        yields :func:`_failed`'s result. Leaving the generator early (Ctrl-C, SIGTERM, an
+        error) cancels the jobs not started and stops the workers: see :meth:`_stop`.
+        """
+        if self.workers == 0:
+            for job in jobs:
+                yield fn(job)
+            return
+        pool = self._ensure_pool()
+        futures = {pool.submit(_pool_entry, fn, job): str(job["run_id"]) for job in jobs}
+        finished = False
+        try:
+            for fut in cf.as_completed(futures):
+                try:
+                    yield fut.result()
+                except Exception as exc:  # a worker that died (BrokenProcessPool), pickling...
+                    yield _failed(futures[fut], exc)
+            finished = True
+        finally:
+            if not finished:
+                self._stop(list(futures))
+
+    def _stop(self, futures: list[cf.Future[dict[str, Any]]]) -> None:
+        """Cancel ``futures`` and stop the workers; the executor is then closed.
+
+        SIGTERM makes a run in progress abort its writer (no partial run directory) and the
+        worker start nothing more; a worker stuck beyond :data:`STOP_GRACE_S` is killed.
+        """
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for fut in futures:
+            fut.cancel()
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        _, stuck = cf.wait(futures, timeout=STOP_GRACE_S)
+        if stuck:
             for proc in procs:
                 with contextlib.suppress(Exception):
-                    proc.terminate()
-            _, stuck = cf.wait(list(futures), timeout=STOP_GRACE_S)
-            if stuck:
-                for proc in procs:
-                    with contextlib.suppress(Exception):
-                        proc.kill()
-            pool.shutdown(wait=True, cancel_futures=True)
+                    proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        """Wait for the workers to exit (nothing is pending once every map has finished)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def connect_scheduler(address: str) -> Any:
@@ -691,16 +746,6 @@ class BatchInterrupted(KeyboardInterrupt):
         self.result = result
 
 
-def _is_complete(run_dir: Path, expected_hash: str | None) -> bool:
-    if expected_hash is None or not is_run_dir(run_dir):
-        return False
-    try:
-        man = read_manifest(run_dir)
-    except FpammError:
-        return False
-    return man.get("status") == "complete" and man.get("spec_hash") == expected_hash
-
-
 class _Index:
     """The index rows of a batch and their throttled atomic writes."""
 
@@ -796,15 +841,14 @@ def _drive(
     try:
         with terminate_as_interrupt():
             if todo:
-                if client is not None:
-                    results = _run_dask(todo, client)
-                elif workers == 0:
-                    results = _run_inline(todo)
-                else:
-                    n = _default_workers(len(todo)) if workers is None else min(workers, len(todo))
-                    results = _run_pool(todo, n)
-                with contextlib.closing(results):
-                    for res in results:
+                with contextlib.ExitStack() as stack:
+                    if client is not None:
+                        results = _run_dask(todo, client)
+                    else:
+                        n = _default_workers(len(todo)) if workers is None else workers
+                        ex = stack.enter_context(Executor(min(n, len(todo))))
+                        results = ex.map(execute_run, todo)
+                    for res in stack.enter_context(contextlib.closing(results)):
                         index.update(res)
                         index.write()
                         if bar is not None:
@@ -840,7 +884,7 @@ def _index_rows(
         }
         if task.error is not None:
             row.update(status=RunStatus.FAILED.value, error=task.error)
-        elif _is_complete(run_dir, task.spec_hash):
+        elif task.spec_hash is not None and complete_spec_hash(run_dir) == task.spec_hash:
             row["status"] = RunStatus.SKIPPED.value
         else:
             row["status"] = RunStatus.PENDING.value
@@ -929,6 +973,7 @@ __all__ = [
     "ALIASES",
     "BatchInterrupted",
     "BatchResult",
+    "Executor",
     "RunTask",
     "Sweep",
     "check_field",

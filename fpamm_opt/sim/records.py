@@ -103,7 +103,7 @@ class TableLayout:
                 "gamma": float(rec.gamma),
                 "tier_level_max": float(rec.lambda_max),
                 "executed": bool(rec.executed),
-                "status": rec.status,
+                "status": rec.status.value,
                 "solve_s": float(rec.solve_s),
                 "n_solves": int(rec.n_solves),
                 "tracking_error": float(rec.tracking_error),

@@ -43,7 +43,15 @@ from fpamm_opt.io.tables import MemoryTables
 from fpamm_opt.io.writer import RunWriter, clean_stale_temporaries
 from fpamm_opt.mechanism.config import MechanismConfig, Policy
 from fpamm_opt.mechanism.engine import Mechanism, StepRecord
-from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus, keep_deferred
+from fpamm_opt.mechanism.types import (
+    ClearEvent,
+    ClearEventKind,
+    Dispatch,
+    IntervalInput,
+    IntervalStatus,
+    SolveStatus,
+    keep_deferred,
+)
 from fpamm_opt.network import NetworkData
 from fpamm_opt.scenario import Scenario
 from fpamm_opt.sim.records import IntervalRecord, TableLayout
@@ -124,11 +132,18 @@ class RetryingAllocator:
             reason = "dc-infeasible" + (f"[{first.note}]" if first.note else "")
         if self._ok(inp, second):
             self.events.append(f"t={inp.t}:{what}:{reason}->fallback")
-            note = f"retried({what}:{reason})"
-            return Dispatch(**{**second.__dict__, "note": note})
+            event = ClearEvent(ClearEventKind.RETRIED, None, f"{what}:{reason}")
+            events = (*second.events, event)
+            return Dispatch(**{**second.__dict__, "note": event.note, "events": events})
         self.events.append(f"t={inp.t}:{what}:{reason}->failed")
+        event = ClearEvent(ClearEventKind.RETRY_FAILED, None, f"{what}:{reason}")
         return Dispatch(
-            **{**second.__dict__, "status": SolveStatus.ERROR, "note": f"failed({what}:{reason})"}
+            **{
+                **second.__dict__,
+                "status": SolveStatus.ERROR,
+                "note": event.note,
+                "events": (*second.events, event),
+            }
         )
 
     def begin_interval(self, inp: IntervalInput) -> None:
@@ -448,7 +463,7 @@ class Simulation:
         for si in prep.scenario.iter_intervals(prep.intervals):
             inp = IntervalInput(si.t, np.asarray(si.demand_mw), np.asarray(si.available_mw))
             rec = self.mechanism.step(inp)
-            if not rec.status.startswith("optimal"):
+            if not rec.status.verified:
                 raise SolverError(
                     f"interval {si.t}: no verified feasible allocation ({rec.status}); "
                     "the run is abandoned and nothing is written"
@@ -456,7 +471,7 @@ class Simulation:
             self.n_scarce += bool(rec.scarce)
             self.n_executed += bool(rec.executed)
             # kept a verified allocation, but some solve of the interval failed for good
-            self.n_failed += "error:" in rec.status or "failed(" in rec.status
+            self.n_failed += rec.status is IntervalStatus.SOLVE_ERROR
             self.solver_s += float(rec.solve_s)
             yield IntervalRecord(rec, si.window)
             self.loop_s = time.perf_counter() - t_loop0

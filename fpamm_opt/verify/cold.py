@@ -582,69 +582,121 @@ def replay_clearing(
     list of TierReplay
         One per tier of ``tier_order``; stops after the first tier whose re-solve failed.
     """
-    d = np.asarray(demand_mw, dtype=float)
-    xs = np.clip(np.asarray(stored_mw, dtype=float), 0.0, d)
-    # The stored point passed T3-feasibility within its tolerance: the cold rows are widened
-    # just enough to hold it, so earlier tiers fixed exactly at their stored values never make
-    # a tier infeasible by solver tolerances (and force a band whose effect a congested tier
-    # amplifies: 27 MW from 1e-9 d on IEEE-118, seed 29, t = 4976).
-    contain = (np.asarray(stored_p_mw, dtype=float), xs) if stored_p_mw is not None else None
-    w = np.asarray(weights, dtype=float)
-    avail = np.asarray(available_mw, dtype=float)
+    iv = _Replay.of(lp, demand_mw, available_mw, stored_mw, weights, tier_energy, stored_p_mw)
     tiers = np.asarray(node_tier, dtype=int)
-    earlier = np.zeros(d.size, dtype=bool)
+    earlier = np.zeros(iv.d.size, dtype=bool)
     out: list[TierReplay] = []
     for k in tier_order:
         mem = tiers == k
-        if final_maxmin_tiers is not None:
-            rules = ["maxmin" if int(k) in final_maxmin_tiers else rule]
-        else:
-            rules = [rule]
-            if rule == "qp" and int(k) in qp_fallback_tiers:
-                rules.append("maxmin")
-        rep: TierReplay | None = None
-        for i, (rel, abs_mw) in enumerate(fix_bands):
-            band = np.where(earlier, rel * d + abs_mw, 0.0)
-            # Earlier tiers at their stored values (within the band), later tiers at 0.
-            lo = np.where(earlier, np.maximum(xs - band, 0.0), 0.0)
-            hi = np.where(earlier, np.minimum(xs + band, d), np.where(mem, d, 0.0))
-            tries = [
-                _replay_tier(lp, d, avail, xs, w, mem, int(k), lo, hi, r, tier_energy, contain)
-                for r in rules
-            ]
-            good = [r for r in tries if r.ok]
-            rep = min(good, key=lambda r: r.gap_mw) if good else tries[0]
-            if rep.ok:
-                if len(rules) > 1:
-                    rep.notes.append(
-                        f"run recorded qp[{k}]->maxmin; replayed {rep.rule} "
-                        + ", ".join(f"{r.rule} gap {r.gap_mw:.3g} MW" for r in tries)
-                    )
-                if i and earlier.any():
-                    rep.notes.append(f"earlier tiers within {rel:g}·d + {abs_mw:g} MW")
-                if certify_above_mw is not None and rep.gap_mw > certify_above_mw:
-                    if rep.rule == "maxmin":
-                        cert: LeximinCertificate | QPCertificate = leximin_certificate(
-                            lp, d, avail, xs, w, mem, lo, hi, rep, tier_energy, fix_bands
-                        )
-                    else:
-                        cert = qp_certificate(
-                            lp, d, avail, xs, w, mem, lo, hi, rep, tier_energy, stored_p_mw
-                        )
-                    rep = dataclasses.replace(rep, certificate=cert)
-                break
-            if not earlier.any():
-                break  # no band to widen
-        assert rep is not None
+        rules = _tier_rules(int(k), rule, qp_fallback_tiers, final_maxmin_tiers)
+        rep = _replay_banded(iv, mem, int(k), earlier, rules, fix_bands, certify_above_mw)
         if not rep.ok and rep.rule == "qp" and rep.message.startswith("within-tier QP"):
             rep = _certify_unsolved(
-                lp, d, avail, xs, w, mem, earlier, rep, tier_energy, stored_p_mw
+                lp, iv.d, iv.avail, iv.xs, iv.w, mem, earlier, rep, tier_energy, stored_p_mw
             )
         out.append(rep)
         if not rep.ok:
             break
         earlier |= mem
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Replay:
+    """The inputs of one interval's replay (:func:`replay_clearing`), as float arrays."""
+
+    lp: ColdClearing
+    d: np.ndarray
+    avail: np.ndarray
+    xs: np.ndarray  #: the stored served load, clipped to ``[0, d]``
+    w: np.ndarray
+    tier_energy: str
+    contain: tuple[np.ndarray, np.ndarray] | None
+    stored_p_mw: np.ndarray | None
+
+    @classmethod
+    def of(
+        cls,
+        lp: ColdClearing,
+        demand_mw: np.ndarray,
+        available_mw: np.ndarray,
+        stored_mw: np.ndarray,
+        weights: np.ndarray,
+        tier_energy: str,
+        stored_p_mw: np.ndarray | None,
+    ) -> _Replay:
+        d = np.asarray(demand_mw, dtype=float)
+        xs = np.clip(np.asarray(stored_mw, dtype=float), 0.0, d)
+        # The stored point passed T3-feasibility within its tolerance: the cold rows are
+        # widened just enough to hold it, so earlier tiers fixed exactly at their stored values
+        # never make a tier infeasible by solver tolerances (and force a band whose effect a
+        # congested tier amplifies: 27 MW from 1e-9 d on IEEE-118, seed 29, t = 4976).
+        contain = (np.asarray(stored_p_mw, dtype=float), xs) if stored_p_mw is not None else None
+        w = np.asarray(weights, dtype=float)
+        avail = np.asarray(available_mw, dtype=float)
+        return cls(lp, d, avail, xs, w, tier_energy, contain, stored_p_mw)
+
+
+def _tier_rules(
+    k: int, rule: str, qp_fallback_tiers: frozenset[int], final_maxmin_tiers: frozenset[int] | None
+) -> list[str]:
+    """The rules tier ``k`` is replayed with (see :func:`replay_clearing`)."""
+    if final_maxmin_tiers is not None:
+        return ["maxmin" if k in final_maxmin_tiers else rule]
+    if rule == "qp" and k in qp_fallback_tiers:
+        return [rule, "maxmin"]
+    return [rule]
+
+
+def _replay_banded(
+    iv: _Replay,
+    mem: np.ndarray,
+    k: int,
+    earlier: np.ndarray,
+    rules: list[str],
+    fix_bands: tuple[tuple[float, float], ...],
+    certify_above_mw: float | None,
+) -> TierReplay:
+    """Tier ``k`` replayed with its ``rules``, earlier tiers held in the first band of
+    ``fix_bands`` in which a replay solves (certified when its gap exceeds
+    ``certify_above_mw``); the first failed replay when none does."""
+    lp, d, avail, xs, w, tier_energy = iv.lp, iv.d, iv.avail, iv.xs, iv.w, iv.tier_energy
+    rep: TierReplay | None = None
+    for i, (rel, abs_mw) in enumerate(fix_bands):
+        band = np.where(earlier, rel * d + abs_mw, 0.0)
+        # Earlier tiers at their stored values (within the band), later tiers at 0.
+        lo = np.where(earlier, np.maximum(xs - band, 0.0), 0.0)
+        hi = np.where(earlier, np.minimum(xs + band, d), np.where(mem, d, 0.0))
+        tries = [
+            _replay_tier(lp, d, avail, xs, w, mem, k, lo, hi, r, tier_energy, iv.contain)
+            for r in rules
+        ]
+        good = [r for r in tries if r.ok]
+        rep = min(good, key=lambda r: r.gap_mw) if good else tries[0]
+        if rep.ok:
+            if len(rules) > 1:
+                rep.notes.append(
+                    f"run recorded qp[{k}]->maxmin; replayed {rep.rule} "
+                    + ", ".join(f"{r.rule} gap {r.gap_mw:.3g} MW" for r in tries)
+                )
+            if i and earlier.any():
+                rep.notes.append(f"earlier tiers within {rel:g}·d + {abs_mw:g} MW")
+            if certify_above_mw is not None and rep.gap_mw > certify_above_mw:
+                cert: LeximinCertificate | QPCertificate
+                if rep.rule == "maxmin":
+                    cert = leximin_certificate(
+                        lp, d, avail, xs, w, mem, lo, hi, rep, tier_energy, fix_bands
+                    )
+                else:
+                    cert = qp_certificate(
+                        lp, d, avail, xs, w, mem, lo, hi, rep, tier_energy, iv.stored_p_mw
+                    )
+                rep = dataclasses.replace(rep, certificate=cert)
+            break
+        if not earlier.any():
+            break  # no band to widen
+    assert rep is not None
+    return rep
 
 
 def _certify_unsolved(

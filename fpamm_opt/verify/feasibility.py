@@ -62,6 +62,8 @@ from fpamm_opt.mechanism.types import (
     QP_FALLBACK_RE,
     ROUNDS_CAPPED_RE,
     ClearEventKind,
+    status_solve_error,
+    status_verified,
 )
 from fpamm_opt.network import NetworkData
 from fpamm_opt.tolerances import DEFAULT_COLD_SAMPLE
@@ -401,7 +403,7 @@ def _candidates(intervals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     if "executed" in intervals.columns:
         ok &= bool_array(intervals["executed"])
     if "status" in intervals.columns:
-        ok &= intervals["status"].astype(str).str.startswith("optimal").to_numpy()
+        ok &= intervals["status"].map(status_verified).to_numpy(dtype=bool)
     scarce = bool_array(intervals["scarce"])
     t = intervals["t"].to_numpy()
     return np.sort(t[ok & scarce]), np.sort(t[ok & ~scarce])
@@ -535,12 +537,12 @@ def check_cold_resolve(
 
 
 def _without_errors(intervals: pd.DataFrame, scarce_ts: np.ndarray) -> tuple[np.ndarray, int]:
-    """The scarce intervals whose status records no clearing error (their stored allocation
-    may be the screen's), and how many were left out."""
+    """The scarce intervals whose status records no solve that failed for good (their stored
+    allocation may be the screen's), and how many were left out."""
     if not (scarce_ts.size and "status" in intervals.columns):
         return scarce_ts, 0
     st = intervals.set_index("t")["status"].astype(str)
-    clean = ~st.reindex(scarce_ts).str.contains("error:", regex=False).to_numpy()
+    clean = ~st.reindex(scarce_ts).map(status_solve_error).to_numpy(dtype=bool)
     return scarce_ts[clean], int((~clean).sum())
 
 

@@ -76,8 +76,8 @@ def test_version_1_is_a_manifest_without_a_version() -> None:
     ("raw", "says"),
     [
         (
-            4,
-            "manifest version 4 cannot be read (this fpamm-opt reads versions 1-3): written by a newer",
+            5,
+            "manifest version 5 cannot be read (this fpamm-opt reads versions 1-4): written by a newer",
         ),
         (0, "manifest version 0 cannot be read"),
         ("three", "manifest_version 'three' is not a version number"),

@@ -14,7 +14,7 @@ from fpamm_opt.mechanism.copperplate import CopperPlateAllocator, single_bus_net
 from fpamm_opt.mechanism.engine import Mechanism, StepRecord
 from fpamm_opt.mechanism.memory import update_memory
 from fpamm_opt.mechanism.trigger import HoldChecker, TriggerState, trigger_vector
-from fpamm_opt.mechanism.types import Dispatch, IntervalInput, SolveStatus
+from fpamm_opt.mechanism.types import Dispatch, IntervalInput, IntervalStatus, SolveStatus
 from fpamm_opt.network import Convention, NetworkData
 
 pytestmark = pytest.mark.unit
@@ -260,7 +260,9 @@ def test_event_trigger_holds_and_audits_without_changing_state() -> None:
             np.testing.assert_array_equal(getattr(ra, f), getattr(rq, f))
         if not ra.executed:
             n_held += 1
-            assert ra.status == "optimal;held" and ra.n_solves == 0 and ra.deliverable_estimated
+            assert (
+                ra.status is IntervalStatus.HELD and ra.n_solves == 0 and ra.deliverable_estimated
+            )
             assert np.isfinite(ra.tracking_error) and ra.audit_n_solves > 0
             assert np.isnan(rq.tracking_error) and rq.audit_n_solves == 0
             assert ra.tracking_error <= 0.5

@@ -134,8 +134,11 @@ def test_limiting_spread() -> None:
 
 
 def test_feasible_fraction() -> None:
-    iv = pd.DataFrame({"status": ["optimal", "optimal;retried(clear:error)", "held", "error"]})
-    assert mt.feasible_fraction(iv) == 0.5
+    # manifest version 4's vocabulary, and the ;-joined text of versions 1-3
+    words = ["optimal", "held", "retried", "solve-error", "failed"]
+    texts = ["optimal;held", "optimal;retried(clear:error)", "infeasible;error:clear:infeasible"]
+    iv = pd.DataFrame({"status": words + texts})
+    assert mt.feasible_fraction(iv) == 6 / 8
     assert math.isnan(mt.feasible_fraction(iv.iloc[:0]))
     with pytest.raises(InputError):
         mt.feasible_fraction(pd.DataFrame({"t": [0]}))
