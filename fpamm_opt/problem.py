@@ -479,7 +479,7 @@ class AllocationProblem:
         the clearing operator reads only served loads from its iterates.
         """
         session = self.session_for(inp)
-        held_before = session.n_held
+        anchored_before = session.n_anchored
         ledger = ClearLedger(inp, weights, self.n_tier)
         self._base(inp)
         self.engine.set_weights(ledger.w)
@@ -489,7 +489,7 @@ class AllocationProblem:
                 ledger.record(ctx, run_chain(self.chain, ctx))
             except TierFailed as fail:
                 return self._failed(fail.sol, ledger.log.n_solves, ledger.log.solve_s, fail.what)
-        self.stats.held_tiers += session.n_held - held_before
+        self.stats.anchored_tiers += session.n_anchored - anchored_before
         return self._finish(ledger, session, dispatch)
 
     def _finish(self, led: ClearLedger, session: IntervalSession, dispatch: bool) -> Dispatch:

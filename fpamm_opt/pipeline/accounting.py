@@ -79,16 +79,16 @@ class PathStats:
         Failed KKT searches by ``"<guess>:<reason>"``.
     kkt_iterations : int
         Active-set iterations of all KKT searches.
-    held_tiers : int
+    anchored_tiers : int
         Tier clears that kept the tier's anchor from an earlier clear of the interval
-        (:meth:`~fpamm_opt.pipeline.session.IntervalSession.hold`).
+        (:meth:`~fpamm_opt.pipeline.session.IntervalSession.anchor`).
     """
 
     tier_paths: dict[str, int] = field(default_factory=_zero_tier_paths)
     qp_paths: dict[str, int] = field(default_factory=_zero_qp_paths)
     qp_misses: dict[str, int] = field(default_factory=dict)
     kkt_iterations: int = 0
-    held_tiers: int = 0
+    anchored_tiers: int = 0
 
     def miss(self, reason: str) -> None:
         """Count one failed KKT search."""
@@ -101,5 +101,5 @@ class PathStats:
             "qp_paths": dict(self.qp_paths),
             "qp_misses": dict(self.qp_misses),
             "kkt_iterations": int(self.kkt_iterations),
-            "held_tiers": int(self.held_tiers),
+            "anchored_tiers": int(self.anchored_tiers),
         }

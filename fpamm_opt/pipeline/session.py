@@ -26,7 +26,7 @@ class DeferredClear:
 
 
 @dataclass(frozen=True)
-class HeldTier:
+class TierAnchor:
     """A tier's answer in an earlier clear of the interval, with the served-load bounds it
     was cleared under (earlier tiers fixed, the tier free, later tiers at 0)."""
 
@@ -60,9 +60,9 @@ class IntervalSession:
         clear).
     deferred : dict token -> DeferredClear
         The latest :data:`~fpamm_opt.mechanism.types.DEFERRED_KEPT` deferred clears.
-    held : dict (tier, position) -> HeldTier
-        Each tier's anchor answer (:meth:`hold`).
-    n_held : int
+    anchors : dict (tier, position) -> TierAnchor
+        Each tier's anchor answer (:meth:`anchor`).
+    n_anchored : int
         Clears of a tier that kept its anchor.
     """
 
@@ -74,8 +74,8 @@ class IntervalSession:
         default_factory=dict
     )
     deferred: dict[int, DeferredClear] = field(default_factory=dict)
-    held: dict[TierKey, HeldTier] = field(default_factory=dict)
-    n_held: int = 0
+    anchors: dict[TierKey, TierAnchor] = field(default_factory=dict)
+    n_anchored: int = 0
 
     def seen_deliverable(self, key: TierKey, lo: np.ndarray, hi: np.ndarray) -> LPSolution | None:
         """The deliverable LP of ``key`` solved earlier under the same bounds, if any."""
@@ -94,7 +94,7 @@ class IntervalSession:
         """File a deferred clear under its token, keeping the latest ``DEFERRED_KEPT``."""
         self.deferred = keep_deferred(self.deferred, token, clear)
 
-    def hold(
+    def anchor(
         self,
         key: TierKey,
         mem: np.ndarray,
@@ -113,16 +113,16 @@ class IntervalSession:
         tier's answer can move tens of MW for 1e-4 MW of an earlier tier's loads (IEEE-118
         seed 7 t=1370), numerical noise the fixed point would otherwise read as residual.
         The anchor is the rule's exact answer for the weights of the clear that set it, and
-        the current exact answer is within ``tol_mw`` of it (docs/design.md, "Held tiers").
+        the current exact answer is within ``tol_mw`` of it (docs/design.md, "Anchored tiers").
         """
-        prev = self.held.get(key)
+        prev = self.anchors.get(key)
         if (
             prev is not None
             and np.array_equal(prev.lo, opened[0])
             and np.array_equal(prev.hi, opened[1])
             and float(np.abs(x[mem] - prev.x[mem]).sum()) <= tol_mw
         ):
-            self.n_held += 1
+            self.n_anchored += 1
             return prev.x.copy(), prev.point
-        self.held[key] = HeldTier(opened[0].copy(), opened[1].copy(), x.copy(), point)
+        self.anchors[key] = TierAnchor(opened[0].copy(), opened[1].copy(), x.copy(), point)
         return x, point

@@ -114,7 +114,7 @@ class TierContext:
     path: str | None = None
     first: bool = False
     switched: bool = False
-    #: served-load bounds when the tier opened (see :meth:`IntervalSession.hold`)
+    #: served-load bounds when the tier opened (see :meth:`IntervalSession.anchor`)
     opened: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
@@ -138,9 +138,9 @@ class TierContext:
 
     def rule_outcome(self, x: np.ndarray, point: LPSolution | None, rounds: int) -> TierOutcome:
         """Fix the rule's allocation ``x`` of the tier exactly (or the tier's anchor from an
-        earlier clear, :meth:`IntervalSession.hold`) and report it."""
+        earlier clear, :meth:`IntervalSession.anchor`) and report it."""
         if self.opened is not None:
-            x, point = self.session.hold(self.key, self.mem, self.opened, x, point, self.tol_mw)
+            x, point = self.session.anchor(self.key, self.mem, self.opened, x, point, self.tol_mw)
         level, capped = tier_level(self.d, x, self.w, self.v, self.mem, self.q, self.tol_mw)
         self.bounds.fix(self.mem, x)
         return TierOutcome(level, capped, rounds, self.q, point=point)

@@ -143,11 +143,11 @@ def test_fixtures_hold_one_interval_each() -> None:
             assert dataclasses.is_dataclass(RunData.open(d))
 
 
-def test_held_tiers_stop_noise_from_an_earlier_tier_reading_as_residual() -> None:
+def test_anchored_tiers_stop_noise_from_an_earlier_tier_reading_as_residual() -> None:
     """Seed 7, t = 1370 of the FP-AMM run (deficit weights): tier 1, cleared first, moved by
     ~1e-4 MW between clears as the weights changed by ~1e-5, and tier 0's answer moved by
     up to 31 MW with it (the stored residuals 0.11, 17.4, 0.0015: q_hat 158.7; re-cleared
-    without held tiers the fixed point cycles with period 5 and q_hat 6.2). With each tier
+    without anchored tiers the fixed point cycles with period 5 and q_hat 6.2). With each tier
     held at its anchor while it moves less than the residual floor, it contracts, and the
     cold re-solve agrees with the answer."""
     from fpamm_opt.mechanism.deficit import DeficitState
@@ -171,7 +171,7 @@ def test_held_tiers_stop_noise_from_an_earlier_tier_reading_as_residual() -> Non
     assert len(res.residuals) >= 2
     assert np.isnan(res.q_hat) or res.q_hat < 1.0, res.residuals
     assert res.q_hat <= res.q_bound or not res.q_bound_applies or np.isnan(res.q_hat)
-    assert alloc.stats.held_tiers >= 1
+    assert alloc.stats.anchored_tiers >= 1
     disp = res.dispatch
     nodes = run.table("nodes").sort_values("node").copy()
     nodes["weight"] = res.weights

@@ -381,15 +381,15 @@ def test_session_holds_a_tier_anchor_only_under_the_same_bounds_and_within_toler
     mem = np.array([True, True, False])
     opened = (np.zeros(3), np.array([1.0, 1.0, 0.0]))
     x0 = np.array([0.5, 0.25, 0.0])
-    x, _ = s.hold((0, 0), mem, opened, x0, None, 1e-3)
-    assert np.array_equal(x, x0) and s.n_held == 0  # the first answer is the anchor
-    x, _ = s.hold((0, 0), mem, opened, x0 + np.array([4e-4, 4e-4, 0.0]), None, 1e-3)
-    assert np.array_equal(x, x0) and s.n_held == 1  # 8e-4 MW from the anchor: held
-    x, _ = s.hold((0, 0), mem, opened, x0 + np.array([6e-4, 6e-4, 0.0]), None, 1e-3)
+    x, _ = s.anchor((0, 0), mem, opened, x0, None, 1e-3)
+    assert np.array_equal(x, x0) and s.n_anchored == 0  # the first answer is the anchor
+    x, _ = s.anchor((0, 0), mem, opened, x0 + np.array([4e-4, 4e-4, 0.0]), None, 1e-3)
+    assert np.array_equal(x, x0) and s.n_anchored == 1  # 8e-4 MW from the anchor: held
+    x, _ = s.anchor((0, 0), mem, opened, x0 + np.array([6e-4, 6e-4, 0.0]), None, 1e-3)
     assert (
-        np.allclose(x, x0 + np.array([6e-4, 6e-4, 0.0])) and s.n_held == 1
+        np.allclose(x, x0 + np.array([6e-4, 6e-4, 0.0])) and s.n_anchored == 1
     )  # beyond: the new answer
     other = (np.zeros(3), np.array([1.0, 1.0, 1.0]))  # other bounds: an earlier tier moved
     y = x + np.array([1e-5, 0.0, 0.0])
-    x, _ = s.hold((0, 0), mem, other, y, None, 1e-3)
-    assert np.array_equal(x, y) and s.n_held == 1
+    x, _ = s.anchor((0, 0), mem, other, y, None, 1e-3)
+    assert np.array_equal(x, y) and s.n_anchored == 1
