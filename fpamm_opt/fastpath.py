@@ -62,6 +62,7 @@ from pyomo.repn import generate_standard_repn
 from fpamm_opt.blocks.dcopf import Formulation
 from fpamm_opt.engine import EngineKind, LPSolution
 from fpamm_opt.errors import InputError
+from fpamm_opt.lazyflow import FlowCheck, FlowMonitor, FlowRow
 from fpamm_opt.mechanism.types import SolveStatus
 from fpamm_opt.network import NetworkData
 from fpamm_opt.solvers import SolverSpec
@@ -361,6 +362,8 @@ class _Instance:
         self.has_hess = False
         self.seen = [-1] * 6
         self.dyn_coef: dict[tuple[int, int], float] = {}
+        #: version of each lazy flow row this instance holds (rows after ``cm.n_row``)
+        self.lazy_version: list[int] = []
 
     def catch_up(self, t: _Target) -> None:
         """Push every number of ``t`` that differs from what HiGHS holds (vectorised)."""
@@ -438,6 +441,55 @@ class _Instance:
             raise InputError("HiGHS rejected the Hessian (not positive semidefinite?)")
 
 
+class _LazyRows:
+    """The lazy PTDF rows of a :class:`HighsEngine` (:class:`~fpamm_opt.lazyflow.FlowMonitor`)
+    as ``highspy`` rows appended after the compiled ones, the same in every instance."""
+
+    #: Flow-check rounds per solve before the engine gives up (status ``error``).
+    MAX_ROUNDS = 200
+
+    def __init__(
+        self, monitor: FlowMonitor, pg: np.ndarray, pl: np.ndarray, pf: np.ndarray, first: int
+    ) -> None:
+        self.monitor = monitor
+        self.pg, self.pl, self.pf = pg, pl, pf
+        self.first = first
+
+    def _entries(self, row: FlowRow, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Columns and (scaled) coefficients of ``row``: ``pf``, kept ``pg``, kept ``pl``."""
+        cols = np.r_[self.pf[row.branch], self.pg[row.gen], self.pl[row.node]].astype(np.int32)
+        vals = np.r_[1.0, row.gen_coef, row.node_coef] * s[cols]
+        return cols, vals
+
+    def sync(self, inst: _Instance) -> None:
+        """Send ``inst`` the rows it lacks and the repaired rows it holds stale."""
+        rows, version = self.monitor.rows, self.monitor.version
+        h, s, held = inst.h, inst.s, inst.lazy_version
+        for pos in range(len(held)):
+            if held[pos] != version[pos]:
+                cols, vals = self._entries(rows[pos], s)
+                r = self.first + pos
+                for c, v in zip(cols.tolist(), vals.tolist()):
+                    h.changeCoeff(r, c, v)
+                held[pos] = version[pos]
+        new = rows[len(held) :]
+        if not new:
+            return
+        parts = [self._entries(row, s) for row in new]
+        starts = np.cumsum([0] + [c.size for c, _ in parts[:-1]]).astype(np.int32)
+        rhs = np.array([row.rhs for row in new])
+        index = np.concatenate([c for c, _ in parts])
+        h.addRows(len(new), rhs, rhs, index.size, starts, index, np.concatenate([v for _, v in parts]))
+        held.extend(version[len(held) :])
+
+    def flow_duals(self, y: np.ndarray, n_branch: int) -> np.ndarray:
+        """Per-branch duals: the monitored rows' duals, zero for the others."""
+        out = np.zeros(n_branch)
+        n = len(self.monitor.rows)
+        out[self.monitor.monitored] = y[self.first : self.first + n]
+        return out
+
+
 class HighsEngine:
     """The :class:`~fpamm_opt.engine.Engine` of ``engine="highs"``: ``highspy`` in place.
 
@@ -506,6 +558,11 @@ class HighsEngine:
         self._flow_rows = (
             rows(dc.eq_pf_ptdf.values()) if hasattr(dc, "eq_pf_ptdf") else np.zeros(0, np.int32)
         )
+        #: Lazy PTDF rows: a PTDF block built without its flow rows (``flow_rows=False``).
+        self._lazy: _LazyRows | None = None
+        if dc.formulation == Formulation.PTDF.value and not hasattr(dc, "eq_pf_ptdf"):
+            monitor = FlowMonitor(net)
+            self._lazy = _LazyRows(monitor, self._pg, self._pl, self._pf, cm.n_row)
         self._level_const = cm.row_const[self._level_rows]
         self._tier_const = float(cm.row_const[self._tier_row])
 
@@ -761,6 +818,36 @@ class HighsEngine:
             {"presolve": "off"},
         ]
 
+    def _run_retrying(self, inst: _Instance, is_qp: bool, retry: bool) -> tuple[Any, str]:
+        """One hot run; when it is not optimal (and ``retry``), the cold retries in turn."""
+        ms = self._run(inst)
+        message = ""
+        if ms != _MS.kOptimal and retry:
+            for extra in self._retries(is_qp):
+                ms = self._run(inst, cold=True, extra=extra)
+                message = "cold-retry" + "".join(f":{k}={v}" for k, v in extra.items())
+                if ms == _MS.kOptimal:
+                    break
+        return ms, message
+
+    def _lazy_rounds(
+        self, inst: _Instance, is_qp: bool, retry: bool, ms: Any, message: str
+    ) -> tuple[Any, str, FlowCheck | None]:
+        """Flow check after each optimal run; add or repair rows and re-run until none."""
+        lazy = self._lazy
+        assert lazy is not None
+        for _ in range(lazy.MAX_ROUNDS):
+            if ms != _MS.kOptimal:
+                return ms, message, None
+            x = np.asarray(inst.h.getSolution().col_value)
+            chk = lazy.monitor.check(x[self._pg], x[self._pl])
+            if chk.done:
+                return ms, message, chk
+            lazy.monitor.apply(chk)
+            lazy.sync(inst)
+            ms, message = self._run_retrying(inst, is_qp, retry)
+        return _MS.kNotset, f"lazy flow rows: no end after {lazy.MAX_ROUNDS} rounds", None
+
     def solve(self, duals: bool = False, retry: bool = True) -> LPSolution:
         """Solve in place (hot start); from scratch when that is not optimal.
 
@@ -771,7 +858,9 @@ class HighsEngine:
         :data:`QP_REGULARIZATION` and without presolve (HiGHS's active-set QP solver
         sometimes cycles at the optimum or reports "Solve error" for a slightly infeasible
         point; another regularisation usually gets through). ``message`` names the retry
-        that succeeded (or the last one tried).
+        that succeeded (or the last one tried). Lazy PTDF: after each optimal run the flows
+        are checked and violated rows added (:class:`~fpamm_opt.lazyflow.FlowMonitor`) until
+        none is; ``pf`` are then the exact flows.
         """
         t = self._t
         is_qp = t.hess is not None
@@ -780,18 +869,16 @@ class HighsEngine:
         inst = self._qp if is_qp and self._qp is not None else self._lp
         h = inst.h
         t0 = h.getRunTime()
-        message = ""
+        chk: FlowCheck | None = None
         try:
             if self._sync:
                 self._eval_dynamic()
             inst.catch_up(t)
-            ms = self._run(inst)
-            if ms != _MS.kOptimal and retry:
-                for extra in self._retries(is_qp):
-                    ms = self._run(inst, cold=True, extra=extra)
-                    message = "cold-retry" + "".join(f":{k}={v}" for k, v in extra.items())
-                    if ms == _MS.kOptimal:
-                        break
+            if self._lazy is not None:
+                self._lazy.sync(inst)
+            ms, message = self._run_retrying(inst, is_qp, retry)
+            if self._lazy is not None:
+                ms, message, chk = self._lazy_rounds(inst, is_qp, retry, ms, message)
         except Exception as exc:  # HiGHS raises on invalid models and internal errors
             text = str(exc).splitlines()[0][:200] if str(exc) else repr(exc)
             return self._failed(SolveStatus.ERROR, "error", h.getRunTime() - t0, text)
@@ -800,14 +887,27 @@ class HighsEngine:
         status = _status(ms)
         if status is not SolveStatus.OPTIMAL:
             return self._failed(status, word, solve_s, message)
+        return self._solution(inst, word, solve_s, message, duals, chk)
+
+    def _solution(
+        self,
+        inst: _Instance,
+        word: str,
+        solve_s: float,
+        message: str,
+        duals: bool,
+        chk: FlowCheck | None,
+    ) -> LPSolution:
+        """The optimal solution of ``inst`` as an :class:`LPSolution` (exact flows if lazy)."""
+        h = inst.h
         sol = h.getSolution()
         x = np.asarray(sol.col_value)
         out = LPSolution(
-            status,
+            SolveStatus.OPTIMAL,
             word,
             x[self._pg],
             x[self._pl],
-            x[self._pf] * inst.s[self._pf],
+            chk.flows_mw if chk is not None else x[self._pf] * inst.s[self._pf],
             float(x[self._level]),
             float(h.getObjectiveValue()),
             solve_s,
@@ -817,7 +917,9 @@ class HighsEngine:
             y = np.asarray(sol.row_dual)
             out.balance_duals = y[self._balance_rows]
             out.level_duals = y[self._level_rows]
-            if self._flow_rows.size:
+            if self._lazy is not None:
+                out.flow_duals = self._lazy.flow_duals(y, self._pf.size)
+            elif self._flow_rows.size:
                 out.flow_duals = y[self._flow_rows]
         return out
 

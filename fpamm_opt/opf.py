@@ -51,7 +51,7 @@ def lmp_from_duals(
         islands = np.unique(net.bus_island)
         isl = np.searchsorted(islands, net.bus_island)
         flow = sol.flow_duals if sol.flow_duals is not None else np.zeros(net.n_branch)
-        bus_price = sol.balance_duals[isl] - net.ptdf.T @ flow
+        bus_price = sol.balance_duals[isl] - net.ptdf_transpose_dot(flow)
     return np.asarray(bus_price)[net.node_bus]
 
 
