@@ -153,6 +153,83 @@ class CompiledModel:
         return out
 
 
+class _RowBuilder:
+    """Accumulates compiled rows in CSR form and the columns they use (see
+    :func:`compile_model`)."""
+
+    def __init__(self, skip_rows: set[int]) -> None:
+        self.skip_rows = skip_rows
+        self.variables: list[Any] = []
+        self.col_of: dict[int, int] = {}
+        self.row_of: dict[int, int] = {}
+        self.starts: list[int] = []
+        self.index: list[int] = []
+        self.value: list[float] = []
+        self.lbs: list[float] = []
+        self.ubs: list[float] = []
+        self.consts: list[float] = []
+        self.dynamic_rows: list[_DynamicRow] = []
+
+    def col(self, v: Any) -> int:
+        """Column of variable ``v`` (a new one at its first use)."""
+        k = id(v)
+        j = self.col_of.get(k)
+        if j is None:
+            j = self.col_of[k] = len(self.variables)
+            self.variables.append(v)
+        return j
+
+    def add(self, con: Any) -> None:
+        """Row of ``con``: ``lb - c0 <= Σ a_j x_j <= ub - c0`` with ``c0`` the body constant."""
+        repn = generate_standard_repn(con.body, compute_values=False, quadratic=False)
+        if repn.nonlinear_expr is not None or repn.quadratic_vars:
+            raise InputError(f"constraint {con.name!r} is not linear; the fast path needs LPs")
+        track = id(con) not in self.skip_rows
+        mut: list[tuple[int, Any]] = []
+        self.starts.append(len(self.value))
+        for coef, v in zip(repn.linear_coefs, repn.linear_vars):
+            j = self.col(v)
+            if isinstance(coef, _NATIVE):
+                c = float(coef)
+            else:
+                c = float(pyo.value(coef))
+                if track and _mutable(coef):
+                    mut.append((j, coef))
+            if c != 0.0:
+                self.index.append(j)
+                self.value.append(c)
+        const = repn.constant
+        c0 = float(pyo.value(const))
+        self.lbs.append(_num(con.lower, -_INF) - c0 if con.has_lb() else -_INF)
+        self.ubs.append(_num(con.upper, _INF) - c0 if con.has_ub() else _INF)
+        self.consts.append(c0)
+        r = len(self.row_of)
+        self.row_of[id(con)] = r
+        if track and (mut or _mutable(const) or _mutable(con.lower) or _mutable(con.upper)):
+            self.dynamic_rows.append(_DynamicRow(r, con, mut, const))
+
+
+def _column_arrays(
+    variables: list[Any], skip_cols: set[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, Any]]]:
+    """Bounds, integrality and the dynamic columns (bounds with mutable parameters)."""
+    n = len(variables)
+    col_lb = np.empty(n)
+    col_ub = np.empty(n)
+    col_int = np.zeros(n, dtype=bool)
+    dynamic_cols: list[tuple[int, Any]] = []
+    for j, v in enumerate(variables):
+        if v.fixed:
+            col_lb[j] = col_ub[j] = float(v.value)
+        else:
+            col_lb[j] = -_INF if v.lb is None else float(v.lb)
+            col_ub[j] = _INF if v.ub is None else float(v.ub)
+            if id(v) not in skip_cols and (_mutable(v.lower) or _mutable(v.upper)):
+                dynamic_cols.append((j, v))
+        col_int[j] = bool(v.is_integer())
+    return col_lb, col_ub, col_int, dynamic_cols
+
+
 def compile_model(
     m: pyo.Block,
     static_rows: Iterable[Any] = (),
@@ -177,97 +254,39 @@ def compile_model(
     InputError
         A constraint is not linear.
     """
-    skip_rows = {id(c) for c in static_rows}
-    skip_cols = {id(v) for v in static_cols}
-    variables: list[Any] = []
-    col_of: dict[int, int] = {}
-
-    def col(v: Any) -> int:
-        k = id(v)
-        j = col_of.get(k)
-        if j is None:
-            j = col_of[k] = len(variables)
-            variables.append(v)
-        return j
-
+    rb = _RowBuilder({id(c) for c in static_rows})
     fixed = [
         v for v in m.component_data_objects(pyo.Var, active=True, descend_into=True) if v.fixed
     ]
-    cons = list(m.component_data_objects(pyo.Constraint, active=True, descend_into=True))
-    row_of: dict[int, int] = {}
-    starts: list[int] = []
-    index: list[int] = []
-    value: list[float] = []
-    lbs: list[float] = []
-    ubs: list[float] = []
-    consts: list[float] = []
-    dynamic_rows: list[_DynamicRow] = []
     for v in fixed:
         v.unfix()
     try:
-        for r, con in enumerate(cons):
-            repn = generate_standard_repn(con.body, compute_values=False, quadratic=False)
-            if repn.nonlinear_expr is not None or repn.quadratic_vars:
-                raise InputError(f"constraint {con.name!r} is not linear; the fast path needs LPs")
-            track = id(con) not in skip_rows
-            mut: list[tuple[int, Any]] = []
-            starts.append(len(value))
-            for coef, v in zip(repn.linear_coefs, repn.linear_vars):
-                j = col(v)
-                if isinstance(coef, _NATIVE):
-                    c = float(coef)
-                else:
-                    c = float(pyo.value(coef))
-                    if track and _mutable(coef):
-                        mut.append((j, coef))
-                if c != 0.0:
-                    index.append(j)
-                    value.append(c)
-            const = repn.constant
-            c0 = float(pyo.value(const))
-            lo = _num(con.lower, -_INF) - c0 if con.has_lb() else -_INF
-            hi = _num(con.upper, _INF) - c0 if con.has_ub() else _INF
-            lbs.append(lo)
-            ubs.append(hi)
-            consts.append(c0)
-            row_of[id(con)] = r
-            if track and (mut or _mutable(const) or _mutable(con.lower) or _mutable(con.upper)):
-                dynamic_rows.append(_DynamicRow(r, con, mut, const))
+        for con in m.component_data_objects(pyo.Constraint, active=True, descend_into=True):
+            rb.add(con)
     finally:
         for v in fixed:
             v.fix()
     # Variables no active constraint uses (objective-only, or unused) still get a column.
     for v in m.component_data_objects(pyo.Var, active=True, descend_into=True):
-        col(v)
-    n = len(variables)
-    col_lb = np.empty(n)
-    col_ub = np.empty(n)
-    col_int = np.zeros(n, dtype=bool)
-    dynamic_cols: list[tuple[int, Any]] = []
-    for j, v in enumerate(variables):
-        if v.fixed:
-            col_lb[j] = col_ub[j] = float(v.value)
-        else:
-            col_lb[j] = -_INF if v.lb is None else float(v.lb)
-            col_ub[j] = _INF if v.ub is None else float(v.ub)
-            if id(v) not in skip_cols and (_mutable(v.lower) or _mutable(v.upper)):
-                dynamic_cols.append((j, v))
-        col_int[j] = bool(v.is_integer())
-    starts.append(len(value))
+        rb.col(v)
+    col_lb, col_ub, col_int, dynamic_cols = _column_arrays(
+        rb.variables, {id(v) for v in static_cols}
+    )
+    rb.starts.append(len(rb.value))
     return CompiledModel(
         col_lb=col_lb,
         col_ub=col_ub,
         col_integer=col_int,
-        row_lb=np.asarray(lbs, dtype=float),
-        row_ub=np.asarray(ubs, dtype=float),
-        row_const=np.asarray(consts, dtype=float),
-        a_start=np.asarray(starts, dtype=np.int32),
-        a_index=np.asarray(index, dtype=np.int32),
-        a_value=np.asarray(value, dtype=float),
-        col_of=col_of,
-        row_of=row_of,
-        variables=variables,
-        dynamic_rows=dynamic_rows,
+        row_lb=np.asarray(rb.lbs, dtype=float),
+        row_ub=np.asarray(rb.ubs, dtype=float),
+        row_const=np.asarray(rb.consts, dtype=float),
+        a_start=np.asarray(rb.starts, dtype=np.int32),
+        a_index=np.asarray(rb.index, dtype=np.int32),
+        a_value=np.asarray(rb.value, dtype=float),
+        col_of=rb.col_of,
+        row_of=rb.row_of,
+        variables=rb.variables,
+        dynamic_rows=rb.dynamic_rows,
         dynamic_cols=dynamic_cols,
     )
 

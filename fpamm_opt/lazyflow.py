@@ -24,9 +24,12 @@ Design, after Egret's ``lazy_ptdf_utils`` and PowerModels' ``solve_opf_ptdf_bran
   candidates (the worst) per round, and a round happens only while some flow is actually
   violated;
 - coefficients are dropped by :func:`~fpamm_opt.network.ptdf_keep_mask`
-  (``|H_lb| < max(1e-10, 1e-6 · max_b |H_lb|)``). The check is exact, so a monitored branch
-  whose flow still exceeds its limit by more than the tolerance (the dropped entries' doing)
-  gets its full row back (:meth:`FlowMonitor.check`, ``repair``);
+  (``|H_lb| < max(1e-10, 1e-6 · max_b |H_lb|)``). The check is exact, and a monitored
+  branch whose exact flow is within :data:`BIND_FRACTION` of a limit (binding, or past it
+  by the dropped entries' doing) gets its full row back (:meth:`FlowMonitor.check`,
+  ``repair``) and the LP runs again: the rows that bind at the answer are exact, so the
+  answer is the full PTDF's (rows that do not bind do not move an LP's optimum), while rows
+  that never bind stay sparse;
 - the monitored set lives as long as the engine: the per-interval model is re-solved for
   every interval, and rows found binding in one interval stay for the next. Rows are never
   removed (the set is the union of the branches that came near a limit in the run).
@@ -43,13 +46,23 @@ import numpy as np
 
 from fpamm_opt.network import UNBOUNDED_FLOW_MW, NetworkData, ptdf_keep_mask
 
-__all__ = ["FLOW_TOL_MW", "MONITOR_FRACTION", "FlowCheck", "FlowMonitor", "FlowRow"]
+__all__ = [
+    "BIND_FRACTION",
+    "FLOW_TOL_MW",
+    "MONITOR_FRACTION", "FlowCheck",
+    "FlowMonitor",
+    "FlowRow",
+]
 
 #: A flow may exceed its limit by this much (MW) and the point still counts as in ``X(t)``.
 FLOW_TOL_MW = 1e-6
 
 #: A branch becomes a candidate row once its flow passes this fraction of a limit.
 MONITOR_FRACTION = 0.99
+
+#: A monitored row counts as binding (and is made exact) past this fraction of a limit or
+#: within :data:`FLOW_TOL_MW` of it; above the error the dropped entries can make.
+BIND_FRACTION = 1.0 - 1e-4
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,8 @@ class FlowMonitor:
         self._hi = np.where(hi >= UNBOUNDED_FLOW_MW, np.inf, hi)
         self._near_lo = self._lo + (1.0 - MONITOR_FRACTION) * np.abs(self._lo)
         self._near_hi = self._hi - (1.0 - MONITOR_FRACTION) * np.abs(self._hi)
+        slack = np.maximum((1.0 - BIND_FRACTION) * np.maximum(np.abs(lo), np.abs(hi)), 0.0)
+        self._bind_slack = np.where(np.isfinite(slack), slack, 0.0) + FLOW_TOL_MW
         self._const = net.shift_injection_mw - net.bus_fixed_withdrawal_mw
         self.rows: list[FlowRow] = []
         self.version: list[int] = []
@@ -173,8 +188,9 @@ class FlowMonitor:
     def check(self, p_gen_mw: np.ndarray, served_mw: np.ndarray) -> FlowCheck:
         """Exact flows of a solution and the rows to add or repair.
 
-        Nothing is added when no flow exceeds its limit by more than :data:`FLOW_TOL_MW`.
-        Otherwise: every violated monitored row that is not exact is repaired, and up to
+        Every binding (:data:`BIND_FRACTION`) monitored row that is not exact is repaired.
+        Nothing is added when no flow exceeds its limit by more than :data:`FLOW_TOL_MW`;
+        otherwise up to
         :attr:`max_add` unmonitored branches past :data:`MONITOR_FRACTION` of a limit come
         in, the worst first (measured past that inner limit).
         """
@@ -183,13 +199,14 @@ class FlowMonitor:
         flows = net.flows_from_injections(net.bus_injection_mw(p_gen_mw, served_mw))
         viol = np.maximum(flows - self._hi, self._lo - flows)
         worst = float(max(viol.max(initial=0.0), 0.0))
-        none = np.zeros(0, dtype=int)
-        if worst <= FLOW_TOL_MW:
-            return FlowCheck(flows, worst, none, none)
         mon = np.zeros(net.n_branch, dtype=bool)
         mon[self.monitored] = True
-        bad = np.flatnonzero(mon & (viol > FLOW_TOL_MW))
-        repair = np.array([k for k in bad.tolist() if not self.rows[self.position[k]].exact])
+        binding = np.flatnonzero(mon & (viol > -self._bind_slack))
+        repair = np.array(
+            [k for k in binding.tolist() if not self.rows[self.position[k]].exact], dtype=int
+        )
+        if worst <= FLOW_TOL_MW:
+            return FlowCheck(flows, worst, np.zeros(0, dtype=int), repair)
         near = np.maximum(flows - self._near_hi, self._near_lo - flows)
         cand = np.flatnonzero(~mon & (near > 0.0))
         add = cand[np.argsort(-near[cand], kind="stable")][: self.max_add]

@@ -51,11 +51,13 @@ UNLIMITED_RATING_MVA = 9000.0
 #: Numerical bound (MW) replacing "no limit" on branch flows in optimisation models.
 UNBOUNDED_FLOW_MW = 1e6
 
-#: PTDF coefficient dropping (both PTDF formulations): in row ``l``, entries with
+#: PTDF coefficient dropping: in row ``l``, entries with
 #: ``|H_lb| < max(PTDF_DROP_ABS, PTDF_DROP_REL · max_b |H_lb|)`` are left out
-#: (:func:`ptdf_keep_mask`). The flow error this makes on a row is at most
-#: ``Σ_dropped |H_lb| |inj_b|``; the lazy flow check recomputes every flow exactly and
-#: restores a monitored row's dropped entries if it ever exceeds the flow tolerance.
+#: (:func:`ptdf_keep_mask`) of the lazy rows (:mod:`fpamm_opt.lazyflow`); the flow error
+#: this makes on a row is at most ``Σ_dropped |H_lb| |inj_b|``, and the lazy flow check,
+#: which recomputes every flow exactly, gives a row its dropped entries back once it binds.
+#: The full PTDF block of the Pyomo engine, which has no such check, drops only entries
+#: below ``PTDF_DROP_ABS`` (numerical noise of the solve).
 PTDF_DROP_ABS = 1e-10
 PTDF_DROP_REL = 1e-6
 
@@ -528,13 +530,15 @@ class NetworkData:
         }
 
 
-def ptdf_keep_mask(rows: np.ndarray) -> np.ndarray:
+def ptdf_keep_mask(rows: np.ndarray, rel: float = PTDF_DROP_REL) -> np.ndarray:
     """Which PTDF entries a formulation keeps: ``|H_lb| >= max(abs, rel · max_b |H_lb|)``.
 
     Parameters
     ----------
     rows : (k, n_bus) array
         PTDF rows (:meth:`NetworkData.ptdf_rows`).
+    rel : float
+        Relative threshold (:data:`PTDF_DROP_REL`; 0 keeps all but numerical noise).
 
     Returns
     -------
@@ -542,7 +546,7 @@ def ptdf_keep_mask(rows: np.ndarray) -> np.ndarray:
         ``True`` where the coefficient is kept (:data:`PTDF_DROP_ABS`, :data:`PTDF_DROP_REL`).
     """
     mag = np.abs(rows)
-    cut = np.maximum(PTDF_DROP_ABS, PTDF_DROP_REL * mag.max(axis=1, initial=0.0))
+    cut = np.maximum(PTDF_DROP_ABS, rel * mag.max(axis=1, initial=0.0))
     return mag >= cut[:, None]
 
 

@@ -33,6 +33,8 @@ class DCOPFResult:
     lmp: np.ndarray | None
     solve_s: float
     message: str = ""
+    build_s: float = 0.0  #: building the model (and compiling it, on the fast path)
+    engine: str = "pyomo"  #: the engine that solved it
 
 
 def lmp_from_duals(

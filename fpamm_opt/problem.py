@@ -352,6 +352,9 @@ class AllocationProblem:
     rationing : TrialRationing, optional
         How often weighted tiers get a water-fill trial (default: ``TRIAL_MIN_RATE``,
         ``TRIAL_PROBE``).
+    lazy_rows : bool, optional
+        PTDF on the ``highs`` engine: carry the branch rows lazily (default, ``None``:
+        whenever :func:`lazy_flow_rows` allows); ``False`` compiles every row.
     """
 
     #: Below this success rate of weighted water-fill trials, only every TRIAL_PROBE-th
@@ -383,6 +386,7 @@ class AllocationProblem:
         water_fill: bool = True,
         qp_method: QPMethod | str = "auto",
         rationing: TrialRationing | None = None,
+        lazy_rows: bool | None = None,
     ) -> None:
         self.net = net
         self.node_tier = np.asarray(node_tier, dtype=int)
@@ -393,6 +397,8 @@ class AllocationProblem:
         self.solver_spec = as_solver_spec(solver)
         self.n_node, self.n_gen, self.n_branch = net.n_node, net.n_gen, net.n_branch
         lazy = lazy_flow_rows(self.formulation, engine, self.solver_spec, extensions)
+        if lazy_rows is not None:
+            lazy = lazy and bool(lazy_rows)
         self.model = build_model(
             net, self.formulation, self.node_tier, self.n_tier, extensions, flow_rows=not lazy
         )
@@ -656,8 +662,11 @@ def solve_dcopf(
     DCOPFResult
         Status, cost ($/h, the case's own curves), dispatch, flows and LMPs.
     """
+    t0 = time.perf_counter()
     if EngineKind(engine) is EngineKind.PYOMO:
-        return DCOPFProblem(net, formulation, solver, extensions).solve()
+        plain = DCOPFProblem(net, formulation, solver, extensions)
+        build_s = time.perf_counter() - t0
+        return dataclasses.replace(plain.solve(), build_s=build_s)
     # The fast path compiles the whole model (both blocks) into arrays.
     prob = AllocationProblem(
         net,
@@ -668,7 +677,14 @@ def solve_dcopf(
         engine=engine,
         extensions=extensions,
     )
-    return prob.solve_dcopf()
+    build_s = time.perf_counter() - t0
+    res = prob.solve_dcopf()
+    return dataclasses.replace(res, build_s=build_s, engine=prob.engine_kind.value)
+
+
+def default_time_limit_s(net: NetworkData) -> float:
+    """Per-solve time limit that suits the network: 10 s per 1000 buses, at least 10 s."""
+    return max(10.0, 10.0 * net.n_bus / 1000.0)
 
 
 #: Penalty ($ per MW) on load shed in the elastic LP of :func:`explain_infeasible`, against

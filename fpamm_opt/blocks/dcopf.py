@@ -22,9 +22,9 @@ Expressions
 Constraints
     B-θ: ``eq_p_balance[bus]``, ``eq_pf[branch]``; reference angles fixed to 0.
     PTDF: ``eq_p_balance[island]``, ``eq_pf_ptdf[branch]`` (rows generated from the sparse
-    LU of the reduced ``B``, never the dense PTDF, coefficients below
-    ``max(1e-10, 1e-6 · max|row|)`` dropped; left out with ``flow_rows=False``, when the
-    ``highs`` engine carries them lazily, :mod:`fpamm_opt.lazyflow`).
+    LU of the reduced ``B``, never the dense PTDF, coefficients below ``1e-10`` dropped; left
+    out with ``flow_rows=False``, when the ``highs`` engine carries them lazily and drops
+    below ``max(1e-10, 1e-6 · max|row|)`` until a row binds, :mod:`fpamm_opt.lazyflow`).
     Thermal and angle-difference limits are bounds of ``pf``: ``|pf| <= rate`` and
     ``angmin <= pf/(base b) + shift <= angmax`` (the angle difference of a branch is a linear
     function of its flow), so both formulations describe the same set.
@@ -203,7 +203,7 @@ def add_ptdf_flow_rows(b: pyo.Block, net: NetworkData) -> None:
     """``eq_pf_ptdf[branch]`` on a PTDF block, every row, without the dense PTDF.
 
     Rows come from the sparse LU in chunks of :data:`~fpamm_opt.network.PTDF_ROW_CHUNK`;
-    coefficients below :func:`~fpamm_opt.network.ptdf_keep_mask`'s threshold are dropped.
+    coefficients below :data:`~fpamm_opt.network.PTDF_DROP_ABS` (noise) are dropped.
     """
     shift_inj = net.shift_injection_mw
     shift_flow = net.shift_flow_mw
@@ -214,7 +214,7 @@ def add_ptdf_flow_rows(b: pyo.Block, net: NetworkData) -> None:
             coef.clear()
             chunk = np.arange(k, min(k + PTDF_ROW_CHUNK, net.n_branch))
             h = net.ptdf_rows(chunk)
-            keep = ptdf_keep_mask(h)
+            keep = ptdf_keep_mask(h, rel=0.0)
             for r, kk in enumerate(chunk.tolist()):
                 cols = np.flatnonzero(keep[r])
                 coef[kk] = (cols, h[r, cols])
