@@ -49,7 +49,8 @@ from fpamm_opt.network import UNBOUNDED_FLOW_MW, NetworkData, ptdf_keep_mask
 __all__ = [
     "BIND_FRACTION",
     "FLOW_TOL_MW",
-    "MONITOR_FRACTION", "FlowCheck",
+    "MONITOR_FRACTION",
+    "FlowCheck",
     "FlowMonitor",
     "FlowRow",
 ]

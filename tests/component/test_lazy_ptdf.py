@@ -139,3 +139,23 @@ def test_ptdf_without_the_dense_matrix_equals_it() -> None:
     np.testing.assert_allclose(net.ptdf_rows(ks), net.ptdf, atol=1e-12)
     mu = np.random.default_rng(0).normal(size=net.n_branch)
     np.testing.assert_allclose(net.ptdf_transpose_dot(mu), net.ptdf.T @ mu, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["case57", "case118"])
+def test_tangent_cost_matches_the_qp(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The case's quadratic cost as tangent cuts (LPs) gives the QP's optimum (1e-9 gap)."""
+    from fpamm_opt.fastpath import HighsEngine
+
+    net = load_network(case, ratings="derived")
+    assert net.has_quadratic_cost
+    out = {}
+    for form in ("tangents", "qp"):
+        monkeypatch.setattr(HighsEngine, "case_cost_form", form)
+        out[form] = solve_dcopf(net, "ptdf", engine="highs")
+        assert out[form].status == "optimal"
+    assert out["tangents"].objective == pytest.approx(out["qp"].objective, rel=1e-8)
+    # Within REL_GAP = 1e-11 of the cost, the point is the QP's to about 1e-2 MW and the
+    # prices (subgradients of the cuts) to about 1e-5 relative.
+    np.testing.assert_allclose(out["tangents"].p_gen_mw, out["qp"].p_gen_mw, atol=1e-2)
+    scale = float(np.abs(out["qp"].lmp).max())
+    np.testing.assert_allclose(out["tangents"].lmp, out["qp"].lmp, rtol=0, atol=1e-5 * scale)
