@@ -36,6 +36,8 @@ built; nothing here depends on the block being closed. See ``fpamm_opt.problem``
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
@@ -143,7 +145,7 @@ def _at_bus(n_bus: int, where: np.ndarray) -> list[list[int]]:
     return out
 
 
-def _injection_rule(net: NetworkData):  # noqa: ANN202 (a Pyomo rule)
+def _injection_rule(net: NetworkData) -> Callable[[pyo.Block, int], Any]:
     """Rule of the net injection of a bus: generation minus served load minus fixed (MW)."""
     gens_at = _at_bus(net.n_bus, net.gen_bus)
     nodes_at = _at_bus(net.n_bus, net.node_bus)
