@@ -92,8 +92,10 @@ def dcopf_command(case: Path, formulation: str) -> dict[str, Any]:
     return rec
 
 
-def fpamm_run(intervals: int) -> dict[str, Any]:
-    """FP-AMM on case10000_goc (PTDF, lazy rows, max-min rule), then ``fpamm verify``."""
+def fpamm_run(intervals: int, cold_sample: int = 20, keep: Path | None = None) -> dict[str, Any]:
+    """FP-AMM on case10000_goc (PTDF, lazy rows, max-min rule), then ``fpamm verify`` with
+    ``--cold-sample cold_sample`` (T3 re-solves with the dense PTDF, see the report);
+    ``keep``: write the run there instead of a temporary directory."""
     from fpamm_opt.sim.run import run
     from fpamm_opt.spec import RunSpec, read_toml
 
@@ -122,7 +124,7 @@ def fpamm_run(intervals: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fpamm-bench-large-") as tmp:
         t0 = time.perf_counter()
         try:
-            res = run(spec, Path(tmp) / "run", progress=False, on_step=on_step)
+            res = run(spec, keep or Path(tmp) / "run", progress=False, on_step=on_step)
         except Exception as exc:  # report what was measured up to the failure
             out["error"] = f"{type(exc).__name__}: {exc}"
             out["intervals_done"] = len(stamps)
@@ -137,10 +139,21 @@ def fpamm_run(intervals: int) -> dict[str, Any]:
             build_s=timings.get("build_s"),
             loop_s=loop_s,
             per_interval_ms=1e3 * loop_s / max(len(stamps), 1),
+            scarce_mean_ms=_class_ms(stamps, scarce, True),
+            nonscarce_mean_ms=_class_ms(stamps, scarce, False),
+            cold_sample=cold_sample,
         )
         t1 = time.perf_counter()
         verify = subprocess.run(
-            [sys.executable, "-m", "fpamm_opt.cli", "verify", str(res.run_dir)],
+            [
+                sys.executable,
+                "-m",
+                "fpamm_opt.cli",
+                "verify",
+                str(res.run_dir),
+                "--cold-sample",
+                str(cold_sample),
+            ],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             capture_output=True,
@@ -150,6 +163,12 @@ def fpamm_run(intervals: int) -> dict[str, Any]:
         out["verify_returncode"] = verify.returncode
         out["verify_tail"] = (verify.stdout + verify.stderr).strip().splitlines()[-12:]
     return out
+
+
+def _class_ms(stamps: list[float], scarce: list[bool], which: bool) -> float | None:
+    """Mean wall time (ms) between consecutive intervals of one class (scarce or not)."""
+    dt = [b - a for a, b, s in zip(stamps, stamps[1:], scarce[1:]) if s == which]
+    return 1e3 * sum(dt) / len(dt) if dt else None
 
 
 def _fmt(rec: dict[str, Any]) -> str:
