@@ -14,7 +14,10 @@ through), one after the other so they do not compete for the cores:
   and one ``rundcopp`` per sampled interval;
 * ``bench_memory.py``: peak RSS at T and 10T (lmp 5000/50000 and fpamm 500/5000 on IEEE-14;
   ``--quick``: 300/3000);
-* ``bench_scale.py``: 1000 FP-AMM intervals on a 2000-bus network (``--quick``: 150).
+* ``bench_scale.py``: 1000 FP-AMM intervals on a 2000-bus network (``--quick``: 150);
+* ``bench_large.py``: ``fpamm dcopf`` on case10000_goc (B-θ and PTDF, against case2000_goc)
+  and case3012wp_k (PTDF against B-θ), each command in its own process with its peak RSS
+  (``--quick``: without case10000_goc's B-θ); skipped without ``../shared/data/pglib-large``.
 
 Each writes ``bench/results_<name>.json`` (``--quick``: ``results_<name>_quick.json``); this
 script writes ``bench/results.json`` (``--quick``: ``bench/results_quick.json``, so a quick run
@@ -58,6 +61,7 @@ BENCHES = {
     "mechanism": ("bench_mechanism.py", 1800, 600),
     "memory": ("bench_memory.py", 1800, 600),
     "scale": ("bench_scale.py", 2700, 900),
+    "large": ("bench_large.py", 1800, 900),
 }
 
 
@@ -333,6 +337,66 @@ def targets(res: dict, share: float) -> list[dict]:
         )
     else:
         rows.append(_row("scale", "1000 int.", None, "", None, "bench_scale failed"))
+    rows.extend(large_targets(res.get("large", {}).get("result")))
+    return rows
+
+
+def large_targets(lg: dict | None) -> list[dict]:
+    """Rows of ``bench_large``: case10000_goc build + solve, whole command, objective;
+    case3012wp_k PTDF against B-θ (time, peak RSS)."""
+    if not lg:
+        return [_row("large", "", None, "", None, "bench_large failed")]
+    if "skipped" in lg:
+        return [_row("large", "", None, "", None, lg["skipped"])]
+    rows = []
+    ratios = lg.get("ratios", {})
+    for r in lg.get("runs", []):
+        if r["case"] != "pglib_opf_case10000_goc" or "error" in r:
+            continue
+        f = r["formulation"]
+        bs = r["build_plus_solve_s"]
+        rows.append(
+            _row(
+                f"10k.{f}",
+                "<= 3 s",
+                bs,
+                "{:.2f} s",
+                bs <= 3.0 and r["status"] == "optimal",
+                f"case10000_goc {f}: build {r['build_s']:.2f} + solve {r['solve_s']:.2f} s "
+                f"(load {r['load_s']:.2f} s, command {r['command_s']:.1f} s, "
+                f"{r['peak_rss_mb']:.0f} MB)",
+            )
+        )
+        ratio = ratios.get(f"command_10k_over_2000_{f}")
+        if ratio is not None:
+            rows.append(
+                _row(f"10k.cmd.{f}", "<= 5x", ratio, "{:.2f}x", ratio <= 5.0, "command vs 2000")
+            )
+        gap = ratios.get(f"objective_10k_vs_baseline_{f}")
+        if gap is not None:
+            rows.append(
+                _row(
+                    f"10k.obj.{f}",
+                    "<= 0.5 %",
+                    100 * abs(gap),
+                    "{:.4f} %",
+                    abs(gap) <= 0.005,
+                    "objective vs PowerModels' BASELINE 1.3461e+06",
+                )
+            )
+    t = ratios.get("case3012_ptdf_over_btheta_command")
+    pt = next(
+        (
+            r
+            for r in lg.get("runs", [])
+            if r["case"] == "pglib_opf_case3012wp_k" and r["formulation"] == "ptdf"
+        ),
+        None,
+    )
+    if t is not None and pt is not None:
+        rows.append(_row("3012.t", "<= 2x", t, "{:.2f}x", t <= 2.0, "PTDF / B-θ, whole command"))
+        mb = pt["peak_rss_mb"]
+        rows.append(_row("3012.rss", "<= 1 GB", mb, "{:.0f} MB", mb <= 1024, "PTDF peak RSS"))
     return rows
 
 

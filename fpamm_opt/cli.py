@@ -108,30 +108,57 @@ def cases_cmd(as_json: bool) -> None:
     show_default=True,
     help="Branch ratings: the case's, or derived from a base flow.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "highs", "pyomo"]),
+    default="auto",
+    show_default=True,
+    help="auto: the highspy fast path for HiGHS (lazy PTDF rows), Pyomo otherwise.",
+)
+@click.option(
+    "--time-limit",
+    "time_limit_s",
+    type=float,
+    default=None,
+    help="Seconds per solve (default: 10 s per 1000 buses, at least 10 s).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @handle_errors
 def dcopf_cmd(
-    case: str, formulation: str, convention: str, solver: str, ratings: str, as_json: bool
+    case: str,
+    formulation: str,
+    convention: str,
+    solver: str,
+    ratings: str,
+    engine: str,
+    time_limit_s: float | None,
+    as_json: bool,
 ) -> None:
     """One least-cost DC-OPF of CASE (no load shedding, the case's own costs)."""
     import warnings
 
     from fpamm_opt.network import NetworkMappingWarning, load_network
-    from fpamm_opt.problem import explain_infeasible, solve_dcopf
+    from fpamm_opt.problem import default_time_limit_s, explain_infeasible, solve_dcopf
     from fpamm_opt.solvers import SolverSpec, require_solver
 
     require_solver(solver)
+    t_load = time.perf_counter()
     with warnings.catch_warnings():
         # Printed below from the network's own record (also when the load was cached).
         warnings.simplefilter("ignore", NetworkMappingWarning)
         net = load_network(case, convention=convention, ratings=ratings)
+    load_s = time.perf_counter() - t_load
     if net.mapping_warning:
         click.echo(f"warning: {net.mapping_warning}", err=True)
+    limit = default_time_limit_s(net) if time_limit_s is None else float(time_limit_s)
+    spec = SolverSpec(name=solver, time_limit_s=limit)
     t0 = time.perf_counter()
-    res = solve_dcopf(net, formulation, SolverSpec(name=solver))
+    res = solve_dcopf(net, formulation, spec, engine=engine)
     reason = None
-    if res.status != "optimal":
-        reason = explain_infeasible(net, SolverSpec(name=solver))
+    if res.status == "time_limit":
+        reason = f"the solver stopped at its time limit of {limit:g} s: raise --time-limit"
+    elif res.status != "optimal":
+        reason = explain_infeasible(net, spec)
     wall = time.perf_counter() - t0
     out = {
         "case": net.name,
@@ -146,6 +173,10 @@ def dcopf_cmd(
         "n_branch": net.n_branch,
         "n_gen": net.n_gen,
         "demand_mw": float(net.node_demand_mw.sum()),
+        "engine": res.engine,
+        "time_limit_s": limit,
+        "load_s": load_s,
+        "build_s": res.build_s,
         "solve_s": res.solve_s,
         "wall_s": wall,
         "message": res.message,

@@ -51,6 +51,20 @@ UNLIMITED_RATING_MVA = 9000.0
 #: Numerical bound (MW) replacing "no limit" on branch flows in optimisation models.
 UNBOUNDED_FLOW_MW = 1e6
 
+#: PTDF coefficient dropping: in row ``l``, entries with
+#: ``|H_lb| < max(PTDF_DROP_ABS, PTDF_DROP_REL · max_b |H_lb|)`` are left out
+#: (:func:`ptdf_keep_mask`) of the lazy rows (:mod:`fpamm_opt.lazyflow`); the flow error
+#: this makes on a row is at most ``Σ_dropped |H_lb| |inj_b|``, and the lazy flow check,
+#: which recomputes every flow exactly, gives a row its dropped entries back once it binds.
+#: The full PTDF block of the Pyomo engine, which has no such check, drops only entries
+#: below ``PTDF_DROP_ABS`` (numerical noise of the solve).
+PTDF_DROP_ABS = 1e-10
+PTDF_DROP_REL = 1e-6
+
+#: Branches per sparse-LU solve when PTDF rows are generated in bulk (bounds memory to
+#: ``PTDF_ROW_CHUNK · n_bus`` floats at a time).
+PTDF_ROW_CHUNK = 256
+
 #: Directory of case files shipped with the project (see ``data/README.md``).
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -349,6 +363,36 @@ class NetworkData:
         pf = (self.flow_sensitivity_mw @ flat.T).T - self.shift_flow_mw
         return pf.reshape(*np.shape(injection_mw)[:-1], self.n_branch)
 
+    def ptdf_rows(self, branches: np.ndarray) -> np.ndarray:
+        """Rows ``branches`` of the PTDF (``(len(branches), n_bus)``, MW/MW), without the
+        dense matrix: one sparse-LU solve ``B_redᵀ X = Bf[branches]ᵀ`` for all of them.
+
+        Equal to ``ptdf[branches]``; costs ``O(len(branches) · n_bus)`` memory. Callers
+        asking for many rows should do so in chunks (:data:`PTDF_ROW_CHUNK`).
+        """
+        rows = np.asarray(branches, dtype=int)
+        out = np.zeros((rows.size, self.n_bus))
+        if self._reduced_lu is None or rows.size == 0:
+            return out
+        keep = np.flatnonzero(~self.bus_ref)
+        bf = self.flow_sensitivity_mw[rows][:, keep].toarray()  # (k, n_keep)
+        out[:, keep] = self._reduced_lu.solve(np.ascontiguousarray(bf.T), trans="T").T
+        return out
+
+    def ptdf_transpose_dot(self, flow_weights: np.ndarray) -> np.ndarray:
+        """``PTDFᵀ @ flow_weights`` (``(n_bus,)``) with one sparse-LU solve, no dense PTDF.
+
+        Used for nodal prices from flow-row duals (``λ - PTDFᵀ μ``).
+        """
+        mu = np.asarray(flow_weights, dtype=float)
+        out = np.zeros(self.n_bus)
+        if self._reduced_lu is None:
+            return out
+        keep = np.flatnonzero(~self.bus_ref)
+        rhs = np.asarray(self.flow_sensitivity_mw.T @ mu).ravel()[keep]
+        out[keep] = self._reduced_lu.solve(rhs)
+        return out
+
     @functools.cached_property
     def ptdf(self) -> np.ndarray:
         """Dense PTDF (n_branch x n_bus, MW/MW), reference buses as slack of their island.
@@ -484,6 +528,26 @@ class NetworkData:
             "elements": [e.as_dict() for e in self.elements],
             "mapping_warning": self.mapping_warning,
         }
+
+
+def ptdf_keep_mask(rows: np.ndarray, rel: float = PTDF_DROP_REL) -> np.ndarray:
+    """Which PTDF entries a formulation keeps: ``|H_lb| >= max(abs, rel · max_b |H_lb|)``.
+
+    Parameters
+    ----------
+    rows : (k, n_bus) array
+        PTDF rows (:meth:`NetworkData.ptdf_rows`).
+    rel : float
+        Relative threshold (:data:`PTDF_DROP_REL`; 0 keeps all but numerical noise).
+
+    Returns
+    -------
+    (k, n_bus) bool array
+        ``True`` where the coefficient is kept (:data:`PTDF_DROP_ABS`, :data:`PTDF_DROP_REL`).
+    """
+    mag = np.abs(rows)
+    cut = np.maximum(PTDF_DROP_ABS, rel * mag.max(axis=1, initial=0.0))
+    return mag >= cut[:, None]
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -33,6 +33,8 @@ class DCOPFResult:
     lmp: np.ndarray | None
     solve_s: float
     message: str = ""
+    build_s: float = 0.0  #: building the model (and compiling it, on the fast path)
+    engine: str = "pyomo"  #: the engine that solved it
 
 
 def lmp_from_duals(
@@ -51,7 +53,7 @@ def lmp_from_duals(
         islands = np.unique(net.bus_island)
         isl = np.searchsorted(islands, net.bus_island)
         flow = sol.flow_duals if sol.flow_duals is not None else np.zeros(net.n_branch)
-        bus_price = sol.balance_duals[isl] - net.ptdf.T @ flow
+        bus_price = sol.balance_duals[isl] - net.ptdf_transpose_dot(flow)
     return np.asarray(bus_price)[net.node_bus]
 
 

@@ -37,7 +37,12 @@ import numpy as np
 import pyomo.environ as pyo
 
 from fpamm_opt.blocks.allocation import build_allocation_block
-from fpamm_opt.blocks.dcopf import Formulation, build_dcopf_block, secant_price
+from fpamm_opt.blocks.dcopf import (
+    Formulation,
+    add_ptdf_flow_rows,
+    build_dcopf_block,
+    secant_price,
+)
 from fpamm_opt.engine import Engine, EngineKind, LPSolution
 from fpamm_opt.errors import InputError
 from fpamm_opt.mechanism.config import Rule, TierEnergy
@@ -94,17 +99,41 @@ def build_model(
     node_tier: np.ndarray | None = None,
     n_tier: int = 1,
     extensions: Sequence[Extension] = (),
+    flow_rows: bool = True,
 ) -> pyo.ConcreteModel:
-    """Create the per-interval model: ``m.dcopf`` + ``m.alloc`` + extensions (built once)."""
+    """Create the per-interval model: ``m.dcopf`` + ``m.alloc`` + extensions (built once).
+
+    ``flow_rows=False`` builds a PTDF block without its branch rows, for the ``highs``
+    engine's lazy rows (:func:`lazy_flow_rows`).
+    """
     m = pyo.ConcreteModel(name=f"fpamm[{net.name}]")
     m.dcopf = pyo.Block()
-    build_dcopf_block(m.dcopf, net, formulation)
+    build_dcopf_block(m.dcopf, net, formulation, flow_rows=flow_rows)
     tiers = np.zeros(net.n_node, dtype=int) if node_tier is None else np.asarray(node_tier)
     m.alloc = pyo.Block()
     build_allocation_block(m.alloc, m.dcopf, net, tiers, n_tier)
     for ext in extensions:
         ext(m, net)
     return m
+
+
+def lazy_flow_rows(
+    formulation: Formulation | str,
+    engine: EngineKind | str,
+    solver: SolverSpec,
+    extensions: Sequence[Extension],
+) -> bool:
+    """Whether the PTDF branch rows are carried lazily (:mod:`fpamm_opt.lazyflow`).
+
+    Only on the ``highs`` engine (it adds rows to its ``highspy`` instances between runs; the
+    Pyomo engine hands a fixed model to its solver, so it gets every row) and only for the
+    plain blocks: an extension may read ``pf``, which is exact only on monitored branches.
+    """
+    if Formulation(formulation) is not Formulation.PTDF or extensions:
+        return False
+    kind = EngineKind(engine)
+    highs = solver.name.lower() == "highs" and solver.instance is None
+    return kind is EngineKind.HIGHS or (kind is EngineKind.AUTO and highs)
 
 
 def extension_is_static(m: pyo.ConcreteModel) -> bool:
@@ -276,6 +305,9 @@ def make_engine(
         except ImportError:
             fast_ok = False
         kind = EngineKind.HIGHS if fast_ok else EngineKind.PYOMO
+    dc = m.dcopf
+    if kind is EngineKind.PYOMO and dc.formulation == "ptdf" and not hasattr(dc, "eq_pf_ptdf"):
+        add_ptdf_flow_rows(dc, net)  # the lazy rows are the fast path's; Pyomo needs them all
     if kind is EngineKind.HIGHS:
         from fpamm_opt.fastpath import HighsEngine
 
@@ -320,6 +352,9 @@ class AllocationProblem:
     rationing : TrialRationing, optional
         How often weighted tiers get a water-fill trial (default: ``TRIAL_MIN_RATE``,
         ``TRIAL_PROBE``).
+    lazy_rows : bool, optional
+        PTDF on the ``highs`` engine: carry the branch rows lazily (default, ``None``:
+        whenever :func:`lazy_flow_rows` allows); ``False`` compiles every row.
     """
 
     #: Below this success rate of weighted water-fill trials, only every TRIAL_PROBE-th
@@ -351,6 +386,7 @@ class AllocationProblem:
         water_fill: bool = True,
         qp_method: QPMethod | str = "auto",
         rationing: TrialRationing | None = None,
+        lazy_rows: bool | None = None,
     ) -> None:
         self.net = net
         self.node_tier = np.asarray(node_tier, dtype=int)
@@ -360,7 +396,12 @@ class AllocationProblem:
         self.formulation = Formulation(formulation)
         self.solver_spec = as_solver_spec(solver)
         self.n_node, self.n_gen, self.n_branch = net.n_node, net.n_gen, net.n_branch
-        self.model = build_model(net, self.formulation, self.node_tier, self.n_tier, extensions)
+        lazy = lazy_flow_rows(self.formulation, engine, self.solver_spec, extensions)
+        if lazy_rows is not None:
+            lazy = lazy and bool(lazy_rows)
+        self.model = build_model(
+            net, self.formulation, self.node_tier, self.n_tier, extensions, flow_rows=not lazy
+        )
         self.engine = make_engine(engine, self.model, net, self.solver_spec, self.formulation)
         self.engine_kind: EngineKind = self.engine.kind
         self.price = secant_price(net)
@@ -623,8 +664,11 @@ def solve_dcopf(
     DCOPFResult
         Status, cost ($/h, the case's own curves), dispatch, flows and LMPs.
     """
+    t0 = time.perf_counter()
     if EngineKind(engine) is EngineKind.PYOMO:
-        return DCOPFProblem(net, formulation, solver, extensions).solve()
+        plain = DCOPFProblem(net, formulation, solver, extensions)
+        build_s = time.perf_counter() - t0
+        return dataclasses.replace(plain.solve(), build_s=build_s)
     # The fast path compiles the whole model (both blocks) into arrays.
     prob = AllocationProblem(
         net,
@@ -635,7 +679,14 @@ def solve_dcopf(
         engine=engine,
         extensions=extensions,
     )
-    return prob.solve_dcopf()
+    build_s = time.perf_counter() - t0
+    res = prob.solve_dcopf()
+    return dataclasses.replace(res, build_s=build_s, engine=prob.engine_kind.value)
+
+
+def default_time_limit_s(net: NetworkData) -> float:
+    """Per-solve time limit that suits the network: 10 s per 1000 buses, at least 10 s."""
+    return max(10.0, 10.0 * net.n_bus / 1000.0)
 
 
 #: Penalty ($ per MW) on load shed in the elastic LP of :func:`explain_infeasible`, against

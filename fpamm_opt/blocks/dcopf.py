@@ -2,7 +2,8 @@
 
 Build contract
 --------------
-``build_dcopf_block(b, net, formulation)`` populates an empty ``Block`` ``b`` with
+``build_dcopf_block(b, net, formulation, flow_rows=True)`` populates an empty ``Block`` ``b``
+with
 
 Sets
     ``bus``, ``node`` (load nodes), ``gen``, ``branch`` (0-based internal indices).
@@ -20,7 +21,10 @@ Expressions
     ``gen_cost_linear`` ($/h, with the secant price ``c1 + c2 pmax`` per MW).
 Constraints
     B-θ: ``eq_p_balance[bus]``, ``eq_pf[branch]``; reference angles fixed to 0.
-    PTDF: ``eq_p_balance[island]``, ``eq_pf_ptdf[branch]``.
+    PTDF: ``eq_p_balance[island]``, ``eq_pf_ptdf[branch]`` (rows generated from the sparse
+    LU of the reduced ``B``, never the dense PTDF, coefficients below ``1e-10`` dropped; left
+    out with ``flow_rows=False``, when the ``highs`` engine carries them lazily and drops
+    below ``max(1e-10, 1e-6 · max|row|)`` until a row binds, :mod:`fpamm_opt.lazyflow`).
     Thermal and angle-difference limits are bounds of ``pf``: ``|pf| <= rate`` and
     ``angmin <= pf/(base b) + shift <= angmax`` (the angle difference of a branch is a linear
     function of its flow), so both formulations describe the same set.
@@ -32,11 +36,13 @@ built; nothing here depends on the block being closed. See ``fpamm_opt.problem``
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
 
-from fpamm_opt.network import NetworkData
+from fpamm_opt.network import PTDF_ROW_CHUNK, NetworkData, ptdf_keep_mask
 
 
 class Formulation(enum.StrEnum):
@@ -44,10 +50,6 @@ class Formulation(enum.StrEnum):
 
     BTHETA = "btheta"
     PTDF = "ptdf"
-
-
-#: PTDF entries below this magnitude are dropped (numerical noise of the inverse).
-PTDF_DROP_TOL = 1e-10
 
 
 def flow_bounds_mw(net: NetworkData) -> tuple[np.ndarray, np.ndarray]:
@@ -59,15 +61,35 @@ def _bound(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
-def build_dcopf_block(b: pyo.Block, net: NetworkData, formulation: Formulation | str) -> None:
-    """Populate ``b`` with the DC-OPF feasibility set (see module docstring)."""
+def build_dcopf_block(
+    b: pyo.Block, net: NetworkData, formulation: Formulation | str, flow_rows: bool = True
+) -> None:
+    """Populate ``b`` with the DC-OPF feasibility set (see module docstring).
+
+    ``flow_rows=False`` (PTDF only) leaves out ``eq_pf_ptdf``: the ``highs`` engine then
+    carries the branch rows lazily (:mod:`fpamm_opt.lazyflow`); any other solver needs them,
+    :func:`add_ptdf_flow_rows` adds them later.
+    """
     formulation = Formulation(formulation)
     b.formulation = formulation.value
+    _add_sets_and_params(b, net)
+    _add_variables(b, net)
+    _add_cost_expressions(b, net)
+    if formulation is Formulation.BTHETA:
+        _add_btheta_rows(b, net)
+    else:
+        _add_ptdf_balance(b, net)
+        if flow_rows:
+            add_ptdf_flow_rows(b, net)
+
+
+def _add_sets_and_params(b: pyo.Block, net: NetworkData) -> None:
+    """Sets ``bus``, ``node``, ``gen``, ``branch``; mutable ``pd``, ``pl_lo``, ``pl_hi``,
+    ``pg_max``, ``pg_min`` (MW)."""
     b.bus = pyo.Set(initialize=range(net.n_bus), ordered=True)
     b.node = pyo.Set(initialize=range(net.n_node), ordered=True)
     b.gen = pyo.Set(initialize=range(net.n_gen), ordered=True)
     b.branch = pyo.Set(initialize=range(net.n_branch), ordered=True)
-
     d0 = net.node_demand_mw
     b.pd = pyo.Param(b.node, mutable=True, initialize=lambda _b, i: float(d0[i]))
     b.pl_lo = pyo.Param(b.node, mutable=True, initialize=0.0)
@@ -75,6 +97,10 @@ def build_dcopf_block(b: pyo.Block, net: NetworkData, formulation: Formulation |
     b.pg_max = pyo.Param(b.gen, mutable=True, initialize=lambda _b, g: float(net.gen_pmax_mw[g]))
     b.pg_min = pyo.Param(b.gen, mutable=True, initialize=0.0)
 
+
+def _add_variables(b: pyo.Block, net: NetworkData) -> None:
+    r"""``pg ∈ [pg_min, pg_max]``, ``pl ∈ [pl_lo, pl_hi]``, ``pf ∈ [f_lo, f_hi]`` (MW): the
+    flow bounds are the ratings and angle limits (:func:`flow_bounds_mw`)."""
     b.pg = pyo.Var(b.gen, bounds=lambda _b, g: (_b.pg_min[g], _b.pg_max[g]), initialize=0.0)
     b.pl = pyo.Var(b.node, bounds=lambda _b, i: (_b.pl_lo[i], _b.pl_hi[i]), initialize=0.0)
     f_lo, f_hi = flow_bounds_mw(net)
@@ -83,6 +109,10 @@ def build_dcopf_block(b: pyo.Block, net: NetworkData, formulation: Formulation |
         bounds=lambda _b, k: (_bound(float(f_lo[k])), _bound(float(f_hi[k]))),
         initialize=0.0,
     )
+
+
+def _add_cost_expressions(b: pyo.Block, net: NetworkData) -> None:
+    """``p_load_shed``, ``gen_cost`` (the case's polynomial), ``gen_cost_linear`` (secant)."""
 
     @b.Expression(b.node)
     def p_load_shed(_b, i):
@@ -106,69 +136,98 @@ def build_dcopf_block(b: pyo.Block, net: NetworkData, formulation: Formulation |
         r"""LP cost :math:`\sum_g (c_{1,g} + c_{2,g}\,\bar p_g) p_g` ($/h), the secant price."""
         return sum(price[g] * _b.pg[g] for g in _b.gen)
 
-    gens_at: list[list[int]] = [[] for _ in range(net.n_bus)]
-    for g, bus in enumerate(net.gen_bus):
-        gens_at[bus].append(g)
-    nodes_at: list[list[int]] = [[] for _ in range(net.n_bus)]
-    for i, bus in enumerate(net.node_bus):
-        nodes_at[bus].append(i)
+
+def _at_bus(n_bus: int, where: np.ndarray) -> list[list[int]]:
+    """For each bus, the elements (generators, nodes, branch ends) ``where`` puts there."""
+    out: list[list[int]] = [[] for _ in range(n_bus)]
+    for k, bus in enumerate(np.asarray(where).tolist()):
+        out[bus].append(k)
+    return out
+
+
+def _injection_rule(net: NetworkData) -> Callable[[pyo.Block, int], Any]:
+    """Rule of the net injection of a bus: generation minus served load minus fixed (MW)."""
+    gens_at = _at_bus(net.n_bus, net.gen_bus)
+    nodes_at = _at_bus(net.n_bus, net.node_bus)
     fixed = net.bus_fixed_withdrawal_mw
 
     def injection(_b, bus):
+        r""":math:`\text{inj}_b = \sum_{g\in b} p_g - \sum_{i\in b} x_i - p^{fix}_b` (MW)."""
         return (
             sum(_b.pg[g] for g in gens_at[bus])
             - sum(_b.pl[i] for i in nodes_at[bus])
             - float(fixed[bus])
         )
 
-    if formulation is Formulation.BTHETA:
-        b.va = pyo.Var(b.bus, initialize=0.0)
-        for bus in np.flatnonzero(net.bus_ref):
-            b.va[int(bus)].fix(0.0)
-        out_of: list[list[int]] = [[] for _ in range(net.n_bus)]
-        into: list[list[int]] = [[] for _ in range(net.n_bus)]
-        for k in range(net.n_branch):
-            out_of[net.branch_from[k]].append(k)
-            into[net.branch_to[k]].append(k)
-        bb = net.base_mva * net.branch_b_pu
-        shift = net.branch_shift_rad
+    return injection
 
-        @b.Constraint(b.bus)
-        def eq_p_balance(_b, bus):
-            r"""Nodal balance :math:`\sum_{g\in b} p_g - \sum_{i\in b} x_i - p^{fix}_b
-            = \sum_{l: f(l)=b} p^f_l - \sum_{l: t(l)=b} p^f_l` (MW)."""
-            return injection(_b, bus) == sum(_b.pf[k] for k in out_of[bus]) - sum(
-                _b.pf[k] for k in into[bus]
-            )
 
-        @b.Constraint(b.branch)
-        def eq_pf(_b, k):
-            r"""DC flow :math:`p^f_l = S_{base} b_l (\theta_{f(l)} - \theta_{t(l)} - \phi_l)`."""
-            f, t = int(net.branch_from[k]), int(net.branch_to[k])
-            return _b.pf[k] == float(bb[k]) * (_b.va[f] - _b.va[t] - float(shift[k]))
+def _add_btheta_rows(b: pyo.Block, net: NetworkData) -> None:
+    """``va`` (reference angles fixed to 0), ``eq_p_balance[bus]``, ``eq_pf[branch]``."""
+    b.va = pyo.Var(b.bus, initialize=0.0)
+    for bus in np.flatnonzero(net.bus_ref):
+        b.va[int(bus)].fix(0.0)
+    out_of = _at_bus(net.n_bus, net.branch_from)
+    into = _at_bus(net.n_bus, net.branch_to)
+    bb = net.base_mva * net.branch_b_pu
+    shift = net.branch_shift_rad
+    injection = _injection_rule(net)
 
-    else:
-        ptdf = net.ptdf
-        shift_inj = net.shift_injection_mw
-        shift_flow = net.shift_flow_mw
-        islands = sorted({int(v) for v in net.bus_island})
-        b.island = pyo.Set(initialize=islands, ordered=True)
-        members = {isl: np.flatnonzero(net.bus_island == isl) for isl in islands}
-        b.p_inj = pyo.Expression(b.bus, rule=injection)
+    @b.Constraint(b.bus)
+    def eq_p_balance(_b, bus):
+        r"""Nodal balance :math:`\sum_{g\in b} p_g - \sum_{i\in b} x_i - p^{fix}_b
+        = \sum_{l: f(l)=b} p^f_l - \sum_{l: t(l)=b} p^f_l` (MW)."""
+        return injection(_b, bus) == sum(_b.pf[k] for k in out_of[bus]) - sum(
+            _b.pf[k] for k in into[bus]
+        )
 
-        @b.Constraint(b.island)
-        def eq_p_balance(_b, isl):
-            r"""Island balance :math:`\sum_{b \in I} (\text{injection}_b) = 0` (MW)."""
-            return sum(_b.p_inj[int(bus)] for bus in members[isl]) == 0
+    @b.Constraint(b.branch)
+    def eq_pf(_b, k):
+        r"""DC flow :math:`p^f_l = S_{base} b_l (\theta_{f(l)} - \theta_{t(l)} - \phi_l)`."""
+        f, t = int(net.branch_from[k]), int(net.branch_to[k])
+        return _b.pf[k] == float(bb[k]) * (_b.va[f] - _b.va[t] - float(shift[k]))
 
-        rows = [np.flatnonzero(np.abs(ptdf[k]) > PTDF_DROP_TOL) for k in range(net.n_branch)]
 
-        @b.Constraint(b.branch)
-        def eq_pf_ptdf(_b, k):
-            r"""PTDF flow :math:`p^f_l = \sum_b H_{lb} (\text{inj}_b + p^{\phi}_b) - p^{\phi}_l`."""
-            cols = rows[k]
-            const = float(ptdf[k, cols] @ shift_inj[cols]) - float(shift_flow[k])
-            return _b.pf[k] == sum(float(ptdf[k, c]) * _b.p_inj[int(c)] for c in cols) + const
+def _add_ptdf_balance(b: pyo.Block, net: NetworkData) -> None:
+    """``island`` set, ``p_inj[bus]`` expression, ``eq_p_balance[island]``."""
+    islands = sorted({int(v) for v in net.bus_island})
+    b.island = pyo.Set(initialize=islands, ordered=True)
+    members = {isl: np.flatnonzero(net.bus_island == isl) for isl in islands}
+    b.p_inj = pyo.Expression(b.bus, rule=_injection_rule(net))
+
+    @b.Constraint(b.island)
+    def eq_p_balance(_b, isl):
+        r"""Island balance :math:`\sum_{b \in I} (\text{injection}_b) = 0` (MW)."""
+        return sum(_b.p_inj[int(bus)] for bus in members[isl]) == 0
+
+
+def add_ptdf_flow_rows(b: pyo.Block, net: NetworkData) -> None:
+    """``eq_pf_ptdf[branch]`` on a PTDF block, every row, without the dense PTDF.
+
+    Rows come from the sparse LU in chunks of :data:`~fpamm_opt.network.PTDF_ROW_CHUNK`;
+    coefficients below :data:`~fpamm_opt.network.PTDF_DROP_ABS` (noise) are dropped.
+    """
+    shift_inj = net.shift_injection_mw
+    shift_flow = net.shift_flow_mw
+    coef: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def row(k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k not in coef:
+            coef.clear()
+            chunk = np.arange(k, min(k + PTDF_ROW_CHUNK, net.n_branch))
+            h = net.ptdf_rows(chunk)
+            keep = ptdf_keep_mask(h, rel=0.0)
+            for r, kk in enumerate(chunk.tolist()):
+                cols = np.flatnonzero(keep[r])
+                coef[kk] = (cols, h[r, cols])
+        return coef[k]
+
+    @b.Constraint(b.branch)
+    def eq_pf_ptdf(_b, k):
+        r"""PTDF flow :math:`p^f_l = \sum_b H_{lb} (\text{inj}_b + p^{\phi}_b) - p^{\phi}_l`."""
+        cols, h = row(int(k))
+        const = float(h @ shift_inj[cols]) - float(shift_flow[k])
+        return _b.pf[k] == sum(float(v) * _b.p_inj[int(c)] for c, v in zip(cols, h)) + const
 
 
 def secant_price(net: NetworkData) -> np.ndarray:

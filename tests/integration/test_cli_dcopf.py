@@ -25,6 +25,10 @@ MODULE = [sys.executable, "-m", "fpamm_opt.cli"]
 PTDF_POWERMODELS = ["--formulation", "ptdf", "--convention", "powermodels"]
 SHIM = [sys.executable, "cli.py"]
 JSON_KEYS = {
+    "load_s",
+    "build_s",
+    "engine",
+    "time_limit_s",
     "objective",
     "status",
     "solver",
@@ -159,6 +163,10 @@ def test_dcopf_through_the_shim_with_options(
     assert (obj["formulation"], obj["convention"]) == ("ptdf", "powermodels")
     assert obj["objective"] == pytest.approx(tiny_case_solution["objective"], rel=1e-9)
     assert (obj["n_bus"], obj["n_branch"]) == (3, 3)
+    # The highspy fast path by default (lazy PTDF rows), with the time split printed.
+    assert obj["engine"] == "highs"
+    assert all(obj[k] >= 0 for k in ("load_s", "build_s", "solve_s"))
+    assert obj["time_limit_s"] == 10.0  # 10 s per 1000 buses, at least 10 s
 
 
 def test_dcopf_infeasible_case_exits_zero(runs: dict[str, Run], pglib_dir: Path) -> None:
@@ -195,3 +203,17 @@ def test_usage_errors_exit_two(runs: dict[str, Run], key: str) -> None:
     assert run.returncode == 2, str(run)
     assert "Usage:" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_dcopf_time_limit_names_the_option(pglib_dir: Path) -> None:
+    """A solve stopped by its time limit says which option raises it."""
+    from click.testing import CliRunner
+
+    from fpamm_opt.cli import app
+
+    case = pglib_dir / "pglib_opf_case300_ieee.m"
+    res = CliRunner().invoke(app, ["dcopf", str(case), "--time-limit", "1e-6", "--json"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.output.strip().splitlines()[-1])
+    assert obj["status"] == "time_limit"
+    assert "--time-limit" in obj["reason"]

@@ -31,6 +31,7 @@ PURE_MODULES = (
     "fpamm_opt.report.metrics",
     "fpamm_opt.engine",
     "fpamm_opt.feasible",
+    "fpamm_opt.lazyflow",
     "fpamm_opt.sim.records",
 )
 PURE_PACKAGES = ("fpamm_opt.mechanism", "fpamm_opt.io", "fpamm_opt.verify", "fpamm_opt.pipeline")
