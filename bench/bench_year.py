@@ -3,19 +3,21 @@
 Run from the repository root::
 
     .venv/bin/python bench/bench_year.py [--out bench/results_year.json]
-                                         [--intervals 17520] [--quick]
+                                         [--intervals 17520] [--short 1750]
+                                         [--quick] [--keep DIR]
 
 The spec is the shipped ``models/ieee118.toml`` (QP rule, deficit weights, derived ratings,
 25 % of the time in scarcity windows) with ``run.intervals`` set to the horizon, FP-AMM,
-seed 0, written to a temporary run directory through ``fpamm_opt.sim.run.run`` (Parquet row
+seed 0, written to a temporary run directory (``--keep DIR``: the whole-horizon run is kept
+there, e.g. for ``fpamm ac``) through ``fpamm_opt.sim.run.run`` (Parquet row
 groups every ``run.flush_every`` intervals, the manifest, the atomic rename).
 
 Two runs, one after the other in one invocation, each in a **fresh Python process**
 (``bench_year.py --child ...``) that reads its own peak resident set size
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) when the run is over:
 
-* a tenth of the horizon (1,750 intervals for a year; ``--quick``: 175 and 1,750);
-* the whole horizon (17,520).
+* a short run, about a tenth of a year (``--short``, default 1,750; ``--quick``: 175);
+* the whole horizon (``--intervals``, default 17,520; ``--quick``: 1,750).
 
 Reported: the wall time of the whole-horizon run (issue 16 target: at most 3 minutes), its
 loop time per interval, the peak RSS of both runs and their ratio (target: at most 1.1), the
@@ -58,8 +60,18 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def child(spec_path: str, intervals: int) -> dict:
-    """One run in this (fresh) process; returns its time and memory figures."""
+def _cpu_s() -> float:
+    """CPU time (user + system, s) of this process so far: the wall time less the waiting
+    for a core on a shared machine."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def child(spec_path: str, intervals: int, keep: str | None = None) -> dict:
+    """One run in this (fresh) process; returns its time and memory figures.
+
+    ``keep``: write the run directory there (replacing one) instead of a temporary one.
+    """
     sys.path.insert(0, str(ROOT))
     t0 = time.perf_counter()
     from fpamm_opt.sim.run import run
@@ -75,13 +87,15 @@ def child(spec_path: str, intervals: int) -> dict:
             trace.append((t, round(_rss_mb(), 2)))
 
     with tempfile.TemporaryDirectory(prefix="fpamm-bench-year-") as tmp:
-        res = run(spec, Path(tmp) / "run", progress=False, on_step=on_step)
+        out = Path(keep) if keep else Path(tmp) / "run"
+        res = run(spec, out, progress=False, on_step=on_step, overwrite=bool(keep))
         wall = time.perf_counter() - t0
         m = res.manifest
         size = sum(f.stat().st_size for f in Path(res.run_dir).rglob("*") if f.is_file())
     return {
         "intervals": intervals,
         "wall_s": wall,
+        "cpu_s": _cpu_s(),
         "peak_rss_mb": _maxrss_mb(),
         "rss_trace_mb": trace,
         "run_dir_mb": size / 2**20,
@@ -93,10 +107,10 @@ def child(spec_path: str, intervals: int) -> dict:
     }
 
 
-def measure(spec: str, intervals: int, timeout: float) -> dict:
+def measure(spec: str, intervals: int, timeout: float, keep: str | None = None) -> dict:
     """Run :func:`child` in a fresh interpreter and parse its JSON line."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--spec", spec]
-    cmd += ["--intervals", str(intervals)]
+    cmd += ["--intervals", str(intervals)] + (["--keep", keep] if keep else [])
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -132,26 +146,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_year.json"))
     ap.add_argument("--spec", default=str(DEFAULT_SPEC))
     ap.add_argument("--intervals", type=int, default=None, help=f"horizon (default {YEAR})")
+    ap.add_argument("--short", type=int, default=None, help="the short run (default 1750)")
     ap.add_argument("--quick", action="store_true", help="horizon 1750 (and 175)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="per child run (s)")
+    ap.add_argument("--keep", default=None, help="keep the whole-horizon run directory here")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.child:
-        print(MARK + json.dumps(child(args.spec, args.intervals)), flush=True)
+        print(MARK + json.dumps(child(args.spec, args.intervals, args.keep)), flush=True)
         return 0
 
     horizon = args.intervals or (1750 if args.quick else YEAR)
     load0 = os.getloadavg()
-    short = measure(args.spec, max(1, horizon // 10), args.timeout)
-    year = measure(args.spec, horizon, args.timeout)
+    n_short = args.short or (175 if args.quick else 1750)
+    short = measure(args.spec, n_short, args.timeout)
+    year = measure(args.spec, horizon, args.timeout, args.keep)
     s = summarise(short, year)
     for r in (short, year):
         if "error" in r:
             print(f"T={r['intervals']}: {r['error']} {r.get('stderr_tail', '')}")
         else:
             print(
-                f"T={r['intervals']}: wall {r['wall_s']:.1f} s, loop {r['per_interval_ms']:.2f} "
+                f"T={r['intervals']}: wall {r['wall_s']:.1f} s (CPU {r.get('cpu_s', 0):.1f} s), loop {r['per_interval_ms']:.2f} "
                 f"ms/interval, {r['scarce']} scarce, peak RSS {r['peak_rss_mb']:.0f} MB, "
                 f"run directory {r['run_dir_mb']:.1f} MB"
             )
