@@ -18,6 +18,8 @@ through), one after the other so they do not compete for the cores:
 * ``bench_large.py``: ``fpamm dcopf`` on case10000_goc (B-θ and PTDF, against case2000_goc)
   and case3012wp_k (PTDF against B-θ), each command in its own process with its peak RSS
   (``--quick``: without case10000_goc's B-θ); skipped without ``../shared/data/pglib-large``.
+* ``bench_year.py``: a year of IEEE-118 FP-AMM (17,520 half-hours) as one run against a tenth
+  of it, each in a fresh process: wall time and peak RSS (``--quick``: 1750 against 175).
 
 Each writes ``bench/results_<name>.json`` (``--quick``: ``results_<name>_quick.json``); this
 script writes ``bench/results.json`` (``--quick``: ``bench/results_quick.json``, so a quick run
@@ -26,7 +28,8 @@ never overwrites the full results) with a machine block and the targets of the i
 (a) the IEEE-118 FP-AMM clearing loop takes at most 2x the bare solver time inside it;
 (b) an interval is at least 10x faster than one pandapower ``rundcopp`` call;
 (c) an interval is at least 10x faster than rebuilding the model;
-(d) peak memory at 10T is at most 1.3x that at T.
+(d) peak memory at 10T is at most 1.3x that at T;
+(year) a year of IEEE-118 FP-AMM in at most 3 minutes, peak RSS at most 1.1x a tenth of it.
 
 Every reading is marked met or not met on its own. The ``.run`` rows are the user's run
 (``bench_mechanism``): the mean interval of the shipped IEEE-118 run and its scarce intervals
@@ -62,6 +65,7 @@ BENCHES = {
     "memory": ("bench_memory.py", 1800, 600),
     "scale": ("bench_scale.py", 2700, 900),
     "large": ("bench_large.py", 1800, 900),
+    "year": ("bench_year.py", 2400, 900),
 }
 
 
@@ -338,6 +342,7 @@ def targets(res: dict, share: float) -> list[dict]:
     else:
         rows.append(_row("scale", "1000 int.", None, "", None, "bench_scale failed"))
     rows.extend(large_targets(res.get("large", {}).get("result")))
+    rows.extend(_year_rows(res.get("year", {}).get("result")))
     return rows
 
 
@@ -398,6 +403,35 @@ def large_targets(lg: dict | None) -> list[dict]:
         mb = pt["peak_rss_mb"]
         rows.append(_row("3012.rss", "<= 1 GB", mb, "{:.0f} MB", mb <= 1024, "PTDF peak RSS"))
     return rows
+
+
+def _year_rows(yr: dict | None) -> list[dict]:
+    """Issue 16's year of IEEE-118 FP-AMM: wall time and RSS(T) / RSS(T/10)."""
+    if not yr or yr.get("rss_ratio") is None:
+        return [_row("year", "<= 3 min", None, "", None, "bench_year failed")]
+    a, b = yr["run_tenth"], yr["run_whole"]
+    full = b["intervals"] >= 17520
+    return [
+        _row(
+            "year.t",
+            "<= 3 min",
+            b["wall_s"] / 60.0,
+            "{:.1f} min",
+            yr["wall_met"] if full else None,
+            f"IEEE-118 FP-AMM, {b['intervals']} intervals as one run: "
+            f"{b['per_interval_ms']:.1f} ms/interval, {b['scarce']} scarce"
+            + ("" if full else " (shorter than a year: quick mode)"),
+        ),
+        _row(
+            "year.rss",
+            "<= 1.1x",
+            yr["rss_ratio"],
+            "{:.3f}x",
+            yr["rss_ratio_met"],
+            f"peak RSS {b['peak_rss_mb']:.0f} MB at T={b['intervals']} / "
+            f"{a['peak_rss_mb']:.0f} MB at T={a['intervals']} (fresh process each)",
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,7 +86,10 @@ def cases_cmd(as_json: bool) -> None:
     click.echo("shipped files (data/):")
     for name in cases["files"] or ["  (none)"]:
         click.echo(f"  {name}")
-    click.echo("Any MATPOWER .m file or pandapower .json file path also works as CASE.")
+    click.echo("Any MATPOWER .m file or pandapower .json file path also works as CASE, and")
+    click.echo(
+        "simbench:<grid code> (optional extra simbench), e.g. simbench:1-EHV-mixed--0-no_sw."
+    )
 
 
 @app.command("dcopf")

@@ -614,12 +614,14 @@ def read_raw_case(case: str | Path) -> RawCase:
         raise CaseError(f"case file {text!r} is neither a MATPOWER .m nor a pandapower .json file")
     if text in PANDAPOWER_CASES:
         return _read_pandapower_name(text)
+    if text.startswith(SIMBENCH_PREFIX):
+        return simbench_case(text[len(SIMBENCH_PREFIX) :]).raw
     shipped = DATA_DIR / text
     if shipped.exists():
         return read_raw_case(shipped)
     raise CaseError(
-        f"unknown case {text!r}: not a pandapower case name (see `fpamm cases`) "
-        "nor an existing .m/.json file"
+        f"unknown case {text!r}: not a pandapower case name (see `fpamm cases`), "
+        f"nor {SIMBENCH_PREFIX}<grid code>, nor an existing .m/.json file"
     )
 
 
@@ -932,6 +934,12 @@ def copy_net(net: Any) -> Any:
 
 
 def _net_to_raw(name: str, source: str, net: Any) -> RawCase:
+    return _convert_net(name, source, net)[0]
+
+
+def _convert_net(name: str, source: str, net: Any) -> tuple[RawCase, Any]:
+    """The mapped network's MATPOWER arrays, and the mapped copy (it holds pandapower's
+    element-to-row lookups ``_pd2ppc_lookups``)."""
     import logging
 
     from pandapower.converter.pypower import to_ppc
@@ -958,7 +966,7 @@ def _net_to_raw(name: str, source: str, net: Any) -> RawCase:
     if note:
         warnings.warn(note, NetworkMappingWarning, stacklevel=3)
     labels = _branch_labels(mapped, len(ppc["branch"]))
-    return _ppc_to_raw(name, source, ppc, elements, note, labels)
+    return _ppc_to_raw(name, source, ppc, elements, note, labels), mapped
 
 
 def _branch_labels(net: Any, n_branch: int) -> tuple[str, ...]:
@@ -1034,6 +1042,72 @@ def _read_pandapower_json(path: Path) -> RawCase:
     return _net_to_raw(path.stem, str(path), net)
 
 
+#: ``[network].case`` prefix of a SimBench grid: ``"simbench:1-EHV-mixed--0-no_sw"``.
+SIMBENCH_PREFIX = "simbench:"
+
+#: What to install for SimBench grids (the optional extra).
+SIMBENCH_HINT = "SimBench grids need the optional package simbench: pip install -e '.[simbench]'"
+
+
+@dataclass(frozen=True, eq=False)
+class SimbenchCase:
+    """A SimBench grid with its profiles, and its MATPOWER arrays after the element mapping.
+
+    Attributes
+    ----------
+    code : str
+        SimBench grid code.
+    net : pandapowerNet
+        The grid as SimBench gives it (with ``net.profiles``); do not modify.
+    raw : RawCase
+        Its MATPOWER arrays (:func:`map_pandapower_elements`, then pandapower's converter).
+    lookups : dict
+        pandapower's element-to-row lookups of the conversion (``bus``, ``gen``,
+        ``ext_grid``, ``sgen_controllable``: arrays indexed by element index).
+    """
+
+    code: str
+    net: Any
+    raw: RawCase
+    lookups: dict[str, Any]
+
+
+def simbench_codes() -> list[str]:
+    """Every SimBench grid code (needs the optional package simbench)."""
+    try:
+        import simbench
+    except ImportError:
+        raise CaseError(SIMBENCH_HINT) from None
+    return list(simbench.collect_all_simbench_codes())
+
+
+@functools.lru_cache(maxsize=2)
+def simbench_case(code: str) -> SimbenchCase:
+    """Load a SimBench grid by its code (cached); one :class:`CaseError` line on bad input.
+
+    Parameters
+    ----------
+    code
+        A SimBench code such as ``"1-EHV-mixed--0-no_sw"`` (``simbench.collect_all_simbench_codes()``).
+    """
+    codes = simbench_codes()
+    if code not in codes:
+        ehv = [c for c in codes if "-EHV-" in c or "-HV-" in c][:4]
+        raise CaseError(
+            f"unknown SimBench grid code {code!r} (e.g. {', '.join(ehv)}; "
+            "simbench.collect_all_simbench_codes() lists all)"
+        )
+    import simbench
+
+    try:
+        net = simbench.get_simbench_net(code)
+    except Exception as exc:  # the package raises many types on data problems
+        raise CaseError(f"SimBench grid {code!r} cannot be loaded ({type(exc).__name__})") from None
+    raw, mapped = _convert_net(code, f"{SIMBENCH_PREFIX}{code}", net)
+    lookups = dict(getattr(mapped, "_pd2ppc_lookups", {}))
+    return SimbenchCase(code, net, raw, lookups)
+
+
 def load_network(
     case: str | Path,
     convention: Convention | str = Convention.MATPOWER,
@@ -1046,7 +1120,8 @@ def load_network(
     Parameters
     ----------
     case
-        pandapower case name, or path to a MATPOWER ``.m`` or pandapower ``.json`` file.
+        pandapower case name, ``simbench:<grid code>`` (optional package simbench), or
+        path to a MATPOWER ``.m`` or pandapower ``.json`` file.
     convention
         Branch model, see :class:`Convention`.
     ratings

@@ -113,6 +113,27 @@ class Profile(enum.StrEnum):
     FLAT = "flat"  #: constant 1
 
 
+class ScenarioSource(enum.StrEnum):
+    """Where a scenario's demand and availability come from."""
+
+    SYNTHETIC = "synthetic"  #: the seeded Markov scarcity scenario of this module
+    SIMBENCH = "simbench"  #: a SimBench grid's own profiles (fpamm_opt.scenarios_simbench)
+
+
+#: Interval length of SimBench's profiles (minutes).
+SIMBENCH_INTERVAL_MINUTES = 15.0
+
+#: Fields that only ``source = "simbench"`` reads, with their defaults. They are left out of
+#: :meth:`ScenarioConfig.to_dict` for a synthetic scenario, so the spec hashes of synthetic
+#: specs stay what they were before the SimBench source existed.
+SIMBENCH_FIELDS: dict[str, Any] = {
+    "grid": None,
+    "capacity_scale": 1.0,
+    "forced_outage_rate": 0.05,
+    "mean_repair_hours": 50.0,
+}
+
+
 class VariationScope(enum.StrEnum):
     """How often the per-generator derating variation is redrawn."""
 
@@ -234,6 +255,22 @@ class ScenarioConfig:
     weak_node : int or None
         The weak node named by the spec (MECHANISM.md §6); ``None`` = the node with the largest
         final fairness error under the equal-weight baseline. Checked against ``n_node``.
+    source : ScenarioSource
+        ``synthetic`` (this module) or ``simbench`` (:mod:`fpamm_opt.scenarios_simbench`: the
+        grid's own load and renewable profiles, conventional units with Markov forced
+        outages). With ``simbench`` the synthetic chain's fields (``demand_noise``,
+        ``profile``, ``scarce_fraction``, ``kappa_*``, ``gen_variation``, ``outage_prob*``,
+        ...) are not used; tiers, priorities, targets and the user files are.
+    grid : str or None
+        SimBench grid code (``source = "simbench"`` only), e.g. ``"1-EHV-mixed--0-no_sw"``.
+    capacity_scale : float
+        The SimBench source's capacity-adequacy knob, in ``(0, 1]``: each conventional unit
+        (``gen``, ``ext_grid``) is available at ``capacity_scale · pmax`` while in service.
+    forced_outage_rate : float
+        SimBench source: forced outage rate (FOR) of each conventional unit, the stationary
+        probability of being out, in ``[0, 1)``.
+    mean_repair_hours : float
+        SimBench source: mean time to repair of a forced outage (hours, at least one interval).
     """
 
     interval_minutes: float = 30.0
@@ -256,6 +293,11 @@ class ScenarioConfig:
     tiers_file: Path | None = None
     tier_targets: tuple[float | None, ...] | None = None
     weak_node: int | None = None
+    source: ScenarioSource = ScenarioSource.SYNTHETIC
+    grid: str | None = None
+    capacity_scale: float = 1.0
+    forced_outage_rate: float = 0.05
+    mean_repair_hours: float = 50.0
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -331,6 +373,40 @@ class ScenarioConfig:
             weak = _integer("weak_node", self.weak_node)
             _check(weak >= 0, "weak_node", ">= 0", self.weak_node)
             put("weak_node", weak)
+        self._check_source()
+
+    def _check_source(self) -> None:
+        """Validate ``source`` and the fields only the SimBench source reads."""
+        object.__setattr__(self, "source", _enum("source", ScenarioSource, self.source))
+        for name in ("capacity_scale", "forced_outage_rate", "mean_repair_hours"):
+            object.__setattr__(self, name, _number(name, getattr(self, name)))
+        if self.source is ScenarioSource.SYNTHETIC:
+            for name, default in SIMBENCH_FIELDS.items():
+                if getattr(self, name) != default:
+                    raise InputError(
+                        f"scenario.{name}: only used with source = 'simbench' "
+                        f"(source is {self.source.value!r})"
+                    )
+            return
+        if not isinstance(self.grid, str) or not self.grid.strip():
+            raise InputError(
+                "scenario.grid: source = 'simbench' needs a SimBench grid code, "
+                "e.g. grid = '1-EHV-mixed--0-no_sw'"
+            )
+        if self.interval_minutes != SIMBENCH_INTERVAL_MINUTES:
+            raise InputError(
+                f"scenario.interval_minutes: SimBench profiles are 15-minute; set "
+                f"interval_minutes = 15 (got {self.interval_minutes!r})"
+            )
+        c, f, r = self.capacity_scale, self.forced_outage_rate, self.mean_repair_hours
+        _check(0 < c <= 1, "capacity_scale", "in (0, 1]", c)
+        _check(0 <= f < 1, "forced_outage_rate", "in [0, 1)", f)
+        dt_h = self.interval_minutes / 60.0
+        _check(r >= dt_h, "mean_repair_hours", f">= one interval ({dt_h:g} h)", r)
+        if f / (1 - f) * dt_h / r > 1:
+            raise InputError(
+                f"scenario.forced_outage_rate: {f!r} is unreachable with mean_repair_hours {r!r}"
+            )
 
     def _targets(self, raw: Any) -> tuple[float | None, ...] | None:
         if raw is None:
@@ -381,7 +457,11 @@ class ScenarioConfig:
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/TOML-friendly dict (enums as strings, paths as strings, ``None`` kept)."""
+        """Plain JSON/TOML-friendly dict (enums as strings, paths as strings, ``None`` kept).
+
+        A synthetic scenario leaves out ``source`` and the SimBench-only fields
+        (:data:`SIMBENCH_FIELDS`), so its spec hash is unchanged by their existence.
+        """
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
@@ -392,6 +472,10 @@ class ScenarioConfig:
             elif isinstance(v, tuple):
                 v = list(v)
             out[f.name] = v
+        if self.source is ScenarioSource.SYNTHETIC:
+            del out["source"]
+            for name in SIMBENCH_FIELDS:
+                del out[name]
         return out
 
     # ------------------------------------------------------------- derived values
@@ -970,11 +1054,13 @@ class _GeneratorState:
 
 __all__ = [
     "AVAILABILITY_TOL_MW",
+    "SIMBENCH_INTERVAL_MINUTES",
     "STREAM_NAMES",
     "Profile",
     "Scenario",
     "ScenarioConfig",
     "ScenarioInterval",
+    "ScenarioSource",
     "VariationScope",
     "load_availability_series",
     "load_demand_series",

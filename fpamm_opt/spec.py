@@ -11,7 +11,7 @@ manifest and in every Parquet file of the run directory).
 Sections
 --------
 ``[network]``
-    ``case`` (required: pandapower name or a path), ``convention`` (matpower|powermodels), ``ratings``
+    ``case`` (required: pandapower name, ``simbench:<grid code>`` or a path), ``convention`` (matpower|powermodels), ``ratings``
     (auto|case|derived), ``rating_alpha``, ``rating_min_mw``, ``formulation`` (btheta|ptdf,
     the DC-OPF description the allocator builds). A relative case path is resolved
     against the spec file's directory first, then the current directory; the resolved spec
@@ -20,7 +20,9 @@ Sections
 ``[scenario]``
     :class:`~fpamm_opt.scenario.ScenarioConfig` fields; relative file paths are resolved
     against the spec file's directory. ``tier_targets`` and ``weak_node`` are recorded there for
-    ``verify`` and ``report``.
+    ``verify`` and ``report``. ``source = "simbench"`` with ``grid`` (and ``capacity_scale``,
+    ``forced_outage_rate``, ``mean_repair_hours``) takes a SimBench grid's own profiles
+    (:mod:`fpamm_opt.scenarios_simbench`).
 ``[mechanism]``
     A plain dict passed through to ``fpamm_opt.mechanism.config.MechanismConfig.from_dict``,
     which validates the values; unknown keys are rejected here already (against its fields).

@@ -54,6 +54,7 @@ from fpamm_opt.mechanism.types import (
 )
 from fpamm_opt.network import NetworkData
 from fpamm_opt.scenario import Scenario
+from fpamm_opt.scenario_sources import make_scenario
 from fpamm_opt.sim.records import IntervalRecord, TableLayout
 from fpamm_opt.spec import RunSpec, as_spec, spec_hash
 from fpamm_opt.verify.context import RunContext, RunData
@@ -263,7 +264,9 @@ def prepare(spec: RunSpec, solver_instance: Any = None) -> PreparedRun:
     base = Path(spec.source).resolve().parent if spec.source else None
     exts = resolve_extensions(spec.extensions, base_dir=base)
     net = spec.network.load()
-    scenario = Scenario(net, spec.scenario, seed=int(spec.run.seed))
+    scenario = make_scenario(
+        net, spec.scenario, seed=int(spec.run.seed), intervals=int(spec.run.intervals)
+    )
     return PreparedRun(
         spec,
         net,
