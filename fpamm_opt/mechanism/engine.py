@@ -419,7 +419,7 @@ class Mechanism:
             delivery_ratio=served_ratio(self._cum_served + served, self._cum_demand + d),
             lmp=applied.lmp,
             p_gen_mw=p.copy(),
-            flow_mw=np.asarray(dispatch.flow_mw, dtype=float).copy(),
+            flow_mw=stored_flows_mw(net, p, served, dispatch.flow_mw),
             available_mw=a.copy(),
             amm_price=amm_price(applied.deliverable_mw, total, self.cfg.p_cap),
             deliverable_mw=float(applied.deliverable_mw),
@@ -460,3 +460,23 @@ class Mechanism:
             )
         else:
             self.n_held += 1
+
+
+def stored_flows_mw(
+    net: NetworkData, p_mw: np.ndarray, served_mw: np.ndarray, solver_flow_mw: np.ndarray
+) -> np.ndarray:
+    """The branch flows stored with an allocation: the DC flows of its injections.
+
+    Recomputed from ``(p, x)`` with the network's sparse B-θ solve, not copied from the
+    solver's ``pf`` variables: a B-θ LP answer may satisfy its flow-definition rows only to
+    its feasibility tolerance, scaled by the branch susceptances (SimBench EHV, equal weights,
+    t = 1228: the solver's ``pf`` was 4.1 MW off the flow of its own injections on a branch of
+    small reactance while ``(p, x)`` lay in ``X(t)``). The solver's flows are kept when they
+    are not one per branch (the copper plate) or the point is not finite.
+    """
+    solver = np.asarray(solver_flow_mw, dtype=float)
+    p = np.asarray(p_mw, dtype=float)
+    x = np.asarray(served_mw, dtype=float)
+    if solver.shape != (net.n_branch,) or not (np.all(np.isfinite(p)) and np.all(np.isfinite(x))):
+        return solver.copy()
+    return np.asarray(net.flows_from_injections(net.bus_injection_mw(p, x)), dtype=float)

@@ -363,3 +363,22 @@ def test_fpamm_compensates_an_intermittently_weak_bus() -> None:
     assert not np.allclose(served[Policy.EQUAL], served[Policy.FPAMM])
     assert spread_fp < 0.4 * spread_ew
     assert final[Policy.FPAMM][0] > final[Policy.EQUAL][0] + 0.05
+
+
+def test_stored_flows_are_the_dc_flows_of_the_stored_injections() -> None:
+    """A solver's ``pf`` off the flow of its own injections (B-θ rows met only to a scaled
+    tolerance: SimBench EHV t = 1228, 4.1 MW) is not what a run stores."""
+    from fpamm_opt.mechanism.engine import stored_flows_mw
+    from fpamm_opt.network import load_network
+
+    net = load_network("case14")
+    x = net.node_demand_mw * 0.9
+    p = np.full(net.n_gen, float(x.sum() + net.bus_fixed_withdrawal_mw.sum()) / net.n_gen)
+    exact = net.flows_from_injections(net.bus_injection_mw(p, x))
+    solver = exact.copy()
+    solver[3] += 4.1
+    np.testing.assert_allclose(stored_flows_mw(net, p, x, solver), exact, atol=1e-9)
+    plate = np.zeros(0)  # a copper plate has no flows: kept as they are
+    assert stored_flows_mw(net, p, x, plate).shape == (0,)
+    nan_p = np.full(net.n_gen, np.nan)
+    assert np.array_equal(stored_flows_mw(net, nan_p, x, solver), solver)
