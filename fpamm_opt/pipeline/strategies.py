@@ -486,18 +486,24 @@ class MaxMinLPs:
     solution (noted ``rounds-capped``).
 
     A positive dual proves a row tight in every optimum of the round only in exact
-    arithmetic; a dual within the solver's dual tolerance proves nothing. Blocking a node
-    wrongly is final (no later round raises it), while leaving a true bottleneck free costs
-    at most one more round (it binds again at the same level). Hence the threshold: at
-    1e-7, warm-started rounds on IEEE-118 blocked nodes with shares of 1.1e-7 to 3.3e-7
-    whose level the next round could lower by 10 (seed 0, t = 4771: 29 MW for one node,
-    and a fixed point that jumped between such vertices, ``q_hat`` 2.1).
+    arithmetic. HiGHS's duals carry an error of about 1e-5 in level units on IEEE-118
+    (measured: a row with share ``s`` that was not a bottleneck could still lower its level
+    by about ``1e-5 / s``), so a small share proves little: at the old threshold of 1e-7,
+    warm-started rounds blocked rows with shares of 1.1e-7 to 3.3e-7 whose level the next
+    round could lower by 10 (seed 0, t = 4771: 29 MW for one node), and with 1e-6 the
+    fixed point cycled between clears where one share sat just above or below it. Blocking
+    wrongly is final (no later round raises the node), while leaving a true bottleneck free
+    costs one more round (it binds again at the same level). Hence a large threshold,
+    :attr:`BLOCK_SHARE` or a tenth of the mean share ``1 / n_free``, whichever is smaller:
+    a row blocked on its dual then loses at most about ``1e-5 / 1e-3 = 0.01`` in level to
+    the dual's error, and a share crossing the threshold moves the answer that little.
     """
 
-    #: Dual share above which a free node is blocked: ten times the 1e-7 dual noise
-    #: measured on IEEE-118 (shares of 1.1e-7 to 3.3e-7 on rows that were not bottlenecks),
-    #: far below ``1 / n_node`` (so every round blocks some node).
-    BLOCK_SHARE = 1e-6
+    #: Largest dual share threshold for blocking a free node (see the class docstring).
+    BLOCK_SHARE = 1e-3
+    #: The threshold is at most this fraction of the mean share ``1 / n_free``, so that
+    #: large tiers still block several nodes per round.
+    BLOCK_SHARE_OF_MEAN = 0.1
 
     solves: FixedLoadSolves
     max_rounds: int = 50
@@ -540,14 +546,19 @@ class MaxMinLPs:
         sol: LPSolution,
         tol_mw: float,
     ) -> np.ndarray:
-        """Free nodes with dual share ``|μ_i| coef_i > BLOCK_SHARE``; else the free node(s)
-        with the largest share; without duals, rows with slack ``x_i + coef_i λ - rhs_i <=
+        """Free nodes with dual share ``|μ_i| coef_i`` above ``min(BLOCK_SHARE,
+        BLOCK_SHARE_OF_MEAN / n_free)``; else the free node(s) with the largest share; without duals, rows with slack ``x_i + coef_i λ - rhs_i <=
         tol_mw``; else (or when ``λ <= 1e-12``) all free."""
         lam = sol.level
         mu = sol.level_duals
         share = np.where(free, np.abs(mu) * coef, 0.0) if mu is not None else None
         if share is not None and share.max(initial=0.0) > 0.0:
-            bott = share > min(MaxMinLPs.BLOCK_SHARE, float(share.max()) * (1.0 - 1e-12))
+            tau = min(
+                MaxMinLPs.BLOCK_SHARE,
+                MaxMinLPs.BLOCK_SHARE_OF_MEAN / max(int(free.sum()), 1),
+                float(share.max()) * (1.0 - 1e-12),
+            )
+            bott = share > tau
         else:
             bott = free & (x + coef * lam - rhs <= tol_mw)
         if not bott.any() or lam <= 1e-12:
