@@ -13,8 +13,8 @@ Root cause: the max-min rounds blocked nodes whose level-row dual share was 1.1e
 just above the old threshold of 1e-7 and within the error of the solver's duals; those rows
 were not bottlenecks (the next round could lower their level by 10), and which of them got
 blocked depended on the warm-started vertex, so the clears of the fixed point jumped between
-allocations hundreds of MW apart. A node is now blocked only on a share above
-``min(1e-3, 0.1 / n_free)`` (``MaxMinLPs.BLOCK_SHARE``).
+allocations hundreds of MW apart. A node is now blocked only when its dual is above 1e-3
+times the largest (``MaxMinLPs.BLOCK_DUAL_REL``).
 """
 
 from __future__ import annotations
@@ -103,48 +103,40 @@ def test_fixed_point_agrees_with_the_cold_resolve_and_contracts(name: str) -> No
     assert check.passed, check.detail
 
 
-def _round(share: np.ndarray, level: float = 2.0) -> LPSolution:
-    n = share.size
-    coef = np.ones(n)
+def _round(mu: np.ndarray, level: float = 2.0) -> LPSolution:
+    n = mu.size
     sol = LPSolution(
         SolveStatus.OPTIMAL, "optimal", np.zeros(1), np.zeros(n), np.zeros(1), level, level, 0.0
     )
-    sol.level_duals = share / coef
+    sol.level_duals = mu
     return sol
 
 
 @pytest.mark.unit
-def test_a_dual_within_the_noise_does_not_block() -> None:
+def test_a_dual_far_below_the_bottleneck_does_not_block() -> None:
     free = np.ones(4, dtype=bool)
-    x, coef, rhs = np.zeros(4), np.ones(4), np.full(4, 2.0)  # every row tight at λ = 2
-    share = np.array([0.99, 2.0e-7, 0.0, 1e-2 - 2.0e-7])
-    bott = MaxMinLPs._bottlenecks(free, x, coef, rhs, _round(share), 1e-5)
+    x, coef, rhs = np.zeros(4), np.array([40.0, 20.0, 5.0, 0.5]), np.full(4, 20.0)
+    # every row tight at λ = 2 ... only duals within 1e-3 of the largest block
+    mu = np.array([0.02, 2.0e-8, 0.0, 1.0e-4])  # shares 0.8, 4e-7 (the noise of t = 4771), 0, 5e-5
+    bott = MaxMinLPs._bottlenecks(free, x, coef, rhs, _round(mu), 1e-5)
     np.testing.assert_array_equal(bott, [True, False, False, True])
-    # 1e-5 is still within the duals' error (it could lower its level by about 1)
-    share = np.array([0.99, 1.0e-5, 0.0, 1e-2 - 1.0e-5])
-    bott = MaxMinLPs._bottlenecks(free, x, coef, rhs, _round(share), 1e-5)
-    np.testing.assert_array_equal(bott, [True, False, False, True])
-    # a tight row with a zero dual is not blocked either (tight is not blocked)
-    assert not bott[2]
+    assert not bott[2]  # a tight row with a zero dual is not blocked (tight is not blocked)
 
 
 @pytest.mark.unit
-def test_when_every_share_is_small_the_largest_is_blocked() -> None:
+def test_equal_prices_block_every_row_whatever_its_size() -> None:
+    # a copper plate: every level row has the same price, small nodes included
     free = np.array([True, True, True, False])
-    x, coef, rhs = np.zeros(4), np.ones(4), np.full(4, 2.0)
-    share = np.array([4e-4, 5e-4, 1e-7, 0.9])  # node 3 is not free: its row is inactive
-    bott = MaxMinLPs._bottlenecks(free, x, coef, rhs, _round(share), 1e-5)
-    np.testing.assert_array_equal(bott, [False, True, False, False])
+    coef = np.array([100.0, 1.0, 0.05, 1.0])
+    mu = np.array([0.01, 0.01, 0.01, 5.0])  # node 3 is not free: its row is inactive
+    bott = MaxMinLPs._bottlenecks(free, np.zeros(4), coef, np.full(4, 2.0), _round(mu), 1e-5)
+    np.testing.assert_array_equal(bott, [True, True, True, False])
 
 
 @pytest.mark.unit
-def test_the_threshold_follows_the_mean_share_in_large_tiers() -> None:
-    n = 2000  # mean share 5e-4: the threshold is 5e-5, not 1e-3
-    free = np.ones(n, dtype=bool)
-    share = np.full(n, 1.0 / n)
-    share[:10] = 6e-5
-    share[10:20] = 4e-5
-    bott = MaxMinLPs._bottlenecks(
-        free, np.zeros(n), np.ones(n), np.full(n, 2.0), _round(share), 1e-5
-    )
-    assert bott[:10].all() and not bott[10:20].any() and bott[20:].all()
+def test_a_tier_served_in_full_needs_no_last_round() -> None:
+    d = np.array([10.0, 5.0, 3.0])
+    free = np.array([False, True, True])
+    tight = 1e-9 * d + 1e-9
+    assert MaxMinLPs._served_in_full(np.array([2.0, 5.0, 3.0 - 1e-9]), d, free, tight)
+    assert not MaxMinLPs._served_in_full(np.array([2.0, 5.0, 2.9]), d, free, tight)
