@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/bench_mechanism.py [--intervals 300] [--rebuild 100]
                                               [--spec models/ieee118.toml]
+                                              [--rule qp|maxmin]
                                               [--out bench/results_mechanism.json]
 
 ``bench_interval.py`` times one screen + one clear on synthetic inputs; this script times what
@@ -20,6 +21,10 @@ Parquet), measured between consecutive intervals of the loop. Variants, same spe
    intervals;
 4. one pandapower ``rundcopp`` (the screening LP: one VOLL, same network, ratings, demand and
    availability) on a sample of the same intervals; converged calls only.
+
+``--rule maxmin`` runs the same spec with ``mechanism.rule = "maxmin"`` (the weighted leximin
+by successive LPs; variant 2 does not apply) and writes ``results_mechanism_maxmin.json`` by
+default. Solves per scarce interval (screen, clears and dispatch) are reported for every variant.
 
 Times are this machine's; ratios are what carries over.
 """
@@ -97,17 +102,22 @@ def _rebuilding_build(prep: Any, extensions: Any = ()) -> Any:
 ORIGINAL_BUILD = run_mod.build_allocator
 
 
-def timed_run(spec_path: str, intervals: int, variant: str) -> dict:
-    """Run the spec for ``intervals`` as ``variant`` (shipped | solver | rebuild), timed."""
+def timed_run(spec_path: str, intervals: int, variant: str, rule: str | None = None) -> dict:
+    """Run the spec for ``intervals`` as ``variant`` (shipped | solver | rebuild), timed;
+    ``rule`` overrides ``mechanism.rule``."""
     steps: list[tuple[int, bool, float, np.ndarray, np.ndarray]] = []
+    solves: list[tuple[bool, int]] = []
     clock = [time.perf_counter()]
 
     def on_step(rec) -> None:
         now = time.perf_counter()
         steps.append((rec.t, bool(rec.scarce), now - clock[0], rec.demand_mw, rec.available_mw))
+        solves.append((bool(rec.scarce), int(rec.n_solves)))
         clock[0] = now
 
     overrides = [f"run.intervals={intervals}"]
+    if rule is not None:
+        overrides.append(f"mechanism.rule={rule}")
     if variant == "solver":
         overrides.append("solver.qp_method=solver")
     spec = load_spec(spec_path, overrides)
@@ -119,6 +129,7 @@ def timed_run(spec_path: str, intervals: int, variant: str) -> dict:
     finally:
         run_mod.build_allocator = ORIGINAL_BUILD
     steps = steps[1:]  # the first step also carries the loop's start-up
+    n_scarce = [n for sc, n in solves if sc]
     wall = np.array([s[2] for s in steps])
     scarce = np.array([s[1] for s in steps])
     man = res.manifest
@@ -131,6 +142,7 @@ def timed_run(spec_path: str, intervals: int, variant: str) -> dict:
         "ms_per_normal": 1e3 * float(wall[~scarce].mean()) if (~scarce).any() else float("nan"),
         "loop_s": float(man["timings"]["loop_s"]),
         "solver_s": float(man["timings"]["solver_s"]),
+        "solves_per_scarce": float(np.mean(n_scarce)) if n_scarce else float("nan"),
         "qp_method": man.get("qp_method"),
         "solve_paths": man.get("solve_paths", {}),
         "_steps": steps,
@@ -161,21 +173,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--intervals", type=int, default=300)
     ap.add_argument("--rebuild", type=int, default=100, help="intervals of the rebuild run")
     ap.add_argument("--sample", type=int, default=60, help="intervals given to rundcopp")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results_mechanism.json"))
+    ap.add_argument("--out", default=None, help="default bench/results_mechanism[_maxmin].json")
+    ap.add_argument("--rule", choices=["qp", "maxmin"], default=None, help="override the spec's")
     ap.add_argument("--quick", action="store_true", help="60 intervals, 10 rundcopp samples")
     a = ap.parse_args(argv)
+    if a.out is None:
+        name = "results_mechanism_maxmin.json" if a.rule == "maxmin" else "results_mechanism.json"
+        a.out = str(ROOT / "bench" / name)
     if a.quick:
         a.intervals, a.sample, a.rebuild = min(a.intervals, 60), min(a.sample, 10), 30
     spec = load_spec(a.spec, [f"run.intervals={a.intervals}"])
     info = machine_block()
     # Warm-up (imports, first model build, caches): the first timed run would pay for it.
-    timed_run(a.spec, 20, "shipped")
-    fast = timed_run(a.spec, a.intervals, "shipped")
-    solver = timed_run(a.spec, a.intervals, "solver")
-    rebuild = timed_run(a.spec, a.rebuild, "rebuild")
+    timed_run(a.spec, 20, "shipped", a.rule)
+    fast = timed_run(a.spec, a.intervals, "shipped", a.rule)
+    maxmin = a.rule == "maxmin"
+    solver = fast if maxmin else timed_run(a.spec, a.intervals, "solver", a.rule)
+    rebuild = timed_run(a.spec, a.rebuild, "rebuild", a.rule)
     match = _matched(rebuild, fast)
     steps = fast.pop("_steps")
-    solver.pop("_steps")
+    solver.pop("_steps", None)
     rebuild.pop("_steps")
     net = prepare(spec).net
     rng = np.random.default_rng(0)
@@ -198,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = {
         "spec": str(Path(a.spec).name),
+        "rule": a.rule or "as in the spec",
         "machine": info,
         "fpamm_shipped": fast,
         "fpamm_qp_by_solver": solver,
@@ -207,16 +225,20 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratio,
     }
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{out['spec']}: {fast['intervals']} intervals ({fast['scarce']} scarce), this machine")
-    print(f"{'per interval, ms':<52}{'mean':>9}{'scarce':>9}{'normal':>9}")
-    for label, r in (
-        ("FP-AMM as shipped (QPs by KKT)", fast),
-        ("FP-AMM, QPs by HiGHS (qp_method=solver)", solver),
-        (f"rebuild model each interval ({rebuild['intervals']} int.)", rebuild),
-    ):
+    rule = f", rule {a.rule}" if a.rule else ""
+    print(
+        f"{out['spec']}{rule}: {fast['intervals']} intervals ({fast['scarce']} scarce), "
+        "this machine"
+    )
+    print(f"{'per interval, ms':<52}{'mean':>9}{'scarce':>9}{'normal':>9}{'solves/sc.':>11}")
+    rows = [("FP-AMM as shipped (QPs by KKT)" if not maxmin else "FP-AMM, max-min rule", fast)]
+    if not maxmin:
+        rows.append(("FP-AMM, QPs by HiGHS (qp_method=solver)", solver))
+    rows.append((f"rebuild model each interval ({rebuild['intervals']} int.)", rebuild))
+    for label, r in rows:
         print(
             f"{label:<52}{r['ms_per_interval']:>9.2f}{r['ms_per_scarce']:>9.2f}"
-            f"{r['ms_per_normal']:>9.2f}"
+            f"{r['ms_per_normal']:>9.2f}{r['solves_per_scarce']:>11.1f}"
         )
     print(
         f"{'pandapower rundcopp (one LP, converged calls)':<52}{pp['wall_ms']:>9.2f}"

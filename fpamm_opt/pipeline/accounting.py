@@ -70,8 +70,12 @@ class PathStats:
     Attributes
     ----------
     tier_paths : dict
-        ``"cp"`` water-fill trial accepted, ``"rule"`` trial infeasible and the rule's solves
-        ran, ``"skipped"`` no trial (failed earlier in the interval, or rationed).
+        ``"cp"`` water-fill trial accepted (solved, or reused: see ``cp_reused``), ``"rule"``
+        trial infeasible and the rule's solves ran, ``"skipped"`` no trial (failed earlier in
+        the interval, or rationed).
+    cp_reused : int
+        Accepted trials of tiers served in full reused, without a solve, by a later clear of
+        the interval under the same bounds.
     qp_paths : dict
         Within-tier QPs: ``"kkt_warm"``, ``"kkt_carry"``, ``"kkt_lp"`` certified by the KKT
         search from that guess; ``"solver"`` the solver's QP.
@@ -89,6 +93,7 @@ class PathStats:
     qp_misses: dict[str, int] = field(default_factory=dict)
     kkt_iterations: int = 0
     anchored_tiers: int = 0
+    cp_reused: int = 0
 
     def miss(self, reason: str) -> None:
         """Count one failed KKT search."""
@@ -102,4 +107,5 @@ class PathStats:
             "qp_misses": dict(self.qp_misses),
             "kkt_iterations": int(self.kkt_iterations),
             "anchored_tiers": int(self.anchored_tiers),
+            "cp_reused": int(self.cp_reused),
         }

@@ -58,6 +58,16 @@ class IntervalSession:
     deliverable : dict (tier, position) -> (lo, hi, LPSolution)
         Deliverable LPs with the bounds they ran under (the first tier's is the same in every
         clear).
+    full_trial : dict (tier, position) -> (lo, hi, LPSolution)
+        Accepted water-fill trials of tiers served in full, with the bounds they ran under:
+        the same least-cost LP whatever the weights, so a later clear with the same bounds
+        reuses its answer.
+    widened : dict (tier, position) -> str
+        The widest fixing of the earlier tiers (``"tight"``, ``"band"``) that a max-min
+        round of the tier needed in this interval; its later rounds start there. Where the
+        exact fix is infeasible by HiGHS's tolerances in some warm starts and not in others,
+        clears that widened only sometimes differed by ~1e-2 MW, which the fixed point
+        recorded as residuals that did not contract (IEEE-118, seed 0, t = 4771).
     deferred : dict token -> DeferredClear
         The latest :data:`~fpamm_opt.mechanism.types.DEFERRED_KEPT` deferred clears.
     anchors : dict (tier, position) -> TierAnchor
@@ -73,16 +83,21 @@ class IntervalSession:
     deliverable: dict[TierKey, tuple[np.ndarray, np.ndarray, LPSolution]] = field(
         default_factory=dict
     )
+    full_trial: dict[TierKey, tuple[np.ndarray, np.ndarray, LPSolution]] = field(
+        default_factory=dict
+    )
+    widened: dict[TierKey, str] = field(default_factory=dict)
     deferred: dict[int, DeferredClear] = field(default_factory=dict)
     anchors: dict[TierKey, TierAnchor] = field(default_factory=dict)
     n_anchored: int = 0
 
     def seen_deliverable(self, key: TierKey, lo: np.ndarray, hi: np.ndarray) -> LPSolution | None:
         """The deliverable LP of ``key`` solved earlier under the same bounds, if any."""
-        seen = self.deliverable.get(key)
-        if seen is not None and np.array_equal(seen[0], lo) and np.array_equal(seen[1], hi):
-            return seen[2]
-        return None
+        return _seen(self.deliverable, key, lo, hi)
+
+    def seen_full_trial(self, key: TierKey, lo: np.ndarray, hi: np.ndarray) -> LPSolution | None:
+        """The accepted full-service trial of ``key`` under the same bounds, if any."""
+        return _seen(self.full_trial, key, lo, hi)
 
     def settle_path(self, key: TierKey, path: str, first: bool) -> bool:
         """Record the tier's QP path; True when it changed after the tier's first clear."""
@@ -126,3 +141,16 @@ class IntervalSession:
             return prev.x.copy(), prev.point
         self.anchors[key] = TierAnchor(opened[0].copy(), opened[1].copy(), x.copy(), point)
         return x, point
+
+
+def _seen(
+    cache: dict[TierKey, tuple[np.ndarray, np.ndarray, LPSolution]],
+    key: TierKey,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> LPSolution | None:
+    """The solution cached under ``key`` when it ran under exactly ``lo``, ``hi``."""
+    seen = cache.get(key)
+    if seen is not None and np.array_equal(seen[0], lo) and np.array_equal(seen[1], hi):
+        return seen[2]
+    return None

@@ -209,6 +209,7 @@ class FixedLoadSolves:
         duals: bool = False,
         widen_first: np.ndarray | None = None,
         point: LPSolution | None = None,
+        start: str = "",
     ) -> tuple[LPSolution, int, float, str]:
         """Solve the current objective with the loads of ``fixed`` held at ``lo == hi``.
 
@@ -218,7 +219,7 @@ class FixedLoadSolves:
         dispatch) only those nodes are widened first (``"last-tight"``, ``"last-band"``).
         ``point`` (final dispatch only) is returned as ``"rule-point"`` when the exact solve
         fails, before anything is widened: the last tier's own solve is a point of ``X(t)``
-        with the allocation's loads.
+        with the allocation's loads. ``start`` (a label) skips the widths before it.
 
         Returns the solution, the solves used, their time and the widening (``""``: none).
         """
@@ -231,6 +232,8 @@ class FixedLoadSolves:
         widths += [(name, fixed, r, a) for name, r, a in steps]
         if not fixed.any():
             widths = widths[:1]
+        elif start:
+            widths = widths[[w[0] for w in widths].index(start) :]
         for i, (label, which, rel, abs_mw) in enumerate(widths):  # noqa: B007 (label: last)
             b = np.where(which, rel * d + abs_mw, 0.0)
             e.set_served_bounds(np.maximum(lo - b, 0.0), np.minimum(hi + b, np.maximum(d, hi)))
@@ -239,7 +242,7 @@ class FixedLoadSolves:
             secs += sol.solve_s
             if sol.status is SolveStatus.OPTIMAL:
                 break
-            if i == 0 and point is not None:
+            if i == 0 and point is not None and not start:
                 e.set_served_bounds(lo, hi)
                 return point, n, secs, "rule-point"
         if label:
@@ -275,7 +278,9 @@ class WaterFillTrial:
     ``X(t)`` (earlier tiers fixed, later at zero), so a water-filled point that the least-cost
     LP (tier fixed within the tight band, exactly when fully served) finds feasible is the
     rule's unique answer over ``X(t)``. A failed trial is not repeated in the interval; trials
-    of weighted tiers are rationed by ``rationing``.
+    of weighted tiers are rationed by ``rationing``. A tier served in full is the same LP
+    whatever the weights: a later clear of the interval under the same bounds reuses the
+    accepted answer (counted in ``stats.cp_reused``) instead of solving it again.
     """
 
     solves: FixedLoadSolves
@@ -295,10 +300,19 @@ class WaterFillTrial:
         x[on] = d[on] * (1.0 - u)
         band = None if q_cp >= ctx.d_tier else b.tight
         lo_t, hi_t = b.pinned(mem, x, band)
+        if not weighted:
+            seen = ctx.session.seen_full_trial(ctx.key, lo_t, hi_t)
+            if seen is not None:
+                self.stats.tier_paths["cp"] += 1
+                self.stats.cp_reused += 1
+                b.fix(mem, x, band)
+                return TierOutcome(0.0, False, 0, q_cp, final=seen)
         sol = self.solves.least_cost_lp(lo_t, hi_t, retry=False)
         ok = sol.status is SolveStatus.OPTIMAL
         if not ok:
             self.solves.engine.set_served_bounds(b.lo, b.hi)  # the tier free again
+        elif not weighted:
+            ctx.session.full_trial[ctx.key] = (lo_t, hi_t, sol)
         ctx.log.add(1, sol.solve_s)
         if weighted:
             self.rationing.record(ok)
@@ -484,12 +498,32 @@ class MaxMinLPs:
     """Weighted max-min by bottleneck rounds.
 
     Each round solves ``max λ`` s.t. ``x_i + λ d_i v_i >= d_i`` for free members (every
-    other row inactive as ``x_i + λ >= 0``), earlier tiers fixed. Bottlenecks are free nodes
-    with a normalised dual share ``|μ_i| coef_i > 1e-7`` (``Σ μ_i coef_i = 1``), else the
-    tight rows; they keep their level as a lower bound within the rule's band,
-    ``x_i >= x_i* - band_i``, and leave the free set. At most ``max_rounds`` rounds; past it
-    the rest keep the last solution (noted ``rounds-capped``).
+    other row inactive as ``x_i + λ >= 0``), earlier tiers fixed. Bottlenecks are the free
+    nodes whose level-row dual ``μ_i`` is above ``BLOCK_DUAL_REL`` times the largest one;
+    they keep their level as a lower bound within the rule's band, ``x_i >= x_i* - band_i``,
+    and leave the free set. When every node still free is served in full at the round's
+    point, the tier is done (the next round would find ``λ = 0`` there). At most
+    ``max_rounds`` rounds; past it the rest keep the last solution (noted ``rounds-capped``).
+
+    A positive dual proves a row tight in every optimum of the round only in exact
+    arithmetic. The previous test, a dual share ``|μ_i| coef_i > 1e-7``, blocked rows whose
+    duals were within HiGHS's error: on IEEE-118 (seed 0, t = 4771) warm-started rounds
+    blocked nodes with shares of 1.1e-7 to 3.3e-7 whose level the next round could lower by
+    10 (29 MW for one node), and which of them got blocked depended on the vertex, so the
+    fixed point jumped between clears (``q_hat`` 2.1). A threshold on the share itself does
+    not work either: at 1e-6 the fixed point cycled where a share sat at the threshold, and
+    at 1e-3 small nodes of an uncongested tier (small ``coef``, the same price as every
+    other) were left free, and later rounds handed them the band of the blocked ones. The
+    dual relative to the largest one has neither problem: on a copper plate every level row
+    has the same price and all are blocked at once (the water-fill answer), and rows priced
+    a thousand times below the bottleneck are left to the next round. Blocking wrongly is
+    final (no later round raises the node), while leaving a true bottleneck free costs one
+    more round (it binds again at the same level), so the threshold errs on the high side.
     """
+
+    #: A free node is blocked when its level-row dual exceeds this fraction of the largest
+    #: (see the class docstring); the largest is always blocked, so every round blocks one.
+    BLOCK_DUAL_REL = 1e-3
 
     solves: FixedLoadSolves
     max_rounds: int = 50
@@ -506,7 +540,12 @@ class MaxMinLPs:
             coef = np.where(free, d * ctx.v, 1.0)
             rhs = np.where(free, d, 0.0)
             e.set_level(coef, rhs)
-            sol, n, secs, how = self.solves.solve(b.lo, b.hi, b.fixed, d, duals=True)
+            start = ctx.session.widened.get(ctx.key, "")
+            sol, n, secs, how = self.solves.solve(b.lo, b.hi, b.fixed, d, duals=True, start=start)
+            if how and how != start:
+                # every later round of the tier in this interval starts at this width, so
+                # that the clears of the fixed point hold the earlier tiers alike
+                ctx.session.widened[ctx.key] = how
             point = sol
             ctx.log.record(f"maxmin[{ctx.k}]", sol, n, secs, how)
             if sol.status is not SolveStatus.OPTIMAL:
@@ -518,10 +557,20 @@ class MaxMinLPs:
             free &= ~bott
             if sol.level <= 1e-12:
                 break
+            if self._served_in_full(x, d, free, b.tight):
+                free[:] = False  # every free node at level 0: nothing left to lower
+                break
         if free.any():
             ctx.log.event(ClearEvent(ClearEventKind.ROUNDS_CAPPED, ctx.k))
         x = np.where(mem, np.clip(x, 0.0, d), x)
         return ctx.rule_outcome(x, point, rounds)
+
+    @staticmethod
+    def _served_in_full(x: np.ndarray, d: np.ndarray, free: np.ndarray, tight: np.ndarray) -> bool:
+        """Every node still free is served in full at the round's point (within the tight
+        band): the next round's optimum is ``λ = 0`` at this very point, so it is not
+        solved (``λ >= 0`` is its bound, and the point satisfies every row at ``λ = 0``)."""
+        return bool(free.any() and np.all(x[free] >= d[free] - tight[free]))
 
     @staticmethod
     def _bottlenecks(
@@ -532,13 +581,14 @@ class MaxMinLPs:
         sol: LPSolution,
         tol_mw: float,
     ) -> np.ndarray:
-        """Free nodes with dual share ``|μ_i| coef_i > 1e-7``; else rows with slack
-        ``x_i + coef_i λ - rhs_i <= tol_mw``; else (or when ``λ <= 1e-12``) all free."""
+        """Free nodes whose level-row dual ``|μ_i|`` exceeds ``BLOCK_DUAL_REL`` times the
+        largest over free nodes; without duals, rows with slack ``x_i + coef_i λ - rhs_i <=
+        tol_mw``; else (or when ``λ <= 1e-12``) all free."""
         lam = sol.level
         mu = sol.level_duals
-        share = np.abs(mu) * coef if mu is not None else None
-        if share is not None and np.any(free & (share > 1e-7)):
-            bott = free & (share > 1e-7)
+        price = np.where(free, np.abs(mu), 0.0) if mu is not None else None
+        if price is not None and price.max(initial=0.0) > 0.0:
+            bott = price > MaxMinLPs.BLOCK_DUAL_REL * float(price.max())
         else:
             bott = free & (x + coef * lam - rhs <= tol_mw)
         if not bott.any() or lam <= 1e-12:
