@@ -567,6 +567,7 @@ class AllocationProblem:
             cap_active=led.cap,
             note=";".join(log.notes),
             events=tuple(log.events),
+            tier_paths=tuple(led.paths),
             deferred=deferred,
             path_switched=led.switched,
             deferred_token=token,

@@ -272,7 +272,7 @@ class _Tracker:
 
     def all_events(self, final: Dispatch) -> tuple[ClearEvent, ...]:
         """The interval's failed solves and restart, the events of every clear of the
-        interval, then the final clear's marks."""
+        interval, then the final clear's marks and the path of each of its tiers."""
         failed = [
             ClearEvent(ClearEventKind.SOLVE_FAILED, None, e.removeprefix("error:"))
             for e in self.errors
@@ -280,7 +280,8 @@ class _Tracker:
         if RESTART_NOTE in self.notes:
             restart = RESTART_NOTE.partition(":")[2]
             failed.append(ClearEvent(ClearEventKind.FIXED_POINT_RESTARTED, None, restart))
-        return (*failed, *self.events, *self.final_marks(final))
+        paths = [ClearEvent(ClearEventKind.TIER_PATH, k, path) for k, path in final.tier_paths]
+        return (*failed, *self.events, *self.final_marks(final), *paths)
 
 
 def _weighted_normaliser(lam: np.ndarray, m: np.ndarray) -> float:

@@ -44,6 +44,15 @@ class ClearEventKind(enum.StrEnum):
     FIXED_POINT_RESTARTED = "fixed-point-restarted"
     #: The audit of a held interval (its exact clearing) found no usable allocation.
     AUDIT_FAILED = "audit-failed"
+    #: How the interval's final clear cleared tier ``tier`` (``detail``, :data:`TIER_PATHS`).
+    TIER_PATH = "tier-path"
+
+
+#: The paths of a ``TIER_PATH`` event: ``full`` the deliverable LP serves the tier in full;
+#: ``cp`` the water-fill trial (copper-plate answer) checked feasible by one LP; ``kkt`` the
+#: QP rule from its KKT conditions, certified; ``solver`` the solver's QP; ``maxmin`` the
+#: max-min LPs (the max-min rule, or the QP rule's fallback).
+TIER_PATHS: tuple[str, ...] = ("full", "cp", "kkt", "solver", "maxmin")
 
 
 class IntervalStatus(enum.StrEnum):
@@ -145,6 +154,7 @@ _TEXT_OF: dict[ClearEventKind, str] = {
     ClearEventKind.SOLVE_FAILED: "error:{}",
     ClearEventKind.FIXED_POINT_RESTARTED: "fixed-point-restarted:{}",
     ClearEventKind.AUDIT_FAILED: "audit_failed{}",
+    ClearEventKind.TIER_PATH: "path[{}]",
 }
 
 
@@ -227,6 +237,8 @@ class Dispatch:
     deferred_token: int | None = None
     #: Typed events of the clear (the typed twin of the recoveries in ``note``).
     events: tuple[ClearEvent, ...] = ()
+    #: ``(tier, path)`` for each tier the clear cleared, in its order (paths: :data:`TIER_PATHS`).
+    tier_paths: tuple[tuple[int, str], ...] = ()
 
     @property
     def ok(self) -> bool:

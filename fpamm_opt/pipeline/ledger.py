@@ -38,6 +38,8 @@ class ClearLedger:
         The tier cleared last.
     point, final : LPSolution or None
         The last tier's own solve, and its accepted trial's LP (see :class:`TierOutcome`).
+    paths : list of (tier, path)
+        How each tier was cleared, in the clear's order.
     """
 
     def __init__(self, inp: IntervalInput, weights: np.ndarray, n_tier: int) -> None:
@@ -57,6 +59,7 @@ class ClearLedger:
         self.last_mem = np.zeros(d.size, dtype=bool)
         self.point: LPSolution | None = None
         self.final: LPSolution | None = None
+        self.paths: list[tuple[int, str]] = []
 
     def tier(self, k: int, pos: int, mem: np.ndarray, session: IntervalSession) -> TierContext:
         """Open tier ``k`` (at ``pos`` in the order): its loads free in the bounds."""
@@ -74,3 +77,4 @@ class ClearLedger:
         self.cap |= out.capped
         self.switched |= ctx.switched
         self.last_mem, self.point, self.final = ctx.mem, out.point, out.final
+        self.paths.append((k, out.path))

@@ -65,6 +65,8 @@ class TierOutcome:
     delivered: float
     point: LPSolution | None = None
     final: LPSolution | None = None
+    #: how the tier was cleared (one of :data:`~fpamm_opt.mechanism.types.TIER_PATHS`)
+    path: str = ""
 
 
 def tier_level(
@@ -136,14 +138,16 @@ class TierContext:
         assert self.path is not None
         self.switched = self.session.settle_path(self.key, self.path, self.first)
 
-    def rule_outcome(self, x: np.ndarray, point: LPSolution | None, rounds: int) -> TierOutcome:
+    def rule_outcome(
+        self, x: np.ndarray, point: LPSolution | None, rounds: int, path: str
+    ) -> TierOutcome:
         """Fix the rule's allocation ``x`` of the tier exactly (or the tier's anchor from an
         earlier clear, :meth:`IntervalSession.anchor`) and report it."""
         if self.opened is not None:
             x, point = self.session.anchor(self.key, self.mem, self.opened, x, point, self.tol_mw)
         level, capped = tier_level(self.d, x, self.w, self.v, self.mem, self.q, self.tol_mw)
         self.bounds.fix(self.mem, x)
-        return TierOutcome(level, capped, rounds, self.q, point=point)
+        return TierOutcome(level, capped, rounds, self.q, point=point, path=path)
 
 
 class TierStrategy(Protocol):
@@ -306,7 +310,7 @@ class WaterFillTrial:
                 self.stats.tier_paths["cp"] += 1
                 self.stats.cp_reused += 1
                 b.fix(mem, x, band)
-                return TierOutcome(0.0, False, 0, q_cp, final=seen)
+                return TierOutcome(0.0, False, 0, q_cp, final=seen, path="cp")
         sol = self.solves.least_cost_lp(lo_t, hi_t, retry=False)
         ok = sol.status is SolveStatus.OPTIMAL
         if not ok:
@@ -323,7 +327,7 @@ class WaterFillTrial:
         self.stats.tier_paths["cp"] += 1
         level, capped = tier_level(d, x, ctx.w, ctx.v, mem, q_cp, ctx.tol_mw)
         b.fix(mem, x, band)
-        return TierOutcome(level, capped, 0 if level == 0.0 else 1, q_cp, final=sol)
+        return TierOutcome(level, capped, 0 if level == 0.0 else 1, q_cp, final=sol, path="cp")
 
 
 @dataclass
@@ -355,7 +359,7 @@ class DeliverableLP:
         q = float(sol.pl[mem].sum())
         if q >= ctx.d_tier - ctx.tol_mw:
             b.fix(mem, ctx.d)
-            return TierOutcome(0.0, False, 0, q)
+            return TierOutcome(0.0, False, 0, q, path="full")
         if self.tier_energy is TierEnergy.MAX:
             e.set_tier_total(mem.astype(float), q - ctx.tol_mw)
             ctx.q_min = q - ctx.tol_mw
@@ -389,7 +393,7 @@ class KKTTier:
         if res is None:
             return None
         ctx.settle_path()
-        return ctx.rule_outcome(res.served_mw, self.point_of(res), 1)
+        return ctx.rule_outcome(res.served_mw, self.point_of(res), 1, "kkt")
 
     def search(self, ctx: TierContext, lp: LPSolution) -> TierQPResult | None:
         """The certified answer (None if none), guesses from the session, ``last`` and
@@ -490,7 +494,7 @@ class SolverQP:
         else:
             ctx.path = "solver"
         ctx.settle_path()
-        return ctx.rule_outcome(x, point, 1)
+        return ctx.rule_outcome(x, point, 1, ctx.path or "solver")
 
 
 @dataclass
@@ -563,7 +567,7 @@ class MaxMinLPs:
         if free.any():
             ctx.log.event(ClearEvent(ClearEventKind.ROUNDS_CAPPED, ctx.k))
         x = np.where(mem, np.clip(x, 0.0, d), x)
-        return ctx.rule_outcome(x, point, rounds)
+        return ctx.rule_outcome(x, point, rounds, "maxmin")
 
     @staticmethod
     def _served_in_full(x: np.ndarray, d: np.ndarray, free: np.ndarray, tight: np.ndarray) -> bool:

@@ -126,3 +126,19 @@ def test_solver_name_and_object_reach_the_run(tmp_path: Path) -> None:
         fpamm_opt.simulate(
             SPEC, intervals=2, overrides=["solver.engine=highs"], solver=pyo.SolverFactory("highs")
         )
+
+
+def test_every_scarce_interval_records_each_tier_path() -> None:
+    """The per-tier path record: one ``tier-path`` event per tier of every scarce interval's
+    final clear, with a word of ``TIER_PATHS``; none for the others."""
+    from fpamm_opt.mechanism.types import TIER_PATHS
+
+    spec = fpamm_opt.load_spec(SPEC)
+    res = fpamm_opt.simulate(spec, intervals=120)
+    iv, ev = res.tables["intervals"], res.tables["events"]
+    paths = ev[ev["kind"] == "tier-path"]
+    scarce = set(iv.loc[iv["scarce"] & iv["executed"], "t"])
+    assert scarce and set(paths["t"]) == scarce
+    n_tier = int(res.tables["nodes"]["tier"].max()) + 1
+    assert (paths.groupby("t").size() == n_tier).all()
+    assert set(paths["detail"]) <= set(TIER_PATHS)
