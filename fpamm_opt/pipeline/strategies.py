@@ -141,9 +141,12 @@ class TierContext:
     def rule_outcome(
         self, x: np.ndarray, point: LPSolution | None, rounds: int, path: str
     ) -> TierOutcome:
-        """Fix the rule's allocation ``x`` of the tier exactly (or the tier's anchor from an
-        earlier clear, :meth:`IntervalSession.anchor`) and report it."""
-        if self.opened is not None:
+        """Fix the rule's allocation ``x`` of the tier exactly (or, for a QP-rule tier, its
+        anchor from an earlier clear, :meth:`IntervalSession.anchor`) and report it."""
+        if self.opened is not None and path != "maxmin":
+            # QP-rule tiers only: max-min rounds keep bottleneck levels within a band and
+            # converge slowly, so an anchor's drift past tol_mw came back as a jump that T2
+            # read as non-contraction (IEEE-118, seed 0: q_hat 2.9; docs/design.md)
             x, point = self.session.anchor(self.key, self.mem, self.opened, x, point, self.tol_mw)
         level, capped = tier_level(self.d, x, self.w, self.v, self.mem, self.q, self.tol_mw)
         self.bounds.fix(self.mem, x)
