@@ -50,7 +50,7 @@ TARGET = 1.3
 MARK = "BENCH_MEMORY_RESULT "
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     """Current resident set size (MB) of this process."""
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -59,7 +59,7 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _maxrss_mb() -> float:
+def maxrss_mb() -> float:
     """Peak resident set size (MB) of this process so far (Linux: ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -68,7 +68,7 @@ def child(spec_path: str, policy: str, intervals: int, sets: list[str]) -> dict:
     """One run in this (fresh) process; returns its memory and time figures."""
     sys.path.insert(0, str(ROOT))
     t0 = time.perf_counter()
-    rss_start = _rss_mb()
+    rss_start = rss_mb()
     from fpamm_opt.sim.run import run
     from fpamm_opt.spec import load_spec
 
@@ -80,15 +80,15 @@ def child(spec_path: str, policy: str, intervals: int, sets: list[str]) -> dict:
     def on_step(rec) -> None:
         t = int(rec.t)
         if not first:
-            first.append(_rss_mb())  # imports, network, model, writer all in place
+            first.append(rss_mb())  # imports, network, model, writer all in place
         if t % every == 0 or t == intervals - 1:
-            trace.append((t, round(_rss_mb(), 2)))
+            trace.append((t, round(rss_mb(), 2)))
 
     with tempfile.TemporaryDirectory(prefix="fpamm-bench-mem-") as tmp:
         res = run(spec, Path(tmp) / "run", progress=False, on_step=on_step)
         m = res.manifest
-        peak = _maxrss_mb()
-        rss_end = _rss_mb()
+        peak = maxrss_mb()
+        rss_end = rss_mb()
         size = sum(f.stat().st_size for f in Path(res.run_dir).rglob("*") if f.is_file())
     half = [r for t, r in trace if t >= intervals // 2]
     slope = (

@@ -45,19 +45,8 @@ TARGET_RATIO = 1.1
 TARGET_WALL_S = 180.0
 MARK = "BENCH_YEAR_RESULT "
 
-
-def _rss_mb() -> float:
-    """Current resident set size (MB) of this process."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def _maxrss_mb() -> float:
-    """Peak resident set size (MB) of this process so far (Linux: ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_memory import maxrss_mb, rss_mb  # noqa: E402
 
 
 def _cpu_s() -> float:
@@ -84,7 +73,7 @@ def child(spec_path: str, intervals: int, keep: str | None = None) -> dict:
     def on_step(rec) -> None:
         t = int(rec.t)
         if t % every == 0 or t == intervals - 1:
-            trace.append((t, round(_rss_mb(), 2)))
+            trace.append((t, round(rss_mb(), 2)))
 
     with tempfile.TemporaryDirectory(prefix="fpamm-bench-year-") as tmp:
         out = Path(keep) if keep else Path(tmp) / "run"
@@ -96,7 +85,7 @@ def child(spec_path: str, intervals: int, keep: str | None = None) -> dict:
         "intervals": intervals,
         "wall_s": wall,
         "cpu_s": _cpu_s(),
-        "peak_rss_mb": _maxrss_mb(),
+        "peak_rss_mb": maxrss_mb(),
         "rss_trace_mb": trace,
         "run_dir_mb": size / 2**20,
         "scarce": m["summary"]["scarce"],

@@ -544,6 +544,12 @@ class _IndexedSeries:
     def get(self, t: int) -> tuple[np.ndarray, np.ndarray] | None:
         return self.by_t.get(t)
 
+    def apply(self, t: int, values: np.ndarray) -> None:
+        """Overwrite ``values`` in place where the series has a row for interval ``t``."""
+        hit = self.by_t.get(t)
+        if hit is not None:
+            values[hit[0]] = hit[1]
+
     def describe(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -1004,9 +1010,7 @@ class _GeneratorState:
         xi = np.clip(self.rng_demand.standard_normal(sc.net.n_node), -NOISE_CLIP, NOISE_CLIP)
         demand = np.maximum(sc._base * level * (1.0 + cfg.demand_noise * xi), 0.0)
         if sc._demand is not None:
-            hit = sc._demand.get(t)
-            if hit is not None:
-                demand[hit[0]] = hit[1]
+            sc._demand.apply(t, demand)
 
         # Markov chain: one uniform per interval.
         u = self.rng_markov.random()
@@ -1037,9 +1041,7 @@ class _GeneratorState:
         outage = self.rng_outage.random(sc.net.n_gen) < p_out
         available[outage] = 0.0
         if sc._avail is not None:
-            hit = sc._avail.get(t)
-            if hit is not None:
-                available[hit[0]] = hit[1]
+            sc._avail.apply(t, available)
 
         return ScenarioInterval(
             t=t,

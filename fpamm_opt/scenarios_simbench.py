@@ -352,18 +352,14 @@ class SimbenchScenario(Scenario):
         prof, pmax = self.profiles, self._pmax
         demand = prof.demand_mw(t, self.net.n_node)
         if self._demand is not None:
-            hit = self._demand.get(t)
-            if hit is not None:
-                demand[hit[0]] = hit[1]
+            self._demand.apply(t, demand)
         available = pmax.copy()
         available[ren_gen] = np.minimum(prof.renewable_mw(t)[ren], pmax[ren_gen])
         available[prof.conv_gen] = np.where(out, 0.0, conv_cap)
         outage = np.zeros(self.net.n_gen, dtype=bool)
         outage[prof.conv_gen] = out
         if self._avail is not None:
-            hit = self._avail.get(t)
-            if hit is not None:
-                available[hit[0]] = hit[1]
+            self._avail.apply(t, available)
         return ScenarioInterval(
             t=t,
             demand_mw=demand,
