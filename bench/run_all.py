@@ -18,6 +18,8 @@ through), one after the other so they do not compete for the cores:
 * ``bench_large.py``: ``fpamm dcopf`` on case10000_goc (B-θ and PTDF, against case2000_goc)
   and case3012wp_k (PTDF against B-θ), each command in its own process with its peak RSS
   (``--quick``: without case10000_goc's B-θ); skipped without ``../shared/data/pglib-large``.
+* ``bench_batch.py``: batch throughput, 1 and 2 local workers and a Dask LocalCluster of 2
+  (8 IEEE-14 runs of 1000 intervals; ``--quick``: 4 of 200);
 * ``bench_year.py``: a year of IEEE-118 FP-AMM (17,520 half-hours) as one run against a tenth
   of it, each in a fresh process: wall time and peak RSS (``--quick``: 1750 against 175).
 
@@ -66,6 +68,7 @@ BENCHES = {
     "scale": ("bench_scale.py", 2700, 900),
     "large": ("bench_large.py", 1800, 900),
     "year": ("bench_year.py", 2400, 900),
+    "batch": ("bench_batch.py", 900, 300),
 }
 
 
@@ -343,6 +346,7 @@ def targets(res: dict, share: float) -> list[dict]:
         rows.append(_row("scale", "1000 int.", None, "", None, "bench_scale failed"))
     rows.extend(large_targets(res.get("large", {}).get("result")))
     rows.extend(_year_rows(res.get("year", {}).get("result")))
+    rows.extend(_batch_rows(res.get("batch", {}).get("result")))
     return rows
 
 
@@ -432,6 +436,29 @@ def _year_rows(yr: dict | None) -> list[dict]:
             f"{a['peak_rss_mb']:.0f} MB at T={a['intervals']} (fresh process each)",
         ),
     ]
+
+
+def _batch_rows(bt: dict | None) -> list[dict]:
+    """Issue 16's batch throughput: 2 local workers (and a Dask LocalCluster of 2) against one."""
+    if not bt or "batches" not in bt:
+        return [_row("batch", ">= 1.8x", None, "", None, "bench_batch failed")]
+    rows = []
+    for name in ("local_2", "dask_2"):
+        b = bt["batches"][name]
+        rows.append(
+            _row(
+                f"batch.{name}",
+                ">= 1.8x",
+                b["speedup"],
+                "{:.2f}x",
+                b["speedup"] >= 1.8,
+                f"{bt['runs']} IEEE-14 runs of {bt['intervals']} intervals: "
+                f"{b['runs_per_min']:.1f} runs/min against "
+                f"{bt['batches']['local_1']['runs_per_min']:.1f} with one worker "
+                f"(efficiency {b['efficiency']:.0%})",
+            )
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
