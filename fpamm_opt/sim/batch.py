@@ -521,11 +521,39 @@ def _fast_exit() -> None:
     os._exit(0)
 
 
+#: Seconds between a pool worker's checks that its parent is alive, and the grace an orphaned
+#: worker gives its run to abort (its writer removes the temporary directory) before leaving.
+ORPHAN_POLL_S = 1.0
+ORPHAN_GRACE_S = 10.0
+
+
+def _leave_when_orphaned(parent: int) -> None:
+    """Watch the parent process; once it is gone (killed before it could stop the pool),
+    stop this worker's run as SIGTERM would, then leave.
+
+    Idle workers only record a SIGTERM and wait for the parent to shut the pool down; without
+    this watch they would outlive a parent that was killed (``fpamm compare`` stopped by a
+    SIGTERM to its own PID left two idle workers for half an hour).
+    """
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_POLL_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+    deadline = time.monotonic() + ORPHAN_GRACE_S
+    while _WORKER["busy"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _fast_exit()
+
+
 def _pool_init() -> None:
-    """Pool workers ignore SIGINT (the parent stops them); SIGTERM stops the worker's run."""
+    """Pool workers ignore SIGINT (the parent stops them); SIGTERM stops the worker's run; a
+    worker whose parent dies stops and leaves (:func:`_leave_when_orphaned`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_worker_sigterm)
     atexit.register(_fast_exit)
+    watch = threading.Thread(
+        target=_leave_when_orphaned, args=(os.getppid(),), name="orphan-watch", daemon=True
+    )
+    watch.start()
 
 
 def _pool_entry(fn: Job, task: Mapping[str, Any]) -> dict[str, Any]:

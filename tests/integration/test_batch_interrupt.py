@@ -87,3 +87,43 @@ def test_sigterm_stops_the_batch_cleanly(tmp_path: Path) -> None:
     for name in names:
         man = read_manifest(runs / name)
         assert man["status"] == "complete" and man["spec_hash"] == hashes[name]
+
+
+def test_workers_leave_when_the_batch_process_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to ``fpamm batch`` leaves no time to stop the pool: its workers notice that
+    their parent is gone, abort their runs (no temporary directory left) and exit."""
+    import psutil
+
+    from fpamm_opt.sim.batch import ORPHAN_GRACE_S, ORPHAN_POLL_S
+
+    shutil.copy(REPO / "models" / "ieee14.toml", tmp_path / "ieee14.toml")
+    (tmp_path / "sweep.toml").write_text(SWEEP.replace("= 120", "= 3000"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fpamm_opt.cli", "batch", "sweep.toml", "--out", "out"]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "2", "--no-progress"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 120
+        workers: list[psutil.Process] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = [
+                c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())
+            ]
+            time.sleep(0.2)
+        assert len(workers) == 2, "the pool did not start"
+        time.sleep(3.0)  # the workers are inside their runs
+        proc.kill()
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=ORPHAN_POLL_S + ORPHAN_GRACE_S + 20)
+        assert not alive, f"workers still running after their parent was killed: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    runs = out / "runs"
+    names = sorted(p.name for p in runs.iterdir()) if runs.exists() else []
+    assert not [n for n in names if n.startswith(".")], names  # no temporary directories left
