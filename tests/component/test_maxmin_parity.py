@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from fpamm_opt.engine import LPSolution
-from fpamm_opt.mechanism.types import IntervalInput
 from fpamm_opt.network import load_network
 from fpamm_opt.pipeline.strategies import MaxMinLPs
 from fpamm_opt.problem import AllocationProblem
 from fpamm_opt.verify.cold import ColdClearing, replay_clearing
+from tests.component.test_water_fill import mechanism_like_intervals
 
 pytestmark = pytest.mark.component
 
@@ -55,19 +55,6 @@ class PreviousMaxMin(MaxMinLPs):
     @staticmethod
     def _served_in_full(x: np.ndarray, d: np.ndarray, free: np.ndarray, tight: np.ndarray) -> bool:
         return False
-
-
-def _intervals(net, seed: int, n: int):  # type: ignore[no-untyped-def]
-    """Availability 75-100 % of demand, generators derated unevenly, weights in [1, 20]."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in range(n):
-        d = net.node_demand_mw * rng.uniform(0.9, 1.1, net.n_node)
-        share = rng.uniform(0.75, 1.0) * d.sum() / net.gen_pmax_mw.sum()
-        a = net.gen_pmax_mw * np.clip(share * rng.uniform(0.3, 1.7, net.n_gen), 0.0, 1.0)
-        w = np.where(rng.random(net.n_node) < 0.3, rng.uniform(1.0, 20.0, net.n_node), 1.0)
-        out.append((IntervalInput(t, d, a), w, [int(k) for k in rng.permutation(2)]))
-    return out
 
 
 def _lex_compare(
@@ -109,7 +96,7 @@ def test_new_rounds_give_the_previous_leximin(case: str, n: int) -> None:
     rounds_new = rounds_old = 0
     worst = 0.0
     better = 0
-    for inp, w, order in _intervals(net, seed=11, n=n):
+    for inp, w, order in mechanism_like_intervals(net, seed=11, n=n):
         a, b = new.clear(inp, order, w), old.clear(inp, order, w)
         assert a.ok and b.ok, (a.note, b.note)
         rounds_new += int(a.rounds.sum())

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.component
 SPEC = SolverSpec(time_limit_s=5.0, options={"qp_regularization_value": 0.0})
 
 
-def _intervals(net, seed: int, n: int = 25):
+def mechanism_like_intervals(net, seed: int, n: int = 25):
     """Mechanism-like intervals: availability 75-100 % of demand, generators derated
     unevenly (so some intervals congest), weights in [1, 20] with most nodes near 1."""
     rng = np.random.default_rng(seed)
@@ -58,7 +58,7 @@ def test_shortcut_gives_the_rules_answer(engine: str, rule: str, tier_energy: st
     full = AllocationProblem(net, tiers, 2, water_fill=False, **kw)
     n = net.n_node
     compared = 0
-    for inp, w, order in _intervals(net, seed=11):
+    for inp, w, order in mechanism_like_intervals(net, seed=11):
         a, b = fast.clear(inp, order, w), full.clear(inp, order, w)
         assert a.ok and b.ok, (a.note, b.note)
         if "->maxmin" in a.note + b.note:
@@ -84,7 +84,7 @@ def test_a_repeat_clear_of_the_same_interval_skips_the_failed_trial() -> None:
     net = load_network("case57", ratings="derived", rating_alpha=1.2, rating_min_mw=20.0)
     tiers = np.random.default_rng(3).integers(0, 2, net.n_node)
     prob = AllocationProblem(net, tiers, 2, rule="maxmin", formulation="ptdf", solver=SPEC)
-    for inp, w, order in _intervals(net, seed=11):
+    for inp, w, order in mechanism_like_intervals(net, seed=11):
         first = prob.clear(inp, order, w)
         failed = prob.stats.tier_paths["rule"]
         again = prob.clear(inp, order, w * 1.01)
@@ -105,7 +105,7 @@ def test_trials_are_rationed_when_they_rarely_succeed() -> None:
     ref = AllocationProblem(
         net, tiers, 1, rule="maxmin", formulation="ptdf", solver=SPEC, water_fill=False
     )
-    inp, w, _ = _intervals(net, seed=11)[0]
+    inp, w, _ = mechanism_like_intervals(net, seed=11)[0]
     prob.rationing.rate = 0.0  # as after a long run of congested intervals
     probe = AllocationProblem.TRIAL_PROBE
     tried = []
@@ -145,7 +145,7 @@ def test_an_extension_that_adds_supply_turns_the_shortcut_off() -> None:
     assert AllocationProblem(net, tiers, 1, extensions=[_cap_gen0], **kw).water_fill
     prob = AllocationProblem(net, tiers, 1, extensions=[_add_import], **kw)
     assert not prob.water_fill
-    inp, w, _ = _intervals(net, seed=11)[0]
+    inp, w, _ = mechanism_like_intervals(net, seed=11)[0]
     got = prob.clear(inp, [0], w)
     assert got.ok
     # The source counts: the tier could get more than the generators can supply, which the
